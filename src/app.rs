@@ -1,0 +1,97 @@
+//! What each command does, from parsed arguments to an outcome; `main.rs` only maps the outcome to an exit code.
+
+use std::io::Write;
+
+use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueryArgs};
+use crate::convert::{self, ConvertOptions, source::Limits};
+use crate::error::{Error, Result};
+use crate::print::{self, Format, PrintOptions};
+use crate::session::{self, SessionOptions};
+use crate::storage::{Location, open_lake};
+
+/// How a command ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything went as asked.
+    Success,
+    /// The command ran and found something to report: a file that could not be read, rows under
+    /// `--fail-on-rows`.
+    Found,
+}
+
+fn lake_location(cli: &Cli) -> Result<Location> {
+    Location::parse(cli.lake.as_deref().unwrap_or(DEFAULT_LAKE))
+}
+
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    match &cli.command {
+        Some(Command::Convert(args)) => run_convert(&cli, args).await,
+        Some(Command::Query(args)) => run_query(&cli, args).await,
+        Some(Command::Schema(args)) => {
+            let text = match args.format.as_str() {
+                "markdown" => crate::schema::markdown(),
+                "text" => {
+                    crate::schema::doc_rows().into_iter().map(|r| format!("{:<55} {}\n", r.path, r.sql_type)).collect()
+                }
+                other => return Err(Error::Usage(format!("unknown schema format {other:?}: markdown or text"))),
+            };
+            write_stdout(text.as_bytes())?;
+            Ok(Outcome::Success)
+        }
+        None => Err(Error::Usage("no command given; see trailsql --help".into())),
+    }
+}
+
+async fn run_convert(cli: &Cli, args: &ConvertArgs) -> Result<Outcome> {
+    let location = lake_location(cli)?;
+    let lake = open_lake(&location, true)?;
+    let defaults = ConvertOptions::default();
+    let opts = ConvertOptions {
+        sources: args.sources.clone(),
+        threads: args.threads.unwrap_or(defaults.threads).max(1),
+        max_record: usize::try_from(args.max_record_size).unwrap_or(usize::MAX),
+        limits: Limits { max_file_bytes: args.max_file_size, ..defaults.limits },
+        memory_budget: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
+        compact_below: args.compact_below,
+        progress: !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let summary = convert::convert(&lake.lake, &opts).await?;
+    write_stdout(summary.render().as_bytes())?;
+    Ok(if summary.ok() { Outcome::Success } else { Outcome::Found })
+}
+
+/// Print settings from the output flags.
+pub fn print_options(args: &OutputArgs) -> Result<PrintOptions> {
+    if args.format == Format::Parquet && args.output.is_none() {
+        return Err(Error::Usage("--format parquet needs an output file (-o FILE)".into()));
+    }
+    Ok(PrintOptions {
+        format: args.format,
+        maxrows: (args.maxrows > 0).then_some(args.maxrows),
+        ..PrintOptions::default()
+    })
+}
+
+async fn run_query(cli: &Cli, args: &QueryArgs) -> Result<Outcome> {
+    let lake = open_lake(&lake_location(cli)?, false)?;
+    let session = session::build(&lake, &SessionOptions::default()).await?;
+    let opts = print_options(&args.output)?;
+    let out = crate::exec::execute(&session.ctx, &args.sql).await?;
+    let mut sink = output_sink(args.output.output.as_deref())?;
+    print::print_batches(&mut sink, &out.schema, &out.batches, &opts)?;
+    sink.flush().map_err(|e| Error::io("output", e))?;
+    Ok(Outcome::Success)
+}
+
+/// Standard output, or a file.
+pub fn output_sink(path: Option<&std::path::Path>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| Error::io("standard output", e))
+}

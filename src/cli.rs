@@ -1,0 +1,135 @@
+//! Command-line arguments, parsed once into plain structs; `main.rs` turns them into settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::print::Format;
+
+/// The default lake, used when neither `--lake` nor `TRAILSQL_LAKE` says otherwise.
+pub const DEFAULT_LAKE: &str = "lake";
+
+#[derive(Debug, Parser)]
+#[command(name = "trailsql", version, about = "SQL over AWS CloudTrail logs", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The lake: a directory or s3://bucket/prefix [default: ./lake]
+    #[arg(long, global = true, env = "TRAILSQL_LAKE")]
+    pub lake: Option<String>,
+
+    /// No progress bar or banner
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert CloudTrail JSON (files, directories, .gz, .zip) into the Parquet lake
+    Convert(ConvertArgs),
+    /// Run one SQL statement and print its result
+    Query(QueryArgs),
+    /// Print the lake's schema
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Files or directories of CloudTrail logs
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+
+    /// Reader threads [default: one per core]
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Largest single record; a larger one is rejected with its first bytes
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub max_record_size: u64,
+
+    /// Largest decompressed size of one file; a larger one fails (decompression bombs)
+    #[arg(long, default_value = "8GiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+
+    /// Rows buffered in memory before partitions are written out
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    pub memory_limit: u64,
+
+    /// Files below this size are merged with the other small files of their partition
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    pub compact_below: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Rows shown in table format (0 for all)
+    #[arg(long, default_value_t = 1000)]
+    pub maxrows: usize,
+
+    /// Write the result to this file instead of standard output
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL statement
+    pub sql: String,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// markdown (the README's table) or text
+    #[arg(long, default_value = "text")]
+    pub format: String,
+}
+
+/// Sizes like `16MiB`, `2GB`, `512k` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    Ok((n * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("1.5k"), Ok(1500));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,281 @@
+//! Small JSON helpers over borrowed text: shallow objects, compact text, string values.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// The members of one JSON object, keys unescaped and values left as raw JSON text.
+pub type Entries<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// Why a value could not be read as an object.
+#[derive(Debug)]
+pub enum ObjectError {
+    NotAnObject(&'static str),
+    Invalid(serde_json::Error),
+}
+
+impl fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObjectError::NotAnObject(what) => write!(f, "not a JSON object but {what}"),
+            ObjectError::Invalid(e) => write!(f, "invalid JSON: {e}"),
+        }
+    }
+}
+
+/// What kind of JSON value a raw text is, from its first byte.
+pub fn kind_name(raw: &str) -> &'static str {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(_) => "a number",
+        None => "nothing",
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+struct EntriesVisitor;
+
+impl<'de> Visitor<'de> for EntriesVisitor {
+    type Value = Entries<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(24));
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let value: &'de RawValue = map.next_value()?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a JSON object's members without parsing their values.
+pub fn entries(raw: &str) -> Result<Entries<'_>, ObjectError> {
+    if !raw.trim_start().starts_with('{') {
+        return Err(ObjectError::NotAnObject(kind_name(raw)));
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let out = de.deserialize_map(EntriesVisitor).map_err(ObjectError::Invalid)?;
+    de.end().map_err(ObjectError::Invalid)?;
+    Ok(out)
+}
+
+/// Reads a JSON array's elements without parsing them.
+pub fn elements(raw: &str) -> Result<Vec<&RawValue>, serde_json::Error> {
+    serde_json::from_str(raw)
+}
+
+/// The value of a raw JSON string, borrowed when it has no escapes; `None` when the raw text is not a string.
+pub fn string_value(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// The JSON text without whitespace outside strings; borrowed when it already is compact.
+pub fn compact(raw: &str) -> Cow<'_, str> {
+    let b = raw.as_bytes();
+    let mut in_str = false;
+    let mut esc = false;
+    let mut first_ws = None;
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+        } else if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            first_ws = Some(i);
+            break;
+        }
+    }
+    let Some(start) = first_ws else { return Cow::Borrowed(raw) };
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..start]);
+    for &c in &b[start..] {
+        if in_str {
+            out.push(c);
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            if c == b'"' {
+                in_str = true;
+            }
+            out.push(c);
+        }
+    }
+    // Only ASCII whitespace outside strings was removed, so the bytes are still UTF-8.
+    Cow::Owned(String::from_utf8(out).expect("removing ASCII whitespace keeps UTF-8 valid"))
+}
+
+/// Appends `s` to `out` as a JSON string literal.
+pub fn push_json_string(out: &mut String, s: &str) {
+    // serde_json's escaping is the reference; writing into a String cannot fail.
+    out.push_str(&serde_json::to_string(s).expect("a str always serialises"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_raw_values_and_unescape_keys() {
+        let e = entries(r#"{"a": 1, "b\u0020c": {"x": [1, 2]}, "d": "s"}"#).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].0, "a");
+        assert_eq!(e[1].0, "b c");
+        assert_eq!(e[1].1.get(), r#"{"x": [1, 2]}"#);
+        assert!(matches!(entries("[1]"), Err(ObjectError::NotAnObject("an array"))));
+        assert!(matches!(entries(r#"{"a" 1}"#), Err(ObjectError::Invalid(_))));
+    }
+
+    #[test]
+    fn compact_removes_whitespace_outside_strings_only() {
+        assert!(matches!(compact(r#"{"a":"b c"}"#), Cow::Borrowed(_)));
+        assert_eq!(compact("{\n  \"a\": \"b c\",\n  \"d\": [1, 2]\n}"), r#"{"a":"b c","d":[1,2]}"#);
+        assert_eq!(compact(r#"{"a": "x\" y" }"#), r#"{"a":"x\" y"}"#);
+        assert_eq!(compact(r#"{"é": "ü ü"}"#), r#"{"é":"ü ü"}"#);
+    }
+
+    #[test]
+    fn value_hash_ignores_member_order_and_whitespace_only() {
+        let h = |s: &str| value_hash(s).unwrap();
+        assert_eq!(h(r#"{"a":1,"b":{"c":[1,"x"]}}"#), h("{ \"b\": {\"c\": [1, \"\\u0078\"]},\n \"a\": 1 }"));
+        assert_ne!(h(r#"{"a":1}"#), h(r#"{"a":2}"#));
+        assert_ne!(h(r#"[1,2]"#), h(r#"[2,1]"#));
+        assert_ne!(h(r#"{"a":"1"}"#), h(r#"{"a":1}"#));
+        assert_ne!(h(r#"{"a":null}"#), h(r#"{}"#));
+        assert_ne!(h(r#"{"a":{"b":1}}"#), h(r#"{"a":{},"b":1}"#));
+        assert!(value_hash("{").is_err());
+    }
+
+    #[test]
+    fn string_values() {
+        assert_eq!(string_value(r#""abc""#).unwrap(), "abc");
+        assert_eq!(string_value(r#""a\"b""#).unwrap(), "a\"b");
+        assert_eq!(string_value("12"), None);
+    }
+}
+
+/// A hash of a JSON text that is equal for equal JSON values: neither whitespace nor the order of object members
+/// changes it, and string escapes are resolved. It decides whether two copies of an event are the same event.
+pub fn value_hash(raw: &str) -> Result<u64, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let h = de.deserialize_any(HashVisitor)?;
+    de.end()?;
+    Ok(h)
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    // The SplitMix64 finaliser over the pair: cheap, and spreads every input bit.
+    let mut z = a.rotate_left(23) ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+const TAG_NULL: u64 = 1;
+const TAG_BOOL: u64 = 2;
+const TAG_INT: u64 = 3;
+const TAG_FLOAT: u64 = 4;
+const TAG_STR: u64 = 5;
+const TAG_ARRAY: u64 = 6;
+const TAG_OBJECT: u64 = 7;
+
+fn str_hash(s: &str) -> u64 {
+    mix(TAG_STR, xxhash_rust::xxh3::xxh3_64(s.as_bytes()))
+}
+
+struct HashVisitor;
+
+impl<'de> DeserializeSeed<'de> for HashVisitor {
+    type Value = u64;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(HashVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for HashVisitor {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
+        Ok(mix(TAG_NULL, 0))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<u64, E> {
+        Ok(mix(TAG_BOOL, u64::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(mix(TAG_INT, v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        Ok(mix(TAG_INT ^ 0x100, v as u64))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        Ok(mix(TAG_FLOAT, v.to_bits()))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+        Ok(str_hash(v))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+        let mut h = TAG_ARRAY;
+        while let Some(e) = seq.next_element_seed(HashVisitor)? {
+            h = mix(h, e);
+        }
+        Ok(h)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+        // Members combine by addition, so their order does not matter.
+        let (mut sum, mut n) = (0u64, 0u64);
+        while let Some(k) = map.next_key_seed(KeySeed)? {
+            let v = map.next_value_seed(HashVisitor)?;
+            sum = sum.wrapping_add(mix(str_hash(&k), v));
+            n += 1;
+        }
+        Ok(mix(mix(TAG_OBJECT, n), sum))
+    }
+}

@@ -1,0 +1,409 @@
+//! `trailsql convert`: CloudTrail JSON in any of its shapes to the partitioned Parquet lake.
+//!
+//! Worker threads read, decompress and parse files into Arrow rows (one file at a time each, so memory does not
+//! grow with the number of files); one task de-duplicates against the lake and buffers rows per partition; the
+//! blocking pool encodes Parquet. Everything a run writes is staged, then committed at once (see `lake.rs`).
+
+pub mod json;
+pub mod record;
+pub mod rows;
+pub mod scan;
+pub mod source;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{Error, Result};
+use crate::lake::{Commit, Lake, SourceEntry, Totals, rejects_path, staging_path};
+use record::{Converter, Reject};
+use source::{Limits, Msg, SourceFile, Status};
+use writer::{Writer, WriterConfig};
+
+/// Everything a convert run is told.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub sources: Vec<PathBuf>,
+    /// Threads reading and parsing.
+    pub threads: usize,
+    /// Largest single record, in bytes.
+    pub max_record: usize,
+    pub limits: Limits,
+    /// Bytes of rows buffered before the largest partitions are written.
+    pub memory_budget: usize,
+    /// Files below this size are compacted with the other small files of their partition.
+    pub compact_below: u64,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            sources: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_record: 16 << 20,
+            limits: Limits { max_file_bytes: 8 << 30, max_ratio: 200 },
+            memory_budget: 512 << 20,
+            compact_below: 32 << 20,
+            progress: false,
+        }
+    }
+}
+
+/// What a convert run did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub run: String,
+    pub files_read: u64,
+    pub files_unchanged: u64,
+    /// Files skipped, by reason (digest, empty, not JSON, hidden).
+    pub files_skipped: BTreeMap<String, u64>,
+    /// Files that could not be read, with the reason.
+    pub files_failed: Vec<(String, String)>,
+    pub events_read: u64,
+    pub events_written: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub rejects: u64,
+    pub stored_bytes: u64,
+    pub json_bytes: u64,
+    pub bytes_out: u64,
+    pub files_written: u64,
+    pub files_compacted: u64,
+    pub elapsed: Duration,
+    /// Where this run's rejects are, when there are any.
+    pub rejects_file: Option<String>,
+    /// Interrupted runs found at start: finished from their commit record, and discarded.
+    pub recovered: (usize, usize),
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.files_failed.is_empty()
+    }
+
+    /// The human summary, as printed at the end of a run.
+    pub fn render(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-6);
+        let skipped: u64 = self.files_skipped.values().sum();
+        let mut s = format!(
+            "converted {} files ({} unchanged, {} skipped, {} failed) in {:.2} s\n",
+            self.files_read,
+            self.files_unchanged,
+            skipped,
+            self.files_failed.len(),
+            secs
+        );
+        let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<20} {v}\n"));
+        line("events read", group(self.events_read));
+        line("events written", group(self.events_written));
+        line("duplicates dropped", group(self.duplicates));
+        line("id conflicts kept", group(self.conflicts));
+        line(
+            "rejected",
+            match &self.rejects_file {
+                Some(f) if self.rejects > 0 => format!("{} (in {f})", group(self.rejects)),
+                _ => group(self.rejects),
+            },
+        );
+        line("bytes in", format!("{} stored, {} JSON", human_bytes(self.stored_bytes), human_bytes(self.json_bytes)));
+        line(
+            "bytes out",
+            format!(
+                "{} in {} files{}",
+                human_bytes(self.bytes_out),
+                self.files_written,
+                if self.files_compacted > 0 {
+                    format!(" ({} small files compacted)", self.files_compacted)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        line(
+            "throughput",
+            format!(
+                "{} events/s, {}/s of JSON",
+                group((self.events_read as f64 / secs) as u64),
+                human_bytes((self.json_bytes as f64 / secs) as u64)
+            ),
+        );
+        if !self.files_skipped.is_empty() {
+            let reasons: Vec<String> = self.files_skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            line("skipped", reasons.join(", "));
+        }
+        if self.recovered != (0, 0) {
+            line(
+                "recovered",
+                format!("{} interrupted run(s) finished, {} discarded", self.recovered.0, self.recovered.1),
+            );
+        }
+        for (file, why) in &self.files_failed {
+            s.push_str(&format!("failed: {file}: {why}\n"));
+        }
+        s
+    }
+}
+
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let nonce = xxhash_rust::xxh3::xxh3_64(format!("{}{:?}{}", std::process::id(), now, rand_seed()).as_bytes());
+    format!("{}-{:08x}", now.format("%Y%m%dT%H%M%SZ"), nonce as u32)
+}
+
+fn rand_seed() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
+}
+
+/// Counts of one source object, gathered from its outputs until it is done.
+#[derive(Default)]
+struct UnitCounts {
+    events: u64,
+    duplicates: u64,
+    conflicts: u64,
+    rejects: u64,
+}
+
+/// Converts the sources into the lake.
+pub async fn convert(lake: &Lake, opts: &ConvertOptions) -> Result<Summary> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let sources = opts.sources.clone();
+    let (files, hidden) = tokio::task::spawn_blocking(move || source::walk(&sources))
+        .await
+        .map_err(|e| Error::Other(e.to_string()))??;
+    let run = new_run_id();
+    let guard = lake.lock(&run).await?;
+    let result = convert_locked(lake, opts, files, hidden, &run, started, started_at).await;
+    let unlocked = lake.unlock(guard).await;
+    let summary = result?;
+    unlocked?;
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn convert_locked(
+    lake: &Lake,
+    opts: &ConvertOptions,
+    files: Vec<SourceFile>,
+    hidden: u64,
+    run: &str,
+    started: Instant,
+    started_at: String,
+) -> Result<Summary> {
+    let commits = lake.commits().await?;
+    let recovered = lake.recover(&commits).await?;
+    let manifest = Arc::new(Lake::manifest(&commits));
+    let next_seq = commits.last().map_or(1, |(s, _)| s + 1);
+
+    let mut summary = Summary { run: run.to_string(), recovered, ..Summary::default() };
+    if hidden > 0 {
+        summary.files_skipped.insert("hidden".into(), hidden);
+    }
+
+    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
+    let bar = if opts.progress {
+        let bar = ProgressBar::new(total_bytes);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let file_count = files.len();
+
+    // Workers: threads that read and parse, one file at a time each.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(opts.threads.max(1) * 2);
+    let queue = Arc::new(std::sync::Mutex::new(files.into_iter()));
+    let conv = Arc::new(Converter::new(opts.max_record));
+    let mut workers = Vec::new();
+    for _ in 0..opts.threads.max(1) {
+        let (tx, queue, conv, manifest, bar) = (tx.clone(), queue.clone(), conv.clone(), manifest.clone(), bar.clone());
+        let limits = opts.limits;
+        workers.push(std::thread::spawn(move || {
+            loop {
+                let next = queue.lock().expect("queue lock").next();
+                let Some(file) = next else { break };
+                let progress = |n: u64| bar.inc(n);
+                let mut send = |m: Msg| {
+                    // The receiver only goes away when the run has failed; then there is nothing left to do.
+                    let _ = tx.blocking_send(m);
+                };
+                source::process_file(&conv, &file, &manifest, limits, &progress, &mut send);
+            }
+        }));
+    }
+    drop(tx);
+
+    let mut writer = Writer::new(
+        lake.clone(),
+        WriterConfig {
+            run: run.to_string(),
+            memory_budget: opts.memory_budget,
+            index_budget: 8_000_000,
+            compact_below: opts.compact_below,
+            parallel: opts.threads.max(1),
+        },
+    );
+    let mut rejects_file = tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let mut rejects_out = std::io::BufWriter::new(&mut rejects_file);
+    let mut counts: HashMap<String, UnitCounts> = HashMap::new();
+    let mut entries: Vec<SourceEntry> = Vec::new();
+    let mut done_files = 0usize;
+
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Output { unit, out } => {
+                let c = counts.entry(unit).or_default();
+                c.events += out.events;
+                c.rejects += out.rejects.len() as u64;
+                for r in &out.rejects {
+                    write_reject(&mut rejects_out, r)?;
+                }
+                for part in out.parts {
+                    let (d, k) = writer.add(part).await?;
+                    c.duplicates += d;
+                    c.conflicts += k;
+                }
+            }
+            Msg::Done { mut entry, status, json_bytes, stored_bytes } => {
+                let c = counts.remove(&entry.source).unwrap_or_default();
+                summary.events_read += c.events;
+                summary.duplicates += c.duplicates;
+                summary.conflicts += c.conflicts;
+                summary.rejects += c.rejects;
+                summary.json_bytes += json_bytes;
+                summary.stored_bytes += stored_bytes;
+                entry.events = c.events;
+                entry.duplicates = c.duplicates;
+                entry.conflicts = c.conflicts;
+                entry.rejects = c.rejects;
+                let is_member = entry.source.contains('!');
+                if !is_member && status != Status::Archive {
+                    done_files += 1;
+                }
+                match status {
+                    Status::Converted => {
+                        summary.files_read += 1;
+                        entries.push(entry);
+                    }
+                    Status::Skipped(why) => {
+                        *summary.files_skipped.entry(why).or_default() += 1;
+                        entries.push(entry);
+                    }
+                    Status::Archive => entries.push(entry),
+                    Status::Unchanged => summary.files_unchanged += 1,
+                    Status::Failed(why) => {
+                        let reject = Reject {
+                            source: entry.source.clone(),
+                            reason: format!("unreadable file: {why}"),
+                            raw: None,
+                        };
+                        write_reject(&mut rejects_out, &reject)?;
+                        summary.files_failed.push((entry.source, why));
+                    }
+                }
+                bar.set_message(format!("files {done_files}/{file_count}, events {}", group(summary.events_read)));
+            }
+        }
+    }
+    for w in workers {
+        w.join().map_err(|_| Error::Other("a reader thread panicked".into()))?;
+    }
+    bar.finish_and_clear();
+
+    let written = writer.finish().await?;
+    summary.events_written = written.stats.rows_written;
+    summary.bytes_out = written.stats.bytes_written;
+    summary.files_written = written.stats.files_written;
+    summary.files_compacted = written.stats.files_compacted;
+    let mut added = written.added;
+
+    rejects_out.flush().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    drop(rejects_out);
+    let rejects_written = summary.rejects + summary.files_failed.len() as u64;
+    if rejects_written > 0 {
+        use std::io::{Read, Seek};
+        rejects_file.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let mut body = Vec::new();
+        rejects_file.read_to_end(&mut body).map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let path = rejects_path(run);
+        lake.put(&staging_path(run, &path), Bytes::from(body)).await?;
+        summary.rejects_file = Some(format!("{}/{path}", lake.name.trim_end_matches('/')));
+        added.push(path);
+    }
+
+    if !entries.is_empty() || !added.is_empty() || !written.removed.is_empty() {
+        let commit = Commit {
+            version: 1,
+            run: run.to_string(),
+            tool: format!("trailsql {}", env!("CARGO_PKG_VERSION")),
+            started: started_at,
+            finished: chrono::Utc::now().to_rfc3339(),
+            sources: entries,
+            added,
+            removed: written.removed,
+            totals: Totals {
+                events: summary.events_written,
+                duplicates: summary.duplicates,
+                conflicts: summary.conflicts,
+                rejects: rejects_written,
+            },
+        };
+        failpoint("before-commit");
+        lake.write_commit(next_seq, &commit).await?;
+        failpoint("after-commit");
+        lake.apply(&commit).await?;
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Crashes the process at a named point when `TRAILSQL_FAILPOINT` names it: how the tests prove that a run
+/// killed there is recovered.
+fn failpoint(name: &str) {
+    if std::env::var("TRAILSQL_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("trailsql: failpoint {name}");
+        std::process::abort();
+    }
+}
+
+fn write_reject(out: &mut impl Write, r: &Reject) -> Result<()> {
+    let line = serde_json::to_string(r).expect("a reject serialises");
+    writeln!(out, "{line}").map_err(|e| Error::io(std::env::temp_dir(), e))
+}

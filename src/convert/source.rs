@@ -1,0 +1,400 @@
+//! Finding the source objects of a convert and opening them: directories walked, gzip and zip unpacked, with limits
+//! that stop decompression bombs.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::record::{Converter, FileOutput};
+use crate::error::{Error, Result};
+use crate::lake::{Manifest, SourceEntry, account_from_key};
+
+/// A local file to convert.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    /// The manifest key: the absolute path.
+    pub name: String,
+    pub size: u64,
+    pub mtime: Option<i64>,
+}
+
+/// The files under the given paths, in path order, and how many hidden files were passed over.
+pub fn walk(inputs: &[PathBuf]) -> Result<(Vec<SourceFile>, u64)> {
+    let mut files = Vec::new();
+    let mut hidden = 0u64;
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        if meta.is_file() {
+            files.push(source_file(input, &meta)?);
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(input).follow_links(true).sort_by_file_name().into_iter();
+        let mut it = walker;
+        while let Some(entry) = it.next() {
+            let entry = entry.map_err(|e| {
+                let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| input.clone());
+                Error::io(path, e.into_io_error().unwrap_or_else(|| std::io::Error::other("loop in symlinks")))
+            })?;
+            let is_hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
+            if is_hidden {
+                if entry.file_type().is_dir() {
+                    it.skip_current_dir();
+                }
+                hidden += 1;
+                continue;
+            }
+            if entry.file_type().is_file() {
+                let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?;
+                files.push(source_file(entry.path(), &meta)?);
+            }
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    files.dedup_by(|a, b| a.name == b.name);
+    Ok((files, hidden))
+}
+
+fn source_file(path: &Path, meta: &std::fs::Metadata) -> Result<SourceFile> {
+    let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_nanos()).ok());
+    Ok(SourceFile { name: abs.to_string_lossy().into_owned(), path: abs, size: meta.len(), mtime })
+}
+
+/// Limits on what one source may make us read.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Decompressed bytes of one source object.
+    pub max_file_bytes: u64,
+    /// Decompressed/compressed ratio above which a gzip stream is taken for a bomb (checked past 64 MiB).
+    pub max_ratio: u64,
+}
+
+/// How one source object ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Converted,
+    /// Holds no events (a digest, an empty or non-JSON file): recorded in the manifest so it is not read again.
+    Skipped(String),
+    /// Already in the manifest, unchanged.
+    Unchanged,
+    Failed(String),
+    /// A zip archive all of whose members are in: recorded so that an unchanged archive is not opened again.
+    Archive,
+}
+
+/// What a worker reports.
+#[derive(Debug)]
+pub enum Msg {
+    /// Rows and rejects of the source object `unit` (possibly one piece of several).
+    Output { unit: String, out: FileOutput },
+    /// The source object `unit` is done.
+    Done { entry: SourceEntry, status: Status, json_bytes: u64, stored_bytes: u64 },
+}
+
+/// Counts the bytes read through it, and hashes them.
+struct Counting<'a, R> {
+    inner: R,
+    count: &'a Cell<u64>,
+    hash: Option<&'a mut Xxh3>,
+    progress: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        if let Some(h) = self.hash.as_deref_mut() {
+            h.update(&buf[..n]);
+        }
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Stops a decompressed stream that grows beyond the limits.
+struct Limited<'a, R> {
+    inner: R,
+    out: u64,
+    compressed: Option<&'a Cell<u64>>,
+    limits: Limits,
+}
+
+impl<R: Read> Read for Limited<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let gzip = self.compressed.is_some();
+        let n = self
+            .inner
+            .read(buf)
+            .map_err(|e| if gzip { std::io::Error::new(e.kind(), format!("gzip: {e}")) } else { e })?;
+        self.out += n as u64;
+        if self.out > self.limits.max_file_bytes {
+            return Err(std::io::Error::other(format!(
+                "decompressed size passed the limit of {} bytes (--max-file-size); a decompression bomb?",
+                self.limits.max_file_bytes
+            )));
+        }
+        if let Some(c) = self.compressed {
+            let ratio = self.out / c.get().max(1);
+            if self.out > 64 << 20 && ratio > self.limits.max_ratio {
+                return Err(std::io::Error::other(format!(
+                    "compression ratio above {ratio}:1 after {} MiB: not CloudTrail JSON, likely a decompression \
+                     bomb",
+                    self.out >> 20
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
+const ZIP_EMPTY_MAGIC: [u8; 4] = *b"PK\x05\x06";
+
+/// What a stream starts with, after whitespace and a byte-order mark.
+fn sniff_json<R: BufRead>(r: &mut R) -> std::io::Result<Option<u8>> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let skip = buf
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0xEF | 0xBB | 0xBF))
+            .unwrap_or(buf.len());
+        if skip < buf.len() {
+            return Ok(Some(buf[skip]));
+        }
+        let n = buf.len();
+        r.consume(n);
+    }
+}
+
+/// Converts one local file (each member, for a zip), reporting through `send`.
+pub fn process_file(
+    conv: &Converter,
+    file: &SourceFile,
+    manifest: &Manifest,
+    limits: Limits,
+    progress: &dyn Fn(u64),
+    send: &mut dyn FnMut(Msg),
+) {
+    let entry = SourceEntry {
+        source: file.name.clone(),
+        size: file.size,
+        mtime: file.mtime,
+        etag: None,
+        hash: None,
+        events: 0,
+        duplicates: 0,
+        conflicts: 0,
+        rejects: 0,
+        skipped: None,
+    };
+    if let Some(done) = manifest.get(&file.name) {
+        if done.size == file.size && done.mtime == file.mtime && file.mtime.is_some() {
+            progress(file.size);
+            send(Msg::Done { entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
+            return;
+        }
+    }
+    let fail = |send: &mut dyn FnMut(Msg), entry: SourceEntry, reason: String| {
+        send(Msg::Done { entry, status: Status::Failed(reason), json_bytes: 0, stored_bytes: 0 })
+    };
+    let mut f = match File::open(&file.path) {
+        Ok(f) => f,
+        Err(e) => return fail(send, entry, format!("cannot open: {e}")),
+    };
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut f, &mut magic);
+    if got == 4 && (magic == ZIP_MAGIC || magic == ZIP_EMPTY_MAGIC) {
+        drop(f);
+        return process_zip(conv, file, entry, manifest, limits, progress, send);
+    }
+    let f = match File::open(&file.path) {
+        Ok(f) => f,
+        Err(e) => return fail(send, entry, format!("cannot open: {e}")),
+    };
+    let stored = Cell::new(0u64);
+    let mut hasher = Xxh3::new();
+    let counting = Counting { inner: f, count: &stored, hash: Some(&mut hasher), progress };
+    let key_account = account_from_key(&file.name);
+    let (status, json_bytes) = convert_object(
+        conv,
+        counting,
+        &file.name,
+        key_account,
+        got >= 2 && magic[..2] == GZIP_MAGIC,
+        &stored,
+        limits,
+        send,
+    );
+    let mut entry = entry;
+    entry.hash = Some(format!("{:016x}", hasher.digest()));
+    if let Status::Skipped(why) = &status {
+        entry.skipped = Some(why.clone());
+    }
+    if file.size > stored.get() {
+        progress(file.size - stored.get());
+    }
+    send(Msg::Done { entry, status, json_bytes, stored_bytes: stored.get() });
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
+}
+
+/// Converts one stream (a file, or a zip member): gunzipped when it is gzip, read when it is JSON, skipped when
+/// it is neither. Returns the status and the JSON bytes read.
+#[allow(clippy::too_many_arguments)]
+fn convert_object<R: Read>(
+    conv: &Converter,
+    raw: R,
+    unit: &str,
+    key_account: Option<&str>,
+    gzip: bool,
+    stored: &Cell<u64>,
+    limits: Limits,
+    send: &mut dyn FnMut(Msg),
+) -> (Status, u64) {
+    let limited: Box<dyn Read + '_> = if gzip {
+        Box::new(Limited {
+            inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw)),
+            out: 0,
+            compressed: Some(stored),
+            limits,
+        })
+    } else {
+        Box::new(Limited { inner: raw, out: 0, compressed: None, limits })
+    };
+    let json_count = Cell::new(0u64);
+    let counted = Counting { inner: limited, count: &json_count, hash: None, progress: &|_| {} };
+    let mut reader = BufReader::with_capacity(1 << 16, counted);
+    match sniff_json(&mut reader) {
+        Err(e) => return (Status::Failed(e.to_string()), json_count.get()),
+        Ok(None) => return (Status::Skipped("empty".into()), json_count.get()),
+        Ok(Some(b'{' | b'[')) => {}
+        Ok(Some(_)) => return (Status::Skipped("not JSON".into()), json_count.get()),
+    }
+    let mut digest = false;
+    let mut any = false;
+    let result = conv.convert_stream(&mut reader, unit, key_account, &mut |out: FileOutput| {
+        digest |= out.digest;
+        any |= out.events > 0 || !out.rejects.is_empty();
+        send(Msg::Output { unit: unit.to_string(), out });
+    });
+    let json_bytes = json_count.get();
+    match result {
+        Err(failure) => (Status::Failed(failure.reason), json_bytes),
+        Ok(()) if digest && !any => (Status::Skipped("CloudTrail digest".into()), json_bytes),
+        Ok(()) => (Status::Converted, json_bytes),
+    }
+}
+
+fn process_zip(
+    conv: &Converter,
+    file: &SourceFile,
+    entry: SourceEntry,
+    manifest: &Manifest,
+    limits: Limits,
+    progress: &dyn Fn(u64),
+    send: &mut dyn FnMut(Msg),
+) {
+    let f = match File::open(&file.path) {
+        Ok(f) => f,
+        Err(e) => {
+            return send(Msg::Done {
+                entry,
+                status: Status::Failed(format!("cannot open: {e}")),
+                json_bytes: 0,
+                stored_bytes: 0,
+            });
+        }
+    };
+    let mut archive = match zip::ZipArchive::new(BufReader::new(f)) {
+        Ok(a) => a,
+        Err(e) => {
+            progress(file.size);
+            return send(Msg::Done {
+                entry,
+                status: Status::Failed(format!("not a readable zip: {e}")),
+                json_bytes: 0,
+                stored_bytes: 0,
+            });
+        }
+    };
+    let mut all_ok = true;
+    for i in 0..archive.len() {
+        let mut member = match archive.by_index(i) {
+            Ok(m) => m,
+            Err(e) => {
+                all_ok = false;
+                let mut m = entry.clone();
+                m.source = format!("{}!#{i}", file.name);
+                send(Msg::Done {
+                    entry: m,
+                    status: Status::Failed(format!("zip member {i}: {e}")),
+                    json_bytes: 0,
+                    stored_bytes: 0,
+                });
+                continue;
+            }
+        };
+        if member.is_dir() {
+            continue;
+        }
+        let name = member.name().to_string();
+        let unit = format!("{}!{name}", file.name);
+        let m_entry = SourceEntry {
+            source: unit.clone(),
+            size: member.size(),
+            mtime: None,
+            etag: None,
+            hash: Some(format!("crc32:{:08x}", member.crc32())),
+            events: 0,
+            duplicates: 0,
+            conflicts: 0,
+            rejects: 0,
+            skipped: None,
+        };
+        if manifest.get(&unit).is_some_and(|d| d.size == m_entry.size && d.hash == m_entry.hash) {
+            send(Msg::Done { entry: m_entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
+            continue;
+        }
+        let mut buffered = BufReader::new(&mut member);
+        let gzip = buffered.fill_buf().map(|b| b.starts_with(&GZIP_MAGIC)).unwrap_or(false);
+        let stored = Cell::new(0u64);
+        let counting = Counting { inner: buffered, count: &stored, hash: None, progress: &|_| {} };
+        let key_account = account_from_key(&name).or_else(|| account_from_key(&file.name));
+        let (status, json_bytes) = convert_object(conv, counting, &unit, key_account, gzip, &stored, limits, send);
+        let mut m_entry = m_entry;
+        if let Status::Skipped(why) = &status {
+            m_entry.skipped = Some(why.clone());
+        }
+        all_ok &= !matches!(status, Status::Failed(_));
+        send(Msg::Done { entry: m_entry, status, json_bytes, stored_bytes: stored.get() });
+    }
+    progress(file.size);
+    // The archive itself is recorded only when every member is in, so that an archive with a broken member is
+    // opened again on the next run (its good members are then found unchanged).
+    if all_ok {
+        let entry = SourceEntry { skipped: Some("zip archive".into()), ..entry };
+        send(Msg::Done { entry, status: Status::Archive, json_bytes: 0, stored_bytes: 0 });
+    }
+}

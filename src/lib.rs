@@ -1,0 +1,15 @@
+//! trailsql: a SQL engine over AWS CloudTrail logs, on Apache DataFusion.
+
+pub mod app;
+pub mod cli;
+pub mod convert;
+pub mod corpus;
+pub mod embedded;
+pub mod error;
+pub mod exec;
+pub mod lake;
+pub mod print;
+pub mod rebuild;
+pub mod schema;
+pub mod session;
+pub mod storage;

@@ -1,0 +1,29 @@
+//! The `trailsql` binary: parse arguments, run, map the outcome to an exit code (0 ok, 1 found, 2 error).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use trailsql::app::{self, Outcome};
+use trailsql::cli::Cli;
+use trailsql::error::Error;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("trailsql: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(app::run(cli)) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Found) => ExitCode::from(1),
+        // `trailsql ... | head` closing the pipe early is a normal end.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trailsql: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

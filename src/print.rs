@@ -1,0 +1,278 @@
+//! Printing query results: one printer for `query`, `run` and the REPL, writing to any `io::Write`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::json::writer::{EncoderOptions, make_encoder};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::error::{Error, Result};
+
+/// Output formats. Table cuts long cells; the others keep every value whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Tsv,
+    Json,
+    Ndjson,
+    /// A Parquet file (needs an output file).
+    Parquet,
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Format> {
+        <Format as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| Error::Usage(format!("unknown format {s:?}: table, csv, tsv, json, ndjson or parquet")))
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+        f.write_str(name.get_name())
+    }
+}
+
+/// How results are printed.
+#[derive(Debug, Clone)]
+pub struct PrintOptions {
+    pub format: Format,
+    /// Rows shown in table mode; the rest are counted.
+    pub maxrows: Option<usize>,
+    /// Characters of a table cell before it is cut with `…`.
+    pub max_cell_width: usize,
+    /// One field per line (table mode).
+    pub expanded: bool,
+}
+
+impl Default for PrintOptions {
+    fn default() -> Self {
+        PrintOptions { format: Format::Table, maxrows: Some(1000), max_cell_width: 60, expanded: false }
+    }
+}
+
+fn format_options() -> FormatOptions<'static> {
+    FormatOptions::default().with_null("NULL")
+}
+
+fn is_nested(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Struct(_)
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::Map(..)
+    )
+}
+
+/// A nested column as JSON text, so that CSV and tables show `{"type":"Root",…}`.
+fn nested_to_json(field: &Field, array: &ArrayRef) -> Result<ArrayRef> {
+    let field = Arc::new(field.clone());
+    let options = EncoderOptions::default();
+    let mut encoder = make_encoder(&field, array.as_ref(), &options)?;
+    let mut out = StringBuilder::new();
+    let mut buf = Vec::new();
+    for i in 0..array.len() {
+        if encoder.is_null(i) {
+            out.append_null();
+        } else {
+            buf.clear();
+            encoder.encode(i, &mut buf);
+            out.append_value(String::from_utf8_lossy(&buf));
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// The batch with nested columns turned into JSON text.
+pub fn flatten(batch: &RecordBatch) -> Result<RecordBatch> {
+    if !batch.schema().fields().iter().any(|f| is_nested(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if is_nested(f.data_type()) {
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            columns.push(nested_to_json(f, c)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+fn cut(s: &str, width: usize) -> String {
+    let one_line: String = s.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+    if one_line.chars().count() <= width {
+        return one_line;
+    }
+    let mut out: String = one_line.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Cells of a batch as text, nested values as JSON.
+fn cells(batch: &RecordBatch) -> Result<Vec<Vec<String>>> {
+    let flat = flatten(batch)?;
+    let opts = format_options();
+    let formatters: Vec<ArrayFormatter> =
+        flat.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<_, _>>()?;
+    Ok((0..flat.num_rows()).map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect()).collect())
+}
+
+/// Prints a result. Returns the number of rows it had.
+pub fn print_batches(
+    out: &mut dyn Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    opts: &PrintOptions,
+) -> Result<usize> {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let io = |e: std::io::Error| Error::io("output", e);
+    match opts.format {
+        Format::Table => print_table(out, schema, batches, total, opts).map_err(io)?,
+        Format::Csv | Format::Tsv => {
+            let delimiter = if opts.format == Format::Csv { b',' } else { b'\t' };
+            let flat: Vec<RecordBatch> = batches.iter().map(flatten).collect::<Result<_>>()?;
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .with_delimiter(delimiter)
+                .build(&mut *out);
+            if flat.is_empty() {
+                // A header alone still tells a script what the columns are.
+                let empty = flatten(&RecordBatch::new_empty(schema.clone()))?;
+                w.write(&empty)?;
+            }
+            for b in &flat {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut *out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            drop(w);
+            // An empty result is still a JSON document.
+            if total == 0 {
+                write!(out, "[]").map_err(io)?;
+            }
+            writeln!(out).map_err(io)?;
+        }
+        Format::Ndjson => {
+            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut *out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+        Format::Parquet => {
+            let mut buf = Vec::new();
+            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), None)?;
+            for b in batches {
+                w.write(b)?;
+            }
+            w.close()?;
+            out.write_all(&buf).map_err(io)?;
+        }
+    }
+    Ok(total)
+}
+
+fn print_table(
+    out: &mut dyn Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    total: usize,
+    opts: &PrintOptions,
+) -> std::io::Result<()> {
+    let limit = opts.maxrows.unwrap_or(usize::MAX);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for b in batches {
+        if rows.len() >= limit {
+            break;
+        }
+        let take = (limit - rows.len()).min(b.num_rows());
+        let cells = cells(&b.slice(0, take)).map_err(|e| std::io::Error::other(e.to_string()))?;
+        rows.extend(cells);
+    }
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if opts.expanded {
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        for (i, row) in rows.iter().enumerate() {
+            writeln!(out, "-[ RECORD {} ]{}", i + 1, "-".repeat(width.saturating_sub(8).max(4)))?;
+            for (name, v) in names.iter().zip(row) {
+                // Expanded mode is for reading wide rows: values are shown whole.
+                writeln!(out, "{name:<width$} | {v}")?;
+            }
+        }
+    } else if !names.is_empty() {
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::ASCII_FULL_CONDENSED);
+        table.set_header(names.iter().copied());
+        for row in &rows {
+            table.add_row(row.iter().map(|c| cut(c, opts.max_cell_width)));
+        }
+        writeln!(out, "{table}")?;
+    }
+    if total > rows.len() {
+        writeln!(out, "{} more rows not shown (raise --maxrows, or \\maxrows in the REPL)", total - rows.len())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, StructArray};
+
+    fn batch() -> RecordBatch {
+        let s = StructArray::from(vec![(
+            Arc::new(Field::new("type", DataType::Utf8, true)),
+            Arc::new(StringArray::from(vec![Some("Root"), None])) as ArrayRef,
+        )]);
+        RecordBatch::try_from_iter(vec![
+            ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            ("who", Arc::new(s) as ArrayRef),
+            ("long", Arc::new(StringArray::from(vec!["x".repeat(100), "a,b".into()])) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn render(format: Format, maxrows: Option<usize>) -> String {
+        let b = batch();
+        let mut out = Vec::new();
+        let opts = PrintOptions { format, maxrows, ..PrintOptions::default() };
+        print_batches(&mut out, &b.schema(), &[b], &opts).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn table_cuts_long_cells_and_counts_hidden_rows() {
+        let t = render(Format::Table, Some(1));
+        assert!(t.contains(&format!("{}…", "x".repeat(59))), "{t}");
+        assert!(t.contains(r#"{"type":"Root"}"#), "{t}");
+        assert!(t.contains("1 more rows not shown"), "{t}");
+    }
+
+    #[test]
+    fn csv_and_json_keep_whole_values() {
+        let csv = render(Format::Csv, Some(1));
+        assert!(csv.starts_with("n,who,long\n"), "{csv}");
+        assert!(csv.contains(&"x".repeat(100)));
+        assert!(csv.contains("\"a,b\""));
+        let json: serde_json::Value = serde_json::from_str(&render(Format::Json, None)).unwrap();
+        assert_eq!(json[0]["who"]["type"], "Root");
+        assert_eq!(render(Format::Ndjson, None).lines().count(), 2);
+        let tsv = render(Format::Tsv, None);
+        assert!(tsv.starts_with("n\twho\tlong\n"));
+    }
+}

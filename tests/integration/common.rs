@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: running the binary, temporary lakes, reading a lake back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use datafusion::arrow::array::RecordBatch;
+use trailsql::convert::{self, ConvertOptions, Summary};
+use trailsql::session::{self, SessionOptions};
+use trailsql::storage::{Location, open_lake};
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trailsql"));
+    c.env_remove("TRAILSQL_LAKE").env("NO_COLOR", "1");
+    c
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sample_data() -> PathBuf {
+    root().join("sample-data")
+}
+
+/// The shared real data folder; tests that need it fail with a clear message when it is missing.
+pub fn realdata() -> PathBuf {
+    let p = root().join("../shared/realdata");
+    assert!(p.is_dir(), "{} is missing: these tests read the public CloudTrail data kept there", p.display());
+    p
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("the binary runs");
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Converts with the library, as `trailsql convert` does.
+pub fn convert_lib(sources: &[&Path], lake: &Path) -> Summary {
+    let lake = open_lake(&Location::Local(lake.to_path_buf()), true).unwrap();
+    let opts =
+        ConvertOptions { sources: sources.iter().map(|p| p.to_path_buf()).collect(), ..ConvertOptions::default() };
+    rt().block_on(convert::convert(&lake.lake, &opts)).unwrap()
+}
+
+/// Runs SQL over a lake with the library.
+pub fn query(lake: &Path, sql: &str) -> Vec<RecordBatch> {
+    let lake = open_lake(&Location::Local(lake.to_path_buf()), false).unwrap();
+    rt().block_on(async {
+        let s = session::build(&lake, &SessionOptions { target_partitions: Some(2) }).await.unwrap();
+        trailsql::exec::execute(&s.ctx, sql).await.unwrap().batches
+    })
+}
+
+pub fn count(lake: &Path, sql: &str) -> i64 {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let b = query(lake, sql);
+    b[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+/// Every file under a directory, relative, with size and modification time.
+pub fn listing(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let m = e.metadata().unwrap();
+            out.push((e.path().strip_prefix(dir).unwrap().display().to_string(), m.len(), m.modified().unwrap()));
+        }
+    }
+    out
+}
+
+/// The reject lines of a lake.
+pub fn rejects(lake: &Path) -> Vec<serde_json::Value> {
+    let dir = lake.join("_rejects");
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            out.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+        }
+    }
+    out
+}
+
+/// Writes bytes gzipped.
+pub fn gz(path: &Path, body: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    trailsql::corpus::write_gz(path, body).unwrap();
+}

@@ -1,0 +1,6 @@
+//! Integration tests of trailsql: the binary's contract and the library end to end.
+
+mod common;
+mod convert;
+mod crash;
+mod realdata;

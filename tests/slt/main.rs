@@ -1,0 +1,134 @@
+//! Runs every `.slt` file under tests/slt/ against the sample lake, each in a fresh session with two target
+//! partitions, under a Tokio runtime (which the sqllogictest crate's own harness lacks).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+use libtest_mimic::{Arguments, Failed, Trial};
+use sqllogictest::{DBOutput, DefaultColumnType};
+use trailsql::session::{self, SessionOptions};
+use trailsql::storage::{Location, open_lake};
+
+struct Db {
+    ctx: SessionContext,
+}
+
+#[derive(Debug)]
+struct DbError(String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DbError> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for b in batches {
+        let flat = trailsql::print::flatten(b).map_err(|e| DbError(e.to_string()))?;
+        let fmts: Vec<ArrayFormatter> = flat
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<_, _>>()
+            .map_err(|e| DbError(e.to_string()))?;
+        for r in 0..flat.num_rows() {
+            rows.push(
+                fmts.iter()
+                    .map(|f| {
+                        let v = f.value(r).to_string();
+                        if v.is_empty() { "(empty)".to_string() } else { v }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Db {
+    type Error = DbError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let out = trailsql::exec::execute(&self.ctx, sql).await.map_err(|e| DbError(e.to_string()))?;
+        if out.schema.fields().is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; out.schema.fields().len()],
+            rows: cells(&out.batches)?,
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+/// The sample-data converted once for all files.
+fn sample_lake() -> &'static Path {
+    static LAKE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &LAKE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let lake = dir.path().join("lake");
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let open = open_lake(&Location::Local(lake.clone()), true).unwrap();
+            let opts =
+                trailsql::convert::ConvertOptions { sources: vec![root.join("sample-data")], ..Default::default() };
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let summary = rt.block_on(trailsql::convert::convert(&open.lake, &opts)).unwrap();
+            assert!(summary.ok(), "{}", summary.render());
+            (dir, lake)
+        })
+        .1
+}
+
+fn run_file(path: PathBuf) -> Result<(), Failed> {
+    let lake = open_lake(&Location::Local(sample_lake().to_path_buf()), false).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let s =
+            session::build(&lake, &SessionOptions { target_partitions: Some(2) }).await.map_err(|e| e.to_string())?;
+        let ctx = s.ctx;
+        let mut runner = sqllogictest::Runner::new(move || {
+            let ctx = ctx.clone();
+            async move { Ok(Db { ctx }) }
+        });
+        runner.run_file_async(&path).await.map_err(|e| Failed::from(e.display(true).to_string()))
+    })
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    let trials = files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            Trial::test(name, move || run_file(p))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}

@@ -1,0 +1,130 @@
+//! `ip_in_cidr(ip, cidr)`: whether an address lies in a network, IPv4 or IPv6.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::common::{doc, map_to_bool};
+
+/// Whether `ip` is in `cidr` (`10.0.0.0/8`, `2001:db8::/32`, or a single address). NULL when either is not an
+/// address (`AWS Internal`, a service host name) or the families differ.
+pub fn ip_in_cidr(ip: &str, cidr: &str) -> Option<bool> {
+    let ip = normalise(ip.trim().parse::<IpAddr>().ok()?);
+    let (net, bits) = match cidr.trim().split_once('/') {
+        Some((n, b)) => (n.parse::<IpAddr>().ok()?, Some(b.parse::<u8>().ok()?)),
+        None => (cidr.trim().parse::<IpAddr>().ok()?, None),
+    };
+    match (ip, normalise(net)) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let bits = bits.unwrap_or(32);
+            if bits > 32 {
+                return None;
+            }
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            Some(u32::from(a) & mask == u32::from(n) & mask)
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let bits = bits.unwrap_or(128);
+            if bits > 128 {
+                return None;
+            }
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            Some(u128::from(a) & mask == u128::from(n) & mask)
+        }
+        _ => None,
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) compare as IPv4.
+fn normalise(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IpInCidr {
+    signature: Signature,
+}
+
+impl Default for IpInCidr {
+    fn default() -> Self {
+        IpInCidr { signature: Signature::string(2, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for IpInCidr {
+    fn name(&self) -> &str {
+        "ip_in_cidr"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        map_to_bool(&args.args, args.number_rows, |s, r| ip_in_cidr(s.get(0, r)?, s.get(1, r)?))
+    }
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+            doc(
+                "Whether an IP address lies in a CIDR block (IPv4 or IPv6; a bare address is a /32 or /128). NULL \
+                 when the text is not an address, such as 'AWS Internal' or a service host name: see \
+                 source_ip_kind to tell those apart.",
+                "ip_in_cidr(ip, cidr)",
+                "SELECT * FROM cloudtrail WHERE NOT ip_in_cidr(sourceipaddress, '203.0.113.0/24')",
+            )
+            .with_argument("ip", "An IPv4 or IPv6 address")
+            .with_argument("cidr", "A network such as 10.0.0.0/8 or 2001:db8::/32")
+            .build()
+        });
+        Some(&DOC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::testing::{call, encodings};
+    use datafusion::arrow::array::{Array, AsArray};
+
+    #[test]
+    fn cidr_cases() {
+        let cases = [
+            ("192.0.2.1", "192.0.2.0/24", Some(true)),
+            ("192.0.3.1", "192.0.2.0/24", Some(false)),
+            ("10.1.2.3", "0.0.0.0/0", Some(true)),
+            ("192.0.2.1", "192.0.2.1", Some(true)),
+            ("2001:db8::1", "2001:db8::/32", Some(true)),
+            ("2001:db9::1", "2001:db8::/32", Some(false)),
+            ("::ffff:192.0.2.1", "192.0.2.0/24", Some(true)),
+            ("192.0.2.1", "2001:db8::/32", None),
+            ("AWS Internal", "10.0.0.0/8", None),
+            ("s3.amazonaws.com", "10.0.0.0/8", None),
+            ("192.0.2.1", "192.0.2.0/33", None),
+            ("192.0.2.1", "nonsense", None),
+        ];
+        for (ip, cidr, want) in cases {
+            assert_eq!(ip_in_cidr(ip, cidr), want, "{ip} in {cidr}");
+        }
+    }
+
+    #[test]
+    fn over_every_encoding() {
+        let ips = [Some("192.0.2.1"), Some("AWS Internal"), None];
+        let nets = [Some("192.0.2.0/24"), Some("10.0.0.0/8"), Some("10.0.0.0/8")];
+        for (a, b) in encodings(&ips).into_iter().zip(encodings(&nets)) {
+            let out = call(&IpInCidr::default(), vec![a, b]);
+            let out = out.as_boolean();
+            assert!(out.value(0));
+            assert!(out.is_null(1) && out.is_null(2));
+        }
+    }
+}

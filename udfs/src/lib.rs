@@ -1,0 +1,66 @@
+//! DataFusion scalar functions for AWS CloudTrail: ARNs, CloudTrail's time formats, access keys, source IPs,
+//! principals, user agents and the root-task policies of `sts:AssumeRoot`.
+//!
+//! [`register_all`] is the only coupling with an application: any DataFusion session (or a distributed executor)
+//! that calls it can run trailsql's SQL. Each function lives in its own file, with its documentation and tests.
+
+pub mod access_key_kind;
+pub mod arn_parse;
+pub mod arn_part;
+pub mod cloudtrail_time;
+mod common;
+pub mod ip_in_cidr;
+pub mod principal_name;
+pub mod root_task;
+pub mod root_task_name;
+pub mod source_ip_kind;
+pub mod task_policy_allows;
+pub mod time;
+pub mod user_agent_tool;
+
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
+
+use arn_part::{ArnPart, Part};
+
+/// Every function of this crate.
+pub fn all() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        Arc::new(ScalarUDF::new_from_impl(arn_parse::ArnParse::default())),
+        Arc::new(ScalarUDF::new_from_impl(ArnPart::new(Part::Account))),
+        Arc::new(ScalarUDF::new_from_impl(ArnPart::new(Part::Service))),
+        Arc::new(ScalarUDF::new_from_impl(ArnPart::new(Part::Region))),
+        Arc::new(ScalarUDF::new_from_impl(ArnPart::new(Part::Resource))),
+        Arc::new(ScalarUDF::new_from_impl(cloudtrail_time::CloudtrailTime::default())),
+        Arc::new(ScalarUDF::new_from_impl(access_key_kind::AccessKeyKind::default())),
+        Arc::new(ScalarUDF::new_from_impl(ip_in_cidr::IpInCidr::default())),
+        Arc::new(ScalarUDF::new_from_impl(source_ip_kind::SourceIpKind::default())),
+        Arc::new(ScalarUDF::new_from_impl(principal_name::PrincipalName::default())),
+        Arc::new(ScalarUDF::new_from_impl(root_task_name::RootTaskName::default())),
+        Arc::new(ScalarUDF::new_from_impl(task_policy_allows::TaskPolicyAllows::default())),
+        Arc::new(ScalarUDF::new_from_impl(user_agent_tool::UserAgentTool::default())),
+    ]
+}
+
+/// Registers every function of this crate.
+pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    for f in all() {
+        registry.register_udf(f)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_function_is_documented_with_an_example() {
+        for f in super::all() {
+            let doc = f.documentation().unwrap_or_else(|| panic!("{} has no documentation", f.name()));
+            assert!(doc.sql_example.is_some(), "{} has no example", f.name());
+            assert!(doc.syntax_example.starts_with(f.name()), "{}", f.name());
+        }
+    }
+}
