@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueryArgs};
+use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueriesArgs, QueryArgs, RunArgs};
 use crate::convert::{self, ConvertOptions, source::Limits};
 use crate::error::{Error, Result};
 use crate::print::{self, Format, PrintOptions};
@@ -27,6 +27,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match &cli.command {
         Some(Command::Convert(args)) => run_convert(&cli, args).await,
         Some(Command::Query(args)) => run_query(&cli, args).await,
+        Some(Command::Run(args)) => run_files(&cli, args).await,
+        Some(Command::Queries(args)) => list_queries(&cli, args).await,
         Some(Command::Schema(args)) => {
             let text = match args.format.as_str() {
                 "markdown" => crate::schema::markdown(),
@@ -79,6 +81,65 @@ async fn run_query(cli: &Cli, args: &QueryArgs) -> Result<Outcome> {
     let out = crate::exec::execute(&session.ctx, &args.sql).await?;
     let mut sink = output_sink(args.output.output.as_deref())?;
     print::print_batches(&mut sink, &out.schema, &out.batches, &opts)?;
+    sink.flush().map_err(|e| Error::io("output", e))?;
+    Ok(Outcome::Success)
+}
+
+async fn run_files(cli: &Cli, args: &RunArgs) -> Result<Outcome> {
+    // Resolve every target before opening the lake: a typo is reported at once.
+    let targets: Vec<_> =
+        args.targets.iter().map(|t| crate::queries::resolve(t, &cli.queries_dirs)).collect::<Result<_>>()?;
+    let lake = open_lake(&lake_location(cli)?, false)?;
+    let session = session::build(&lake, &SessionOptions::default()).await?;
+    let opts = print_options(&args.output)?;
+    let params: std::collections::BTreeMap<String, String> = args.params.iter().cloned().collect();
+    let mut sink = output_sink(args.output.output.as_deref())?;
+    let mut printed = 0usize;
+    let mut last_rows = None;
+    for query in &targets {
+        let mut print = |out: &crate::exec::Output| -> Result<()> {
+            if printed > 0 && opts.format == Format::Table {
+                writeln!(sink).map_err(|e| Error::io("output", e))?;
+            }
+            printed += 1;
+            print::print_batches(&mut sink, &out.schema, &out.batches, &opts).map(drop)
+        };
+        if let Some(rows) = crate::exec::run_script(&session.ctx, query, &params, &mut print).await? {
+            last_rows = Some(rows);
+        }
+    }
+    sink.flush().map_err(|e| Error::io("output", e))?;
+    Ok(if args.fail_on_rows && last_rows.unwrap_or(0) > 0 { Outcome::Found } else { Outcome::Success })
+}
+
+async fn list_queries(cli: &Cli, args: &QueriesArgs) -> Result<Outcome> {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+    let all = crate::queries::all(&cli.queries_dirs)?;
+    let params = |q: &crate::queries::SavedQuery| {
+        q.params
+            .iter()
+            .map(|p| match &p.default {
+                Some(d) => format!("{}={d}", p.name),
+                None => format!("{} (required)", p.name),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let column = |f: &dyn Fn(&crate::queries::SavedQuery) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(all.iter().map(f).collect::<Vec<_>>()))
+    };
+    let batch = RecordBatch::try_from_iter(vec![
+        ("name", column(&|q| q.name.clone())),
+        ("description", column(&|q| q.description.clone())),
+        ("parameters", column(&params)),
+        ("origin", column(&|q| q.origin.clone())),
+    ])?;
+    let mut opts = print_options(&args.output)?;
+    opts.max_cell_width = 80;
+    let mut sink = output_sink(args.output.output.as_deref())?;
+    print::print_batches(&mut sink, &batch.schema(), &[batch], &opts)?;
     sink.flush().map_err(|e| Error::io("output", e))?;
     Ok(Outcome::Success)
 }

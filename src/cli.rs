@@ -22,6 +22,10 @@ pub struct Cli {
     /// No progress bar or banner
     #[arg(long, short, global = true)]
     pub quiet: bool,
+
+    /// Directories of your own saved queries (.sql files with a header), beside the builtin ones
+    #[arg(long = "queries-dir", global = true, env = "TRAILSQL_QUERIES", value_delimiter = ':')]
+    pub queries_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +34,10 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Run one SQL statement and print its result
     Query(QueryArgs),
+    /// Run SQL files or saved queries (by name), with parameters
+    Run(RunArgs),
+    /// List the saved queries and their parameters
+    Queries(QueriesArgs),
     /// Print the lake's schema
     Schema(SchemaArgs),
 }
@@ -83,6 +91,40 @@ pub struct QueryArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// SQL files, or names of saved queries (see `trailsql queries`)
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+
+    /// A parameter value, bound to $NAME in the SQL (repeatable)
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// Exit with 1 when the last query returns rows (for alerting and CI gates)
+    #[arg(long)]
+    pub fail_on_rows: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QueriesArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `NAME=VALUE` of `--param`.
+pub fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("{s:?}: a parameter is NAME=VALUE"))?;
+    let name = name.trim().trim_start_matches('$');
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("{name:?}: a parameter name is letters, digits and _"));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 #[derive(Debug, Args)]

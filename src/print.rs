@@ -216,7 +216,8 @@ fn print_table(
         }
     } else if !names.is_empty() {
         let mut table = comfy_table::Table::new();
-        table.load_preset(comfy_table::presets::ASCII_FULL_CONDENSED);
+        // datafusion-cli's look: a rule under the header, none between rows.
+        table.load_preset("||--+-++|    ++++++");
         table.set_header(names.iter().copied());
         for row in &rows {
             table.add_row(row.iter().map(|c| cut(c, opts.max_cell_width)));

@@ -101,3 +101,17 @@ pub fn gz(path: &Path, body: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     trailsql::corpus::write_gz(path, body).unwrap();
 }
+
+/// The sample-data converted once for the whole test binary.
+pub fn sample_lake() -> &'static Path {
+    static LAKE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    &LAKE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let lake = dir.path().join("lake");
+            let summary = convert_lib(&[&sample_data()], &lake);
+            assert!(summary.ok(), "{}", summary.render());
+            (dir, lake)
+        })
+        .1
+}

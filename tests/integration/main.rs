@@ -4,3 +4,4 @@ mod common;
 mod convert;
 mod crash;
 mod realdata;
+mod run;

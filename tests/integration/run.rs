@@ -1,0 +1,128 @@
+//! `trailsql run` and the saved queries: formats, parameters, exit codes, errors, and each saved query's rows on
+//! sample-data.
+
+use std::path::PathBuf;
+
+use crate::common::*;
+
+fn expected_dir() -> PathBuf {
+    root().join("tests/expected/queries")
+}
+
+/// Parameters some saved queries need on the sample.
+fn params_for(name: &str) -> Vec<String> {
+    match name {
+        "access_key_activity" => vec!["-p".into(), "key=ASIAQROOTCONSOLE0044".into()],
+        _ => vec![],
+    }
+}
+
+#[test]
+fn every_saved_query_returns_its_expected_rows_on_sample_data() {
+    let lake = sample_lake();
+    let update = std::env::var_os("TRAILSQL_UPDATE_EXPECTED").is_some();
+    let names: Vec<String> = trailsql::queries::builtin().into_iter().map(|q| q.name).collect();
+    assert!(names.len() >= 10);
+    for name in names {
+        let out = run(bin().args(["run", &name, "--format", "csv", "--lake"]).arg(lake).args(params_for(&name)));
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let got = stdout(&out);
+        let file = expected_dir().join(format!("{name}.csv"));
+        if update {
+            std::fs::create_dir_all(expected_dir()).unwrap();
+            std::fs::write(&file, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("{} is missing", file.display()));
+        assert_eq!(got, want, "{name}: rows differ from {}", file.display());
+        assert!(got.lines().count() > 1, "{name} finds something in the sample");
+    }
+}
+
+#[test]
+fn parameters_are_bound_and_checked() {
+    let lake = sample_lake();
+    let missing = run(bin().args(["run", "access_key_activity", "--lake"]).arg(lake));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("missing parameter $key: give --param key=VALUE"), "{}", stderr(&missing));
+    let unknown = run(bin().args(["run", "failed_assume_root", "-p", "nope=1", "--lake"]).arg(lake));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no parameter nope"), "{}", stderr(&unknown));
+    // A value is data, never SQL: a quote in it cannot change the query.
+    let injection = run(bin()
+        .args(["run", "access_key_activity", "--format", "csv", "-p", "key=x' OR '1'='1", "--lake"])
+        .arg(lake));
+    assert!(injection.status.success(), "{}", stderr(&injection));
+    assert_eq!(stdout(&injection).lines().count(), 1, "only the header: {}", stdout(&injection));
+    let window = run(bin().args(["run", "privileged_sessions_window", "--format", "csv", "--lake"]).arg(lake).args([
+        "-p",
+        "from=2024-10-26T00:00:00Z",
+        "-p",
+        "to=2024-10-26T23:59:59Z",
+    ]));
+    let rows = stdout(&window);
+    assert_eq!(rows.lines().count(), 4, "{rows}");
+    assert!(rows.lines().skip(1).all(|l| l.starts_with("2024-10-26T14:00:00Z")), "{rows}");
+}
+
+#[test]
+fn files_with_several_statements_errors_name_the_line_and_fail_on_rows_gates() {
+    let lake = sample_lake();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hunt.sql");
+    std::fs::write(
+        &file,
+        "-- name: hunt\n-- description: a test\n-- param: account = 444444444444 -- the account\n\
+         CREATE VIEW mine AS SELECT * FROM cloudtrail WHERE recipientaccountid = '444444444444';\n\
+         SELECT count(*) AS n FROM mine WHERE recipientaccountid = $account;\n",
+    )
+    .unwrap();
+    let ok = run(bin().args(["run", "--format", "csv", "--fail-on-rows", "--lake"]).arg(lake).arg(&file));
+    assert_eq!(ok.status.code(), Some(1), "rows came back: {}", stderr(&ok));
+    assert!(stdout(&ok).starts_with("n\n"), "{}", stdout(&ok));
+    let none = run(bin().args(["run", "failed_assume_root", "--fail-on-rows", "--lake"]).arg(lake).args(["-p", "x=1"]));
+    assert_eq!(none.status.code(), Some(2));
+    let clean = dir.path().join("clean.sql");
+    std::fs::write(&clean, "SELECT * FROM cloudtrail WHERE eventname = 'NoSuchEvent';").unwrap();
+    let gate = run(bin().args(["run", "--fail-on-rows", "--lake"]).arg(lake).arg(&clean));
+    assert_eq!(gate.status.code(), Some(0), "{}", stderr(&gate));
+
+    let bad = dir.path().join("bad.sql");
+    std::fs::write(&bad, "SELECT 1;\n\n-- the next one is broken\nSELECT eventname\nFROM no_such_table;\n").unwrap();
+    let err = run(bin().args(["run", "--lake"]).arg(lake).arg(&bad));
+    assert_eq!(err.status.code(), Some(2));
+    assert!(stderr(&err).contains("bad.sql, line 4:"), "{}", stderr(&err));
+    assert!(stderr(&err).contains("no_such_table"), "{}", stderr(&err));
+    let typo = run(bin().args(["run", "no_such_query", "--lake"]).arg(lake));
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(stderr(&typo).contains("no such file or saved query"), "{}", stderr(&typo));
+}
+
+#[test]
+fn output_formats_and_files() {
+    let lake = sample_lake();
+    let dir = tempfile::tempdir().unwrap();
+    let q = |fmt: &str| {
+        let o = run(bin().args(["run", "failed_assume_root", "--format", fmt, "--lake"]).arg(lake));
+        assert!(o.status.success(), "{fmt}: {}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(q("tsv").starts_with("event_time\tcaller_arn\t"));
+    let line: serde_json::Value = serde_json::from_str(q("ndjson").lines().next().unwrap()).unwrap();
+    assert_eq!(line["error_code"], "AccessDenied");
+    let json: serde_json::Value = serde_json::from_str(&q("json")).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    let pq = dir.path().join("out.parquet");
+    let o =
+        run(bin().args(["run", "failed_assume_root", "--format", "parquet", "-o"]).arg(&pq).arg("--lake").arg(lake));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reader =
+        datafusion::parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+    use datafusion::parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 1);
+    let no_file = run(bin().args(["run", "failed_assume_root", "--format", "parquet", "--lake"]).arg(lake));
+    assert_eq!(no_file.status.code(), Some(2));
+    assert!(stderr(&no_file).contains("-o FILE"));
+    let list = run(bin().args(["queries", "--format", "csv"]));
+    assert!(stdout(&list).contains("access_key_activity,\"Everything one access key did"), "{}", stdout(&list));
+}
