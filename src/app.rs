@@ -32,10 +32,13 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Some(Command::Schema(args)) => {
             let text = match args.format.as_str() {
                 "markdown" => crate::schema::markdown(),
+                "duckdb" => format!("{}\n", crate::schema::duckdb_event_type()),
                 "text" => {
                     crate::schema::doc_rows().into_iter().map(|r| format!("{:<55} {}\n", r.path, r.sql_type)).collect()
                 }
-                other => return Err(Error::Usage(format!("unknown schema format {other:?}: markdown or text"))),
+                other => {
+                    return Err(Error::Usage(format!("unknown schema format {other:?}: text, markdown or duckdb")));
+                }
             };
             write_stdout(text.as_bytes())?;
             Ok(Outcome::Success)

@@ -129,7 +129,7 @@ pub fn parse_param(s: &str) -> Result<(String, String), String> {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// markdown (the README's table) or text
+    /// text, markdown (the README's table) or duckdb (the JSON type DuckDB reads an event with)
     #[arg(long, default_value = "text")]
     pub format: String,
 }

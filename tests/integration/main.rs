@@ -3,5 +3,6 @@
 mod common;
 mod convert;
 mod crash;
+mod docs;
 mod realdata;
 mod run;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Benchmark: `trailsql convert` beside DuckDB doing the same job on the same files, in the same run.
+# Reports events/s, MB/s of uncompressed JSON and peak RSS for both, and the ratio.
+#
+#   benches/convert.sh [WORKDIR]      (a corpus of about 550k events, 650 MB of JSON, is generated once)
+#
+# Needs: a release build (cargo build --release), python3 with duckdb (pip install duckdb).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-/tmp/trailsql-bench}"
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$work"
+cargo build --release --bin trailsql --example gen_corpus
+bin="$target/release/trailsql"
+gen="$target/release/examples/gen_corpus"
+python3 -c "import duckdb" 2>/dev/null || pip install -q duckdb
+
+corpus="$work/corpus"
+if [ ! -d "$corpus" ]; then
+    "$gen" --out "$corpus" --accounts 8 --regions 3 --days 2 --files-per-day 96 --events-per-file 120 --sessions-per-day 4
+fi
+json_bytes=$(find "$corpus" -name '*.json.gz' -exec zcat {} + | wc -c)
+events=$(find "$corpus" -name '*.json.gz' -exec zcat {} + | grep -o '"eventID"' | wc -l)
+"$bin" schema --format duckdb > "$work/event_type.txt"
+
+rm -rf "$work/lake_trailsql" "$work/lake_duckdb"
+sync
+ts=$(python3 benches/measure.py "$bin" convert --quiet "$corpus" --lake "$work/lake_trailsql")
+duck=$(python3 benches/measure.py python3 benches/duckdb_convert.py "$corpus" "$work/lake_duckdb" "$work/event_type.txt")
+
+python3 - "$ts" "$duck" "$events" "$json_bytes" <<'PY'
+import json, sys
+ts, duck = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+events, json_bytes = int(sys.argv[3]), int(sys.argv[4])
+print(f"corpus: {events} events, {json_bytes / 1e6:.0f} MB of JSON")
+print(f"{'':10} {'seconds':>8} {'events/s':>10} {'MB/s JSON':>10} {'peak RSS MB':>12}")
+for name, r in (("trailsql", ts), ("duckdb", duck)):
+    s = r["seconds"]
+    print(f"{name:10} {s:8.1f} {events / s:10.0f} {json_bytes / 1e6 / s:10.1f} {r['peak_rss_mb']:12.0f}")
+print(f"trailsql throughput = {duck['seconds'] / ts['seconds']:.1f} x DuckDB's")
+PY
