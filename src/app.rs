@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueriesArgs, QueryArgs, RunArgs};
+use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueriesArgs, QueryArgs, ReplArgs, RunArgs};
 use crate::convert::{self, ConvertOptions, source::Limits};
 use crate::error::{Error, Result};
 use crate::print::{self, Format, PrintOptions};
@@ -43,7 +43,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             write_stdout(text.as_bytes())?;
             Ok(Outcome::Success)
         }
-        None => Err(Error::Usage("no command given; see trailsql --help".into())),
+        Some(Command::Repl(args)) => run_repl(&cli, args).await,
+        None => run_repl(&cli, &ReplArgs::default()).await,
     }
 }
 
@@ -145,6 +146,26 @@ async fn list_queries(cli: &Cli, args: &QueriesArgs) -> Result<Outcome> {
     print::print_batches(&mut sink, &batch.schema(), &[batch], &opts)?;
     sink.flush().map_err(|e| Error::io("output", e))?;
     Ok(Outcome::Success)
+}
+
+async fn run_repl(cli: &Cli, args: &ReplArgs) -> Result<Outcome> {
+    let lake = open_lake(&lake_location(cli)?, false)?;
+    let session = session::build(&lake, &SessionOptions::default()).await?;
+    let history = if args.no_history {
+        None
+    } else {
+        args.history_file
+            .clone()
+            .or_else(|| std::env::var_os("TRAILSQL_HISTORY").map(Into::into))
+            .or_else(crate::repl::default_history)
+    };
+    let opts = crate::repl::ReplOptions {
+        history,
+        print: PrintOptions { maxrows: (args.maxrows > 0).then_some(args.maxrows), ..PrintOptions::default() },
+        banner: !cli.quiet,
+        queries_dirs: cli.queries_dirs.clone(),
+    };
+    crate::repl::run(session, opts).await
 }
 
 /// Standard output, or a file.

@@ -38,6 +38,8 @@ pub enum Command {
     Run(RunArgs),
     /// List the saved queries and their parameters
     Queries(QueriesArgs),
+    /// The interactive SQL shell (also what `trailsql` alone starts)
+    Repl(ReplArgs),
     /// Print the lake's schema
     Schema(SchemaArgs),
 }
@@ -109,6 +111,21 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ReplArgs {
+    /// Where the history is kept [default: the user's data directory, trailsql/history]
+    #[arg(long, env = "TRAILSQL_HISTORY")]
+    pub history_file: Option<PathBuf>,
+
+    /// Keep no history
+    #[arg(long)]
+    pub no_history: bool,
+
+    /// Rows shown in table format (0 for all)
+    #[arg(long, default_value_t = 1000)]
+    pub maxrows: usize,
 }
 
 #[derive(Debug, Args)]

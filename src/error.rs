@@ -35,6 +35,9 @@ pub enum Error {
     #[error("{file}, line {line}: {message}")]
     Query { file: String, line: usize, message: String },
 
+    #[error("line editor: {0}")]
+    Readline(#[from] rustyline::error::ReadlineError),
+
     #[error("{0}")]
     Other(String),
 }

@@ -11,6 +11,7 @@ pub mod lake;
 pub mod print;
 pub mod queries;
 pub mod rebuild;
+pub mod repl;
 pub mod schema;
 pub mod session;
 pub mod sqltext;

@@ -5,4 +5,5 @@ mod convert;
 mod crash;
 mod docs;
 mod realdata;
+mod repl;
 mod run;
