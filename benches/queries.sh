@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmark: privileged_sessions and two saved queries over a large converted corpus, trailsql beside DuckDB
+# running the same SQL over the same Parquet, in the same run. Each command runs three times; the best counts.
+#
+#   benches/queries.sh [WORKDIR]     (after benches/convert.sh, which writes WORKDIR/lake_trailsql)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-/tmp/trailsql-bench}"
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/release/trailsql"
+lake="$work/lake_trailsql"
+[ -d "$lake" ] || { echo "no lake at $lake: run benches/convert.sh first" >&2; exit 2; }
+key=$("$bin" query --lake "$lake" --format csv \
+    "SELECT useridentity.accesskeyid FROM cloudtrail WHERE useridentity.type = 'IAMUser' LIMIT 1" | tail -1)
+
+# name | trailsql SQL | DuckDB SQL
+cat > "$work/queries.tsv" <<SQL
+privileged_sessions	SELECT * FROM privileged_sessions ORDER BY action_time, action_event_id	SELECT * FROM privileged_sessions ORDER BY action_time, action_event_id
+access_key_activity	SELECT eventtime, recipientaccountid, awsregion, eventsource, eventname, errorcode, sourceipaddress FROM cloudtrail WHERE useridentity.accesskeyid = '$key' ORDER BY eventtime, eventid	SELECT eventtime, recipientaccountid, awsregion, eventsource, eventname, errorcode, sourceipaddress FROM cloudtrail WHERE useridentity.accesskeyid = '$key' ORDER BY eventtime, eventid
+access_denied_bursts	SELECT useridentity.arn, recipientaccountid, date_bin(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1	SELECT useridentity.arn, recipientaccountid, time_bucket(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1
+SQL
+
+sed "s|LAKE|$lake|g" benches/duckdb_views.sql > "$work/duckdb_views.sql"
+best() { # command... -> best wall seconds of three runs
+    local best=999999
+    for _ in 1 2 3; do
+        local s; s=$(python3 benches/measure.py "$@" | python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])")
+        best=$(python3 -c "print(min($best, $s))")
+    done
+    echo "$best"
+}
+printf '%-22s %10s %10s %8s %8s\n' query trailsql duckdb ratio rows
+while IFS=$'\t' read -r name ts_sql duck_sql; do
+    rows=$("$bin" query --lake "$lake" --format csv "$ts_sql" | tail -n +2 | wc -l)
+    duck_rows=$(python3 -c "
+import duckdb, sys
+con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
+print(len(con.execute(sys.argv[1]).fetchall()))" "$duck_sql")
+    [ "$rows" = "$duck_rows" ] || { echo "$name: trailsql found $rows rows, DuckDB $duck_rows" >&2; exit 1; }
+    t=$(best "$bin" query --lake "$lake" --format csv -o /dev/null "$ts_sql")
+    d=$(best python3 -c "
+import duckdb, sys
+con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
+con.execute(sys.argv[1]).fetchall()" "$duck_sql")
+    printf '%-22s %9.3fs %9.3fs %8.2f %8s\n' "$name" "$t" "$d" "$(python3 -c "print($t / $d)")" "$rows"
+done < "$work/queries.tsv"
