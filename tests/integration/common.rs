@@ -26,7 +26,8 @@ pub fn sample_data() -> PathBuf {
 /// repository. `None`, with a message saying what is skipped and how to run it, when neither exists (that folder is
 /// not part of the repository and must not be copied into it).
 pub fn realdata() -> Option<PathBuf> {
-    let candidates = [std::env::var_os("TRAILSQL_REALDATA").map(PathBuf::from), Some(root().join("../shared/realdata"))];
+    let candidates =
+        [std::env::var_os("TRAILSQL_REALDATA").map(PathBuf::from), Some(root().join("../shared/realdata"))];
     let found = candidates.into_iter().flatten().find(|p| p.is_dir());
     if found.is_none() {
         eprintln!(
