@@ -14,8 +14,10 @@ fn embed(dir: &str, out: &mut String, name: &str) {
     writeln!(out, "pub const {name}: &[(&str, &str)] = &[").unwrap();
     for f in &files {
         let stem = f.file_stem().unwrap().to_string_lossy();
-        let abs = std::fs::canonicalize(f).unwrap();
-        writeln!(out, "    ({stem:?}, include_str!({:?})),", abs.display().to_string()).unwrap();
+        // Relative to the manifest directory as the crate sees it when it compiles, not as this script saw it:
+        // a shared target directory may reuse this output for a checkout elsewhere.
+        let rel = f.to_string_lossy().replace('\\', "/");
+        writeln!(out, "    ({stem:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/{rel}\"))),").unwrap();
     }
     writeln!(out, "];").unwrap();
     println!("cargo:rerun-if-changed={dir}");

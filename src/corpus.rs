@@ -17,7 +17,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -25,13 +25,13 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
     pub fn uuid(&mut self) -> String {
-        let (a, b) = (self.next(), self.next());
+        let (a, b) = (self.next_u64(), self.next_u64());
         format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
             a >> 32,
@@ -129,7 +129,7 @@ pub fn noise_event(rng: &mut Rng, account: &str, region: &str, t: DateTime<Utc>)
             json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"aws:lambda:FunctionArn": format!("arn:aws:lambda:{region}:{account}:function:app")}})
         }
         "CreateLogStream" => {
-            json!({"logGroupName": "/aws/lambda/app", "logStreamName": format!("2024/10/25/[$LATEST]{:x}", rng.next())})
+            json!({"logGroupName": "/aws/lambda/app", "logStreamName": format!("2024/10/25/[$LATEST]{:x}", rng.next_u64())})
         }
         "GetParameter" => json!({"name": "/app/db/password", "withDecryption": true}),
         "RunInstances" => {
@@ -173,7 +173,7 @@ pub fn noise_event(rng: &mut Rng, account: &str, region: &str, t: DateTime<Utc>)
 }
 
 /// The `sts:AssumeRoot` call of a management account, as the IAM documentation shows it.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "every field of the call, as the documentation example shows it")]
 pub fn assume_root(
     rng: &mut Rng,
     mgmt: &str,
@@ -232,6 +232,7 @@ pub fn assume_root(
 }
 
 /// An action of a root session in the member account: `type = Root`, the session's key.
+#[expect(clippy::too_many_arguments, reason = "every field of the action, as CloudTrail records it")]
 pub fn root_action(
     rng: &mut Rng,
     account: &str,
@@ -373,8 +374,7 @@ pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<(usize, usize)> {
         }
         for a in 0..spec.accounts {
             let account = account_id(a);
-            for r in 0..spec.regions.min(REGIONS.len()) {
-                let region = REGIONS[r];
+            for (r, region) in REGIONS.iter().copied().enumerate().take(spec.regions) {
                 for f in 0..spec.files_per_day {
                     let file_start = day_start + Duration::seconds((f * 86_400 / spec.files_per_day) as i64);
                     let mut records: Vec<Value> = (0..spec.events_per_file)
@@ -392,7 +392,7 @@ pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<(usize, usize)> {
                     }
                     events += records.len();
                     let delivered = file_start + Duration::minutes(5);
-                    let unique = format!("{:016X}", rng.next());
+                    let unique = format!("{:016X}", rng.next_u64());
                     write_delivery(root, Some("o-bench00001"), &account, region, delivered, &unique[..16], &records)?;
                     files += 1;
                 }
@@ -795,7 +795,7 @@ pub fn write_sample(root: &Path) -> Result<usize> {
     for ((account, region, hour), records) in &groups {
         let delivered = at(hour) + Duration::minutes(65);
         let org = (*account == MEMBER_A).then_some(ORG);
-        let unique = format!("{:016X}", rng.next());
+        let unique = format!("{:016X}", rng.next_u64());
         write_delivery(root, org, account, region, delivered, &unique[..16], records)?;
         files += 1;
     }
@@ -808,7 +808,7 @@ pub fn write_sample(root: &Path) -> Result<usize> {
         "us-west-2",
         at("2024-10-25T22:35:00Z"),
         "REDELIVERED00001",
-        &[dup.event.clone()],
+        std::slice::from_ref(&dup.event),
     )?;
     // A file with no records, which CloudTrail writes for quiet periods.
     write_delivery(root, None, MEMBER_C, "eu-west-1", at("2024-10-25T06:05:00Z"), "EMPTYRECORDS0001", &[])?;

@@ -157,49 +157,6 @@ pub fn push_json_string(out: &mut String, s: &str) {
     out.push_str(&serde_json::to_string(s).expect("a str always serialises"));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_keep_raw_values_and_unescape_keys() {
-        let e = entries(r#"{"a": 1, "b\u0020c": {"x": [1, 2]}, "d": "s"}"#).unwrap();
-        assert_eq!(e.len(), 3);
-        assert_eq!(e[0].0, "a");
-        assert_eq!(e[1].0, "b c");
-        assert_eq!(e[1].1.get(), r#"{"x": [1, 2]}"#);
-        assert!(matches!(entries("[1]"), Err(ObjectError::NotAnObject("an array"))));
-        assert!(matches!(entries(r#"{"a" 1}"#), Err(ObjectError::Invalid(_))));
-    }
-
-    #[test]
-    fn compact_removes_whitespace_outside_strings_only() {
-        assert!(matches!(compact(r#"{"a":"b c"}"#), Cow::Borrowed(_)));
-        assert_eq!(compact("{\n  \"a\": \"b c\",\n  \"d\": [1, 2]\n}"), r#"{"a":"b c","d":[1,2]}"#);
-        assert_eq!(compact(r#"{"a": "x\" y" }"#), r#"{"a":"x\" y"}"#);
-        assert_eq!(compact(r#"{"é": "ü ü"}"#), r#"{"é":"ü ü"}"#);
-    }
-
-    #[test]
-    fn value_hash_ignores_member_order_and_whitespace_only() {
-        let h = |s: &str| value_hash(s).unwrap();
-        assert_eq!(h(r#"{"a":1,"b":{"c":[1,"x"]}}"#), h("{ \"b\": {\"c\": [1, \"\\u0078\"]},\n \"a\": 1 }"));
-        assert_ne!(h(r#"{"a":1}"#), h(r#"{"a":2}"#));
-        assert_ne!(h(r#"[1,2]"#), h(r#"[2,1]"#));
-        assert_ne!(h(r#"{"a":"1"}"#), h(r#"{"a":1}"#));
-        assert_ne!(h(r#"{"a":null}"#), h(r#"{}"#));
-        assert_ne!(h(r#"{"a":{"b":1}}"#), h(r#"{"a":{},"b":1}"#));
-        assert!(value_hash("{").is_err());
-    }
-
-    #[test]
-    fn string_values() {
-        assert_eq!(string_value(r#""abc""#).unwrap(), "abc");
-        assert_eq!(string_value(r#""a\"b""#).unwrap(), "a\"b");
-        assert_eq!(string_value("12"), None);
-    }
-}
-
 /// A hash of a JSON text that is equal for equal JSON values: neither whitespace nor the order of object members
 /// changes it, and string escapes are resolved. It decides whether two copies of an event are the same event.
 pub fn value_hash(raw: &str) -> Result<u64, serde_json::Error> {
@@ -277,5 +234,48 @@ impl<'de> Visitor<'de> for HashVisitor {
             n += 1;
         }
         Ok(mix(mix(TAG_OBJECT, n), sum))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_raw_values_and_unescape_keys() {
+        let e = entries(r#"{"a": 1, "b\u0020c": {"x": [1, 2]}, "d": "s"}"#).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].0, "a");
+        assert_eq!(e[1].0, "b c");
+        assert_eq!(e[1].1.get(), r#"{"x": [1, 2]}"#);
+        assert!(matches!(entries("[1]"), Err(ObjectError::NotAnObject("an array"))));
+        assert!(matches!(entries(r#"{"a" 1}"#), Err(ObjectError::Invalid(_))));
+    }
+
+    #[test]
+    fn compact_removes_whitespace_outside_strings_only() {
+        assert!(matches!(compact(r#"{"a":"b c"}"#), Cow::Borrowed(_)));
+        assert_eq!(compact("{\n  \"a\": \"b c\",\n  \"d\": [1, 2]\n}"), r#"{"a":"b c","d":[1,2]}"#);
+        assert_eq!(compact(r#"{"a": "x\" y" }"#), r#"{"a":"x\" y"}"#);
+        assert_eq!(compact(r#"{"é": "ü ü"}"#), r#"{"é":"ü ü"}"#);
+    }
+
+    #[test]
+    fn value_hash_ignores_member_order_and_whitespace_only() {
+        let h = |s: &str| value_hash(s).unwrap();
+        assert_eq!(h(r#"{"a":1,"b":{"c":[1,"x"]}}"#), h("{ \"b\": {\"c\": [1, \"\\u0078\"]},\n \"a\": 1 }"));
+        assert_ne!(h(r#"{"a":1}"#), h(r#"{"a":2}"#));
+        assert_ne!(h(r#"[1,2]"#), h(r#"[2,1]"#));
+        assert_ne!(h(r#"{"a":"1"}"#), h(r#"{"a":1}"#));
+        assert_ne!(h(r#"{"a":null}"#), h(r#"{}"#));
+        assert_ne!(h(r#"{"a":{"b":1}}"#), h(r#"{"a":{},"b":1}"#));
+        assert!(value_hash("{").is_err());
+    }
+
+    #[test]
+    fn string_values() {
+        assert_eq!(string_value(r#""abc""#).unwrap(), "abc");
+        assert_eq!(string_value(r#""a\"b""#).unwrap(), "a\"b");
+        assert_eq!(string_value("12"), None);
     }
 }

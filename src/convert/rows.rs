@@ -228,6 +228,7 @@ fn first_byte(raw: &RawValue) -> u8 {
     raw.get().as_bytes()[0]
 }
 
+#[expect(clippy::ptr_arg, reason = "the key is kept as it came, borrowed from the input when it can be")]
 fn append_value<'a>(
     member: &Field,
     child: Option<&Level>,

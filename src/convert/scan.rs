@@ -394,17 +394,17 @@ impl<R: Read> Scanner<R> {
                             // anything else is a bad line.
                             self.count_to(self.pos);
                             let at = Locator { line: self.line_base, index: self.top_index };
-                            if let End::At(end) = value_end(&self.buf[..self.end], self.pos) {
-                                if end < self.end || self.eof {
-                                    self.top_index += 1;
-                                    let start = self.pos;
-                                    self.pos = end;
-                                    return Ok(Some(Item::Record {
-                                        bytes: &self.buf[start..end],
-                                        container: Container::TopLevel,
-                                        at,
-                                    }));
-                                }
+                            if let End::At(end) = value_end(&self.buf[..self.end], self.pos)
+                                && (end < self.end || self.eof)
+                            {
+                                self.top_index += 1;
+                                let start = self.pos;
+                                self.pos = end;
+                                return Ok(Some(Item::Record {
+                                    bytes: &self.buf[start..end],
+                                    container: Container::TopLevel,
+                                    at,
+                                }));
                             }
                             self.top_index += 1;
                             return self.bad_line("not a JSON value").map(Some);

@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 use crate::lake::{Lake, PartitionKey, data_path, decode_ids, encode_ids, index_dir, index_path, staging_path};
 use crate::schema;
 
+/// A compacted group: its partition, the sources it replaces, the staged file and its rows.
+type Compacted = (PartitionKey, Vec<Source>, Staged, u64);
+
 /// Rows per row group: sorted by eventtime, each row group covers a stretch of time that its statistics prune.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
@@ -292,7 +295,7 @@ impl Writer {
                 .filter(|(_, p)| p.pending_bytes > 0)
                 .map(|(k, p)| (p.pending_bytes, k.clone()))
                 .collect();
-            by_size.sort_by(|a, b| b.0.cmp(&a.0));
+            by_size.sort_by_key(|b| std::cmp::Reverse(b.0));
             for (_, key) in by_size {
                 if self.pending_bytes <= self.cfg.memory_budget / 2 {
                     break;
@@ -400,7 +403,7 @@ impl Writer {
                 jobs.push((key.clone(), group, stem));
             }
         }
-        let results: Vec<Result<(PartitionKey, Vec<Source>, Staged, u64)>> = futures::stream::iter(jobs)
+        let results: Vec<Result<Compacted>> = futures::stream::iter(jobs)
             .map(|(key, group, stem)| {
                 let lake = lake.clone();
                 let run = run.clone();

@@ -92,7 +92,19 @@ impl Cursor<'_> {
     }
 }
 
-fn to_micros(y: u32, mo: u32, d: u32, h: u32, mi: u32, sec: u32, micro: u32, offset_secs: i64) -> Option<Micros> {
+/// A civil date and time, as read from text.
+struct Civil {
+    y: u32,
+    mo: u32,
+    d: u32,
+    h: u32,
+    mi: u32,
+    sec: u32,
+    micro: u32,
+}
+
+fn to_micros(c: Civil, offset_secs: i64) -> Option<Micros> {
+    let Civil { y, mo, d, h, mi, sec, micro } = c;
     if !(1..=9999).contains(&y) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
@@ -176,7 +188,7 @@ fn parse_iso(s: &[u8]) -> Option<Micros> {
     if !c.done() {
         return None;
     }
-    to_micros(y, mo, d, h, mi, sec, micro, offset)
+    to_micros(Civil { y, mo, d, h, mi, sec, micro }, offset)
 }
 
 const MONTHS: [&[u8]; 12] =
@@ -237,7 +249,7 @@ fn parse_month_name_form(s: &[u8]) -> Option<Micros> {
     if !c.done() {
         return None;
     }
-    to_micros(y, mo, d, h, mi, sec, micro, 0)
+    to_micros(Civil { y, mo, d, h, mi, sec, micro }, 0)
 }
 
 #[cfg(test)]
