@@ -3,11 +3,13 @@
 use std::io::Write;
 
 use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueriesArgs, QueryArgs, ReplArgs, RunArgs};
+use crate::convert::source::Filters;
 use crate::convert::{self, ConvertOptions, source::Limits};
 use crate::error::{Error, Result};
 use crate::print::{self, Format, PrintOptions};
 use crate::session::{self, SessionOptions};
-use crate::storage::{Location, open_lake};
+use crate::storage::{Location, S3Options, Storage, open_lake};
+use std::sync::Arc;
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +26,15 @@ fn lake_location(cli: &Cli) -> Result<Location> {
 }
 
 pub async fn run(cli: Cli) -> Result<Outcome> {
+    // Settings are resolved once, here, and passed down.
+    let storage = std::sync::Arc::new(Storage::new(S3Options::from_env()));
+    let cli = &cli;
+    let storage = &storage;
     match &cli.command {
-        Some(Command::Convert(args)) => run_convert(&cli, args).await,
-        Some(Command::Query(args)) => run_query(&cli, args).await,
-        Some(Command::Run(args)) => run_files(&cli, args).await,
-        Some(Command::Queries(args)) => list_queries(&cli, args).await,
+        Some(Command::Convert(args)) => run_convert(cli, args, storage).await,
+        Some(Command::Query(args)) => run_query(cli, args, storage).await,
+        Some(Command::Run(args)) => run_files(cli, args, storage).await,
+        Some(Command::Queries(args)) => list_queries(cli, args).await,
         Some(Command::Schema(args)) => {
             let text = match args.format.as_str() {
                 "markdown" => crate::schema::markdown(),
@@ -43,17 +49,40 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             write_stdout(text.as_bytes())?;
             Ok(Outcome::Success)
         }
-        Some(Command::Repl(args)) => run_repl(&cli, args).await,
-        None => run_repl(&cli, &ReplArgs::default()).await,
+        Some(Command::Repl(args)) => run_repl(cli, args, storage).await,
+        Some(Command::Ddl(args)) => {
+            let location = lake_location(cli)?;
+            let mut accounts = args.accounts.clone();
+            if let (true, Location::Local(_)) = (accounts.is_empty(), &location) {
+                let lake = open_lake(&location, false, storage).await?;
+                accounts = lake.lake.partitions().await?.into_iter().map(|p| p.account).collect();
+                accounts.dedup();
+            }
+            let shown = match &location {
+                Location::Local(p) => {
+                    std::fs::canonicalize(p).map_or_else(|_| p.display().to_string(), |p| p.display().to_string())
+                }
+                s3 => s3.to_string(),
+            };
+            write_stdout(crate::ddl::script(args.engine, &shown, &accounts)?.as_bytes())?;
+            Ok(Outcome::Success)
+        }
+        None => run_repl(cli, &ReplArgs::default(), storage).await,
     }
 }
 
-async fn run_convert(cli: &Cli, args: &ConvertArgs) -> Result<Outcome> {
+async fn run_convert(cli: &Cli, args: &ConvertArgs, storage: &Arc<Storage>) -> Result<Outcome> {
     let location = lake_location(cli)?;
-    let lake = open_lake(&location, true)?;
+    let lake = open_lake(&location, true, storage).await?;
     let defaults = ConvertOptions::default();
     let opts = ConvertOptions {
         sources: args.sources.clone(),
+        filters: Filters {
+            accounts: args.accounts.clone(),
+            regions: args.regions.clone(),
+            from: args.from,
+            to: args.to,
+        },
         threads: args.threads.unwrap_or(defaults.threads).max(1),
         max_record: usize::try_from(args.max_record_size).unwrap_or(usize::MAX),
         limits: Limits { max_file_bytes: args.max_file_size, ..defaults.limits },
@@ -61,7 +90,7 @@ async fn run_convert(cli: &Cli, args: &ConvertArgs) -> Result<Outcome> {
         compact_below: args.compact_below,
         progress: !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    let summary = convert::convert(&lake.lake, &opts).await?;
+    let summary = convert::convert(&lake.lake, &opts, storage).await?;
     write_stdout(summary.render().as_bytes())?;
     Ok(if summary.ok() { Outcome::Success } else { Outcome::Found })
 }
@@ -78,23 +107,23 @@ pub fn print_options(args: &OutputArgs) -> Result<PrintOptions> {
     })
 }
 
-async fn run_query(cli: &Cli, args: &QueryArgs) -> Result<Outcome> {
-    let lake = open_lake(&lake_location(cli)?, false)?;
-    let session = session::build(&lake, &SessionOptions::default()).await?;
+async fn run_query(cli: &Cli, args: &QueryArgs, storage: &Arc<Storage>) -> Result<Outcome> {
+    let lake = open_lake(&lake_location(cli)?, false, storage).await?;
+    let session = session::build(&lake, &SessionOptions::default(), storage.clone()).await?;
     let opts = print_options(&args.output)?;
-    let out = crate::exec::execute(&session.ctx, &args.sql).await?;
+    let out = crate::exec::execute(&session, &args.sql).await?;
     let mut sink = output_sink(args.output.output.as_deref())?;
     print::print_batches(&mut sink, &out.schema, &out.batches, &opts)?;
     sink.flush().map_err(|e| Error::io("output", e))?;
     Ok(Outcome::Success)
 }
 
-async fn run_files(cli: &Cli, args: &RunArgs) -> Result<Outcome> {
+async fn run_files(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<Outcome> {
     // Resolve every target before opening the lake: a typo is reported at once.
     let targets: Vec<_> =
         args.targets.iter().map(|t| crate::queries::resolve(t, &cli.queries_dirs)).collect::<Result<_>>()?;
-    let lake = open_lake(&lake_location(cli)?, false)?;
-    let session = session::build(&lake, &SessionOptions::default()).await?;
+    let lake = open_lake(&lake_location(cli)?, false, storage).await?;
+    let session = session::build(&lake, &SessionOptions::default(), storage.clone()).await?;
     let opts = print_options(&args.output)?;
     let params: std::collections::BTreeMap<String, String> = args.params.iter().cloned().collect();
     let mut sink = output_sink(args.output.output.as_deref())?;
@@ -108,7 +137,7 @@ async fn run_files(cli: &Cli, args: &RunArgs) -> Result<Outcome> {
             printed += 1;
             print::print_batches(&mut sink, &out.schema, &out.batches, &opts).map(drop)
         };
-        if let Some(rows) = crate::exec::run_script(&session.ctx, query, &params, &mut print).await? {
+        if let Some(rows) = crate::exec::run_script(&session, query, &params, &mut print).await? {
             last_rows = Some(rows);
         }
     }
@@ -148,9 +177,9 @@ async fn list_queries(cli: &Cli, args: &QueriesArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-async fn run_repl(cli: &Cli, args: &ReplArgs) -> Result<Outcome> {
-    let lake = open_lake(&lake_location(cli)?, false)?;
-    let session = session::build(&lake, &SessionOptions::default()).await?;
+async fn run_repl(cli: &Cli, args: &ReplArgs, storage: &Arc<Storage>) -> Result<Outcome> {
+    let lake = open_lake(&lake_location(cli)?, false, storage).await?;
+    let session = session::build(&lake, &SessionOptions::default(), storage.clone()).await?;
     let history = if args.no_history {
         None
     } else {

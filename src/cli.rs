@@ -40,15 +40,33 @@ pub enum Command {
     Queries(QueriesArgs),
     /// The interactive SQL shell (also what `trailsql` alone starts)
     Repl(ReplArgs),
+    /// Print the CREATE TABLE and the views of the lake for Athena, Trino or Spark
+    Ddl(DdlArgs),
     /// Print the lake's schema
     Schema(SchemaArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Files or directories of CloudTrail logs
+    /// Files or directories of CloudTrail logs, or s3://bucket/prefix
     #[arg(required = true)]
-    pub sources: Vec<PathBuf>,
+    pub sources: Vec<String>,
+
+    /// Only this account (repeatable); listing in S3 goes straight to its folders
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+
+    /// Only this Region (repeatable)
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+
+    /// Only folders (delivery dates) from this date, YYYY-MM-DD
+    #[arg(long)]
+    pub from: Option<chrono::NaiveDate>,
+
+    /// Only folders (delivery dates) up to this date, YYYY-MM-DD
+    #[arg(long)]
+    pub to: Option<chrono::NaiveDate>,
 
     /// Reader threads [default: one per core]
     #[arg(long)]
@@ -126,6 +144,17 @@ pub struct ReplArgs {
     /// Rows shown in table format (0 for all)
     #[arg(long, default_value_t = 1000)]
     pub maxrows: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DdlArgs {
+    /// The engine whose SQL to print
+    #[arg(long, value_enum)]
+    pub engine: crate::schema::Engine,
+
+    /// Accounts for Athena's partition projection (repeatable); read from the lake when it is a local directory
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,9 +2,9 @@
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::prelude::SessionContext;
 
 use crate::error::Result;
+use crate::session::Session;
 
 /// The result of one statement.
 pub struct Output {
@@ -19,8 +19,9 @@ impl Output {
 }
 
 /// Plans and runs one SQL statement.
-pub async fn execute(ctx: &SessionContext, sql: &str) -> Result<Output> {
-    let df = ctx.sql(sql).await?;
+pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
+    session.prepare(sql).await?;
+    let df = session.ctx.sql(sql).await?;
     let schema = df.schema().inner().clone();
     let batches = df.collect().await?;
     Ok(Output { schema, batches })
@@ -32,7 +33,7 @@ pub async fn execute(ctx: &SessionContext, sql: &str) -> Result<Output> {
 /// Parameters are bound as values (`$name` placeholders), never spliced into the SQL text. A statement's
 /// parameter comes from `params`, else from the query's declared default; a missing one is an error that names it.
 pub async fn run_script(
-    ctx: &SessionContext,
+    session: &Session,
     query: &crate::queries::SavedQuery,
     params: &std::collections::BTreeMap<String, String>,
     sink: &mut dyn FnMut(&Output) -> Result<()>,
@@ -65,6 +66,8 @@ pub async fn run_script(
             used.insert(name.clone());
             values.push((name, datafusion::common::ScalarValue::Utf8(Some(value))));
         }
+        session.prepare(&stmt.sql).await.map_err(|e| at(e.to_string()))?;
+        let ctx = &session.ctx;
         let result = async {
             let mut df = ctx.sql(&stmt.sql).await?;
             if !values.is_empty() {

@@ -237,8 +237,19 @@ impl Lake {
         Error::Lake { lake: self.name.clone(), message: message.into() }
     }
 
+    /// Writes an object whole: readers see all of it or none. Big objects go up in parts (S3 shows a multipart
+    /// upload only once it is complete).
     pub async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.store.put(&Path::from(path), PutPayload::from_bytes(data)).await?;
+        const PART: usize = 32 << 20;
+        let location = Path::from(path);
+        if data.len() <= PART {
+            self.store.put(&location, PutPayload::from_bytes(data)).await?;
+            return Ok(());
+        }
+        let upload = self.store.put_multipart(&location).await?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        writer.put(data);
+        writer.finish().await?;
         Ok(())
     }
 
@@ -409,10 +420,10 @@ impl Lake {
             if path.starts_with('_') || !path.ends_with(&format!(".{DATA_EXT}")) {
                 continue;
             }
-            if let Some(k) = PartitionKey::from_path(&path) {
-                if out.last() != Some(&k) {
-                    out.push(k);
-                }
+            if let Some(k) = PartitionKey::from_path(&path)
+                && out.last() != Some(&k)
+            {
+                out.push(k);
             }
         }
         out.sort();

@@ -4,6 +4,7 @@ pub mod app;
 pub mod cli;
 pub mod convert;
 pub mod corpus;
+pub mod ddl;
 pub mod embedded;
 pub mod error;
 pub mod exec;

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::error::Result;
 use crate::schema;
-use crate::storage::OpenLake;
+use crate::storage::{OpenLake, Storage};
 
 /// The name of the lake's table.
 pub const TABLE: &str = "cloudtrail";
@@ -24,6 +26,25 @@ pub struct SessionOptions {
 pub struct Session {
     pub ctx: SessionContext,
     pub lake: OpenLake,
+    /// Object stores for the S3 locations that SQL names, with the session's credentials.
+    pub storage: Arc<Storage>,
+}
+
+impl Session {
+    /// Registers the stores of the S3 buckets a statement names (`LOCATION 's3://…'`, `FROM 's3://…'`), so that
+    /// they are read with the same credentials as the lake.
+    pub async fn prepare(&self, sql: &str) -> Result<()> {
+        for bucket in crate::storage::s3_buckets_in(sql) {
+            let url = url::Url::parse(&format!("s3://{bucket}"))
+                .map_err(|e| crate::error::Error::Usage(format!("s3://{bucket}: {e}")))?;
+            let store_url = datafusion::execution::object_store::ObjectStoreUrl::parse(url.as_str())?;
+            if self.ctx.runtime_env().object_store(&store_url).is_err() {
+                let store = self.storage.bucket(&bucket).await?;
+                self.ctx.register_object_store(&url, store);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn config(opts: &SessionOptions) -> SessionConfig {
@@ -48,8 +69,14 @@ pub fn listing_options() -> ListingOptions {
 }
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
-pub async fn build(lake: &OpenLake, opts: &SessionOptions) -> Result<Session> {
-    let ctx = SessionContext::new_with_config(config(opts));
+pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
+    // `SELECT * FROM 's3://bucket/file.parquet'` and local paths work as tables.
+    // No cache of file listings: it lists the whole table on first use, where a query filtered on account_id
+    // and event_date should list only that partition's prefix (an S3 lake can hold millions of objects), and it
+    // would hide what a concurrent `trailsql convert` adds from a REPL session.
+    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+    let runtime = RuntimeEnvBuilder::new().with_cache_manager(caches).build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config(opts), runtime).enable_url_table();
     if let Some((url, store)) = &lake.register {
         ctx.register_object_store(url, store.clone());
     }
@@ -59,7 +86,7 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions) -> Result<Session> {
     ctx.register_table(TABLE, Arc::new(ListingTable::try_new(table_cfg)?))?;
     register_functions(&ctx)?;
     register_views(&ctx).await?;
-    Ok(Session { ctx, lake: lake.clone() })
+    Ok(Session { ctx, lake: lake.clone(), storage })
 }
 
 /// Registers our UDFs and the JSON functions (with their `->` and `->>` operators) on a context.

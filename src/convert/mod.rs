@@ -7,13 +7,13 @@
 pub mod json;
 pub mod record;
 pub mod rows;
+pub mod s3list;
 pub mod scan;
 pub mod source;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,14 +22,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, Result};
 use crate::lake::{Commit, Lake, SourceEntry, Totals, rejects_path, staging_path};
+use crate::storage::{Location, Storage};
 use record::{Converter, Reject};
-use source::{Limits, Msg, SourceFile, Status};
+use source::{Filters, Limits, Msg, SourceFile, Status};
 use writer::{Writer, WriterConfig};
 
 /// Everything a convert run is told.
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
-    pub sources: Vec<PathBuf>,
+    /// Local paths and `s3://bucket/prefix` locations.
+    pub sources: Vec<String>,
+    /// Accounts, Regions and delivery dates to take (empty: all).
+    pub filters: Filters,
     /// Threads reading and parsing.
     pub threads: usize,
     /// Largest single record, in bytes.
@@ -47,6 +51,7 @@ impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
             sources: Vec::new(),
+            filters: Filters::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_record: 16 << 20,
             limits: Limits { max_file_bytes: 8 << 30, max_ratio: 200 },
@@ -156,7 +161,7 @@ fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -194,33 +199,54 @@ struct UnitCounts {
     rejects: u64,
 }
 
-/// Converts the sources into the lake.
-pub async fn convert(lake: &Lake, opts: &ConvertOptions) -> Result<Summary> {
-    let started = Instant::now();
-    let started_at = chrono::Utc::now().to_rfc3339();
-    let sources = opts.sources.clone();
-    let (files, hidden) = tokio::task::spawn_blocking(move || source::walk(&sources))
+/// The source objects of the run: local files walked, S3 prefixes listed, in order.
+async fn find_sources(opts: &ConvertOptions, storage: &Storage) -> Result<(Vec<SourceFile>, u64)> {
+    let mut files = Vec::new();
+    let mut local = Vec::new();
+    for s in &opts.sources {
+        match Location::parse(s)? {
+            Location::Local(p) => local.push(p),
+            Location::S3 { bucket, prefix } => {
+                let store = storage.bucket(&bucket).await?;
+                files.extend(s3list::list(store, &bucket, &prefix, &opts.filters, &storage.s3).await?);
+            }
+        }
+    }
+    let filters = opts.filters.clone();
+    let (walked, hidden) = tokio::task::spawn_blocking(move || source::walk(&local, &filters))
         .await
         .map_err(|e| Error::Other(e.to_string()))??;
-    let run = new_run_id();
-    let guard = lake.lock(&run).await?;
-    let result = convert_locked(lake, opts, files, hidden, &run, started, started_at).await;
+    files.extend(walked);
+    Ok((files, hidden))
+}
+
+/// Converts the sources into the lake.
+pub async fn convert(lake: &Lake, opts: &ConvertOptions, storage: &Storage) -> Result<Summary> {
+    let run = RunStart { id: new_run_id(), clock: Instant::now(), at: chrono::Utc::now().to_rfc3339() };
+    let (files, hidden) = find_sources(opts, storage).await?;
+    let guard = lake.lock(&run.id).await?;
+    let result = convert_locked(lake, opts, files, hidden, &run).await;
     let unlocked = lake.unlock(guard).await;
     let summary = result?;
     unlocked?;
     Ok(summary)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// When and under which id a run started; the listing of the sources counts in its time.
+struct RunStart {
+    id: String,
+    clock: Instant,
+    at: String,
+}
+
 async fn convert_locked(
     lake: &Lake,
     opts: &ConvertOptions,
     files: Vec<SourceFile>,
     hidden: u64,
-    run: &str,
-    started: Instant,
-    started_at: String,
+    start: &RunStart,
 ) -> Result<Summary> {
+    let run = start.id.as_str();
     let commits = lake.commits().await?;
     let recovered = lake.recover(&commits).await?;
     let manifest = Arc::new(Lake::manifest(&commits));
@@ -251,9 +277,11 @@ async fn convert_locked(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(opts.threads.max(1) * 2);
     let queue = Arc::new(std::sync::Mutex::new(files.into_iter()));
     let conv = Arc::new(Converter::new(opts.max_record));
+    let rt = tokio::runtime::Handle::current();
     let mut workers = Vec::new();
     for _ in 0..opts.threads.max(1) {
-        let (tx, queue, conv, manifest, bar) = (tx.clone(), queue.clone(), conv.clone(), manifest.clone(), bar.clone());
+        let (tx, queue, conv, manifest, bar, rt) =
+            (tx.clone(), queue.clone(), conv.clone(), manifest.clone(), bar.clone(), rt.clone());
         let limits = opts.limits;
         workers.push(std::thread::spawn(move || {
             loop {
@@ -264,7 +292,8 @@ async fn convert_locked(
                     // The receiver only goes away when the run has failed; then there is nothing left to do.
                     let _ = tx.blocking_send(m);
                 };
-                source::process_file(&conv, &file, &manifest, limits, &progress, &mut send);
+                let reader = source::Reader { conv: &conv, manifest: &manifest, limits, rt: &rt, progress: &progress };
+                reader.process_file(&file, &mut send);
             }
         }));
     }
@@ -373,7 +402,7 @@ async fn convert_locked(
             version: 1,
             run: run.to_string(),
             tool: format!("trailsql {}", env!("CARGO_PKG_VERSION")),
-            started: started_at,
+            started: start.at.clone(),
             finished: chrono::Utc::now().to_rfc3339(),
             sources: entries,
             added,
@@ -390,7 +419,7 @@ async fn convert_locked(
         failpoint("after-commit");
         lake.apply(&commit).await?;
     }
-    summary.elapsed = started.elapsed();
+    summary.elapsed = start.clock.elapsed();
     Ok(summary)
 }
 

@@ -3,8 +3,11 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use flate2::read::MultiGzDecoder;
 use xxhash_rust::xxh3::Xxh3;
@@ -13,18 +16,118 @@ use super::record::{Converter, FileOutput};
 use crate::error::{Error, Result};
 use crate::lake::{Manifest, SourceEntry, account_from_key};
 
-/// A local file to convert.
+/// Where a source object is.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    Local(PathBuf),
+    S3 { store: Arc<dyn ObjectStore>, key: object_store::path::Path },
+}
+
+/// A source object to convert.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
-    pub path: PathBuf,
-    /// The manifest key: the absolute path.
+    pub origin: Origin,
+    /// The manifest key: the absolute path, or `s3://bucket/key`.
     pub name: String,
     pub size: u64,
     pub mtime: Option<i64>,
+    pub etag: Option<String>,
 }
 
-/// The files under the given paths, in path order, and how many hidden files were passed over.
-pub fn walk(inputs: &[PathBuf]) -> Result<(Vec<SourceFile>, u64)> {
+/// Something a source can be read and, for zip archives, seeked in.
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+impl SourceFile {
+    /// Opens the object, with the ETag the store gave on the fetch. An S3 object is fetched whole: CloudTrail
+    /// objects are small, and a zip member needs to seek.
+    pub fn open(&self, rt: &tokio::runtime::Handle) -> std::io::Result<(Box<dyn ReadSeek>, Option<String>)> {
+        match &self.origin {
+            Origin::Local(path) => Ok((Box::new(File::open(path)?), None)),
+            Origin::S3 { store, key } => {
+                let (bytes, etag) = rt
+                    .block_on(async {
+                        let got = store.get(key).await?;
+                        let etag = got.meta.e_tag.clone();
+                        Ok::<_, object_store::Error>((got.bytes().await?, etag))
+                    })
+                    .map_err(|e| std::io::Error::other(format!("cannot fetch from S3: {e}")))?;
+                Ok((Box::new(std::io::Cursor::new(bytes)), etag))
+            }
+        }
+    }
+
+    /// Whether the manifest says this object is already converted, unchanged. In S3, the ETag decides when the
+    /// listing gives one (AWS does; some S3-compatible stores do not), else the last-modified time.
+    fn unchanged(&self, done: &SourceEntry) -> bool {
+        if done.size != self.size {
+            return false;
+        }
+        match (&self.origin, &self.etag, &done.etag) {
+            (Origin::S3 { .. }, Some(now), Some(then)) => now == then,
+            _ => self.mtime.is_some() && done.mtime == self.mtime,
+        }
+    }
+}
+
+/// Which parts of a CloudTrail layout to convert: accounts, Regions and a range of delivery dates (the folder
+/// dates). Empty means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+}
+
+/// The account, Region and folder date of an object key in the delivery layout.
+pub fn layout_of(key: &str) -> Option<(&str, &str, chrono::NaiveDate)> {
+    let parts: Vec<&str> = key.split(['/', '\\']).collect();
+    let i = parts.iter().position(|p| *p == "AWSLogs")?;
+    let mut j = i + 1;
+    if parts.get(j)?.starts_with("o-") {
+        j += 1;
+    }
+    let account = parts.get(j)?;
+    if !parts.get(j + 1)?.starts_with("CloudTrail") {
+        return None;
+    }
+    let region = parts.get(j + 2)?;
+    let y = parts.get(j + 3)?.parse().ok()?;
+    let m = parts.get(j + 4)?.parse().ok()?;
+    let d = parts.get(j + 5)?.parse().ok()?;
+    Some((account, region, chrono::NaiveDate::from_ymd_opt(y, m, d)?))
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        self == &Filters::default()
+    }
+
+    pub fn account(&self, a: &str) -> bool {
+        self.accounts.is_empty() || self.accounts.iter().any(|x| x == a)
+    }
+
+    pub fn region(&self, r: &str) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|x| x == r)
+    }
+
+    pub fn date(&self, d: chrono::NaiveDate) -> bool {
+        self.from.is_none_or(|f| d >= f) && self.to.is_none_or(|t| d <= t)
+    }
+
+    /// Whether an object key passes the filters; a key outside the delivery layout passes only when there are
+    /// none.
+    pub fn matches(&self, key: &str) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        layout_of(key).is_some_and(|(a, r, d)| self.account(a) && self.region(r) && self.date(d))
+    }
+}
+
+/// The files under the given local paths, in path order, and how many hidden files were passed over.
+pub fn walk(inputs: &[PathBuf], filters: &Filters) -> Result<(Vec<SourceFile>, u64)> {
     let mut files = Vec::new();
     let mut hidden = 0u64;
     for input in inputs {
@@ -48,7 +151,7 @@ pub fn walk(inputs: &[PathBuf]) -> Result<(Vec<SourceFile>, u64)> {
                 hidden += 1;
                 continue;
             }
-            if entry.file_type().is_file() {
+            if entry.file_type().is_file() && filters.matches(&entry.path().to_string_lossy()) {
                 let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?;
                 files.push(source_file(entry.path(), &meta)?);
             }
@@ -66,7 +169,13 @@ fn source_file(path: &Path, meta: &std::fs::Metadata) -> Result<SourceFile> {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| i64::try_from(d.as_nanos()).ok());
-    Ok(SourceFile { name: abs.to_string_lossy().into_owned(), path: abs, size: meta.len(), mtime })
+    Ok(SourceFile {
+        name: abs.to_string_lossy().into_owned(),
+        origin: Origin::Local(abs),
+        size: meta.len(),
+        mtime,
+        etag: None,
+    })
 }
 
 /// Limits on what one source may make us read.
@@ -179,77 +288,203 @@ fn sniff_json<R: BufRead>(r: &mut R) -> std::io::Result<Option<u8>> {
     }
 }
 
-/// Converts one local file (each member, for a zip), reporting through `send`.
-pub fn process_file(
-    conv: &Converter,
-    file: &SourceFile,
-    manifest: &Manifest,
-    limits: Limits,
-    progress: &dyn Fn(u64),
-    send: &mut dyn FnMut(Msg),
-) {
-    let entry = SourceEntry {
-        source: file.name.clone(),
-        size: file.size,
-        mtime: file.mtime,
-        etag: None,
-        hash: None,
-        events: 0,
-        duplicates: 0,
-        conflicts: 0,
-        rejects: 0,
-        skipped: None,
-    };
-    if let Some(done) = manifest.get(&file.name) {
-        if done.size == file.size && done.mtime == file.mtime && file.mtime.is_some() {
+/// What a worker reads source objects with: shared by every object it takes.
+pub struct Reader<'a> {
+    pub conv: &'a Converter,
+    pub manifest: &'a Manifest,
+    pub limits: Limits,
+    /// Fetches S3 objects from the worker thread.
+    pub rt: &'a tokio::runtime::Handle,
+    /// Called with the stored bytes as they are read.
+    pub progress: &'a dyn Fn(u64),
+}
+
+impl Reader<'_> {
+    /// Converts one source object (each member, for a zip), reporting through `send`.
+    pub fn process_file(&self, file: &SourceFile, send: &mut dyn FnMut(Msg)) {
+        let Reader { manifest, rt, progress, .. } = *self;
+        let entry = SourceEntry {
+            source: file.name.clone(),
+            size: file.size,
+            mtime: file.mtime,
+            etag: file.etag.clone(),
+            hash: None,
+            events: 0,
+            duplicates: 0,
+            conflicts: 0,
+            rejects: 0,
+            skipped: None,
+        };
+        if manifest.get(&file.name).is_some_and(|done| file.unchanged(done)) {
             progress(file.size);
             send(Msg::Done { entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
             return;
         }
+        let (mut f, fetched_etag) = match file.open(rt) {
+            Ok(opened) => opened,
+            Err(e) => {
+                progress(file.size);
+                return send(Msg::Done {
+                    entry,
+                    status: Status::Failed(format!("cannot open: {e}")),
+                    json_bytes: 0,
+                    stored_bytes: 0,
+                });
+            }
+        };
+        let entry = SourceEntry { etag: entry.etag.or(fetched_etag), ..entry };
+        let mut magic = [0u8; 4];
+        let got = read_up_to(&mut f, &mut magic);
+        if let Err(e) = f.seek(SeekFrom::Start(0)) {
+            return send(Msg::Done {
+                entry,
+                status: Status::Failed(format!("cannot read: {e}")),
+                json_bytes: 0,
+                stored_bytes: 0,
+            });
+        }
+        if got == 4 && (magic == ZIP_MAGIC || magic == ZIP_EMPTY_MAGIC) {
+            return self.process_zip(file, f, entry, send);
+        }
+        let stored = Cell::new(0u64);
+        let mut hasher = Xxh3::new();
+        let counting = Counting { inner: f, count: &stored, hash: Some(&mut hasher), progress };
+        let key_account = account_from_key(&file.name);
+        let gzip = got >= 2 && magic[..2] == GZIP_MAGIC;
+        let (status, json_bytes) = self.convert_object(counting, &file.name, key_account, gzip, &stored, send);
+        let mut entry = entry;
+        entry.hash = Some(format!("{:016x}", hasher.digest()));
+        if let Status::Skipped(why) = &status {
+            entry.skipped = Some(why.clone());
+        }
+        if file.size > stored.get() {
+            progress(file.size - stored.get());
+        }
+        send(Msg::Done { entry, status, json_bytes, stored_bytes: stored.get() });
     }
-    let fail = |send: &mut dyn FnMut(Msg), entry: SourceEntry, reason: String| {
-        send(Msg::Done { entry, status: Status::Failed(reason), json_bytes: 0, stored_bytes: 0 })
-    };
-    let mut f = match File::open(&file.path) {
-        Ok(f) => f,
-        Err(e) => return fail(send, entry, format!("cannot open: {e}")),
-    };
-    let mut magic = [0u8; 4];
-    let got = read_up_to(&mut f, &mut magic);
-    if got == 4 && (magic == ZIP_MAGIC || magic == ZIP_EMPTY_MAGIC) {
-        drop(f);
-        return process_zip(conv, file, entry, manifest, limits, progress, send);
+
+    /// Converts one stream (a file, or a zip member): gunzipped when it is gzip, read when it is JSON, skipped when
+    /// it is neither. Returns the status and the JSON bytes read.
+    fn convert_object<R: Read>(
+        &self,
+        raw: R,
+        unit: &str,
+        key_account: Option<&str>,
+        gzip: bool,
+        stored: &Cell<u64>,
+        send: &mut dyn FnMut(Msg),
+    ) -> (Status, u64) {
+        let limits = self.limits;
+        let limited: Box<dyn Read + '_> = if gzip {
+            Box::new(Limited {
+                inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw)),
+                out: 0,
+                compressed: Some(stored),
+                limits,
+            })
+        } else {
+            Box::new(Limited { inner: raw, out: 0, compressed: None, limits })
+        };
+        let json_count = Cell::new(0u64);
+        let counted = Counting { inner: limited, count: &json_count, hash: None, progress: &|_| {} };
+        let mut reader = BufReader::with_capacity(1 << 16, counted);
+        match sniff_json(&mut reader) {
+            Err(e) => return (Status::Failed(e.to_string()), json_count.get()),
+            Ok(None) => return (Status::Skipped("empty".into()), json_count.get()),
+            Ok(Some(b'{' | b'[')) => {}
+            Ok(Some(_)) => return (Status::Skipped("not JSON".into()), json_count.get()),
+        }
+        let mut digest = false;
+        let mut any = false;
+        let result = self.conv.convert_stream(&mut reader, unit, key_account, &mut |out: FileOutput| {
+            digest |= out.digest;
+            any |= out.events > 0 || !out.rejects.is_empty();
+            send(Msg::Output { unit: unit.to_string(), out });
+        });
+        let json_bytes = json_count.get();
+        match result {
+            Err(failure) => (Status::Failed(failure.reason), json_bytes),
+            Ok(()) if digest && !any => (Status::Skipped("CloudTrail digest".into()), json_bytes),
+            Ok(()) => (Status::Converted, json_bytes),
+        }
     }
-    let f = match File::open(&file.path) {
-        Ok(f) => f,
-        Err(e) => return fail(send, entry, format!("cannot open: {e}")),
-    };
-    let stored = Cell::new(0u64);
-    let mut hasher = Xxh3::new();
-    let counting = Counting { inner: f, count: &stored, hash: Some(&mut hasher), progress };
-    let key_account = account_from_key(&file.name);
-    let (status, json_bytes) = convert_object(
-        conv,
-        counting,
-        &file.name,
-        key_account,
-        got >= 2 && magic[..2] == GZIP_MAGIC,
-        &stored,
-        limits,
-        send,
-    );
-    let mut entry = entry;
-    entry.hash = Some(format!("{:016x}", hasher.digest()));
-    if let Status::Skipped(why) = &status {
-        entry.skipped = Some(why.clone());
+
+    fn process_zip(&self, file: &SourceFile, reader: Box<dyn ReadSeek>, entry: SourceEntry, send: &mut dyn FnMut(Msg)) {
+        let Reader { manifest, progress, .. } = *self;
+        let mut archive = match zip::ZipArchive::new(BufReader::new(reader)) {
+            Ok(a) => a,
+            Err(e) => {
+                progress(file.size);
+                return send(Msg::Done {
+                    entry,
+                    status: Status::Failed(format!("not a readable zip: {e}")),
+                    json_bytes: 0,
+                    stored_bytes: 0,
+                });
+            }
+        };
+        let mut all_ok = true;
+        for i in 0..archive.len() {
+            let mut member = match archive.by_index(i) {
+                Ok(m) => m,
+                Err(e) => {
+                    all_ok = false;
+                    let mut m = entry.clone();
+                    m.source = format!("{}!#{i}", file.name);
+                    send(Msg::Done {
+                        entry: m,
+                        status: Status::Failed(format!("zip member {i}: {e}")),
+                        json_bytes: 0,
+                        stored_bytes: 0,
+                    });
+                    continue;
+                }
+            };
+            if member.is_dir() {
+                continue;
+            }
+            let name = member.name().to_string();
+            let unit = format!("{}!{name}", file.name);
+            let m_entry = SourceEntry {
+                source: unit.clone(),
+                size: member.size(),
+                mtime: None,
+                etag: None,
+                hash: Some(format!("crc32:{:08x}", member.crc32())),
+                events: 0,
+                duplicates: 0,
+                conflicts: 0,
+                rejects: 0,
+                skipped: None,
+            };
+            if manifest.get(&unit).is_some_and(|d| d.size == m_entry.size && d.hash == m_entry.hash) {
+                send(Msg::Done { entry: m_entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
+                continue;
+            }
+            let mut buffered = BufReader::new(&mut member);
+            let gzip = buffered.fill_buf().map(|b| b.starts_with(&GZIP_MAGIC)).unwrap_or(false);
+            let stored = Cell::new(0u64);
+            let counting = Counting { inner: buffered, count: &stored, hash: None, progress: &|_| {} };
+            let key_account = account_from_key(&name).or_else(|| account_from_key(&file.name));
+            let (status, json_bytes) = self.convert_object(counting, &unit, key_account, gzip, &stored, send);
+            let mut m_entry = m_entry;
+            if let Status::Skipped(why) = &status {
+                m_entry.skipped = Some(why.clone());
+            }
+            all_ok &= !matches!(status, Status::Failed(_));
+            send(Msg::Done { entry: m_entry, status, json_bytes, stored_bytes: stored.get() });
+        }
+        progress(file.size);
+        // The archive itself is recorded only when every member is in, so that an archive with a broken member is
+        // opened again on the next run (its good members are then found unchanged).
+        if all_ok {
+            let entry = SourceEntry { skipped: Some("zip archive".into()), ..entry };
+            send(Msg::Done { entry, status: Status::Archive, json_bytes: 0, stored_bytes: 0 });
+        }
     }
-    if file.size > stored.get() {
-        progress(file.size - stored.get());
-    }
-    send(Msg::Done { entry, status, json_bytes, stored_bytes: stored.get() });
 }
 
-fn read_up_to(f: &mut File, buf: &mut [u8]) -> usize {
+fn read_up_to(f: &mut dyn ReadSeek, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..]) {
@@ -258,143 +493,4 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> usize {
         }
     }
     n
-}
-
-/// Converts one stream (a file, or a zip member): gunzipped when it is gzip, read when it is JSON, skipped when
-/// it is neither. Returns the status and the JSON bytes read.
-#[allow(clippy::too_many_arguments)]
-fn convert_object<R: Read>(
-    conv: &Converter,
-    raw: R,
-    unit: &str,
-    key_account: Option<&str>,
-    gzip: bool,
-    stored: &Cell<u64>,
-    limits: Limits,
-    send: &mut dyn FnMut(Msg),
-) -> (Status, u64) {
-    let limited: Box<dyn Read + '_> = if gzip {
-        Box::new(Limited {
-            inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 16, raw)),
-            out: 0,
-            compressed: Some(stored),
-            limits,
-        })
-    } else {
-        Box::new(Limited { inner: raw, out: 0, compressed: None, limits })
-    };
-    let json_count = Cell::new(0u64);
-    let counted = Counting { inner: limited, count: &json_count, hash: None, progress: &|_| {} };
-    let mut reader = BufReader::with_capacity(1 << 16, counted);
-    match sniff_json(&mut reader) {
-        Err(e) => return (Status::Failed(e.to_string()), json_count.get()),
-        Ok(None) => return (Status::Skipped("empty".into()), json_count.get()),
-        Ok(Some(b'{' | b'[')) => {}
-        Ok(Some(_)) => return (Status::Skipped("not JSON".into()), json_count.get()),
-    }
-    let mut digest = false;
-    let mut any = false;
-    let result = conv.convert_stream(&mut reader, unit, key_account, &mut |out: FileOutput| {
-        digest |= out.digest;
-        any |= out.events > 0 || !out.rejects.is_empty();
-        send(Msg::Output { unit: unit.to_string(), out });
-    });
-    let json_bytes = json_count.get();
-    match result {
-        Err(failure) => (Status::Failed(failure.reason), json_bytes),
-        Ok(()) if digest && !any => (Status::Skipped("CloudTrail digest".into()), json_bytes),
-        Ok(()) => (Status::Converted, json_bytes),
-    }
-}
-
-fn process_zip(
-    conv: &Converter,
-    file: &SourceFile,
-    entry: SourceEntry,
-    manifest: &Manifest,
-    limits: Limits,
-    progress: &dyn Fn(u64),
-    send: &mut dyn FnMut(Msg),
-) {
-    let f = match File::open(&file.path) {
-        Ok(f) => f,
-        Err(e) => {
-            return send(Msg::Done {
-                entry,
-                status: Status::Failed(format!("cannot open: {e}")),
-                json_bytes: 0,
-                stored_bytes: 0,
-            });
-        }
-    };
-    let mut archive = match zip::ZipArchive::new(BufReader::new(f)) {
-        Ok(a) => a,
-        Err(e) => {
-            progress(file.size);
-            return send(Msg::Done {
-                entry,
-                status: Status::Failed(format!("not a readable zip: {e}")),
-                json_bytes: 0,
-                stored_bytes: 0,
-            });
-        }
-    };
-    let mut all_ok = true;
-    for i in 0..archive.len() {
-        let mut member = match archive.by_index(i) {
-            Ok(m) => m,
-            Err(e) => {
-                all_ok = false;
-                let mut m = entry.clone();
-                m.source = format!("{}!#{i}", file.name);
-                send(Msg::Done {
-                    entry: m,
-                    status: Status::Failed(format!("zip member {i}: {e}")),
-                    json_bytes: 0,
-                    stored_bytes: 0,
-                });
-                continue;
-            }
-        };
-        if member.is_dir() {
-            continue;
-        }
-        let name = member.name().to_string();
-        let unit = format!("{}!{name}", file.name);
-        let m_entry = SourceEntry {
-            source: unit.clone(),
-            size: member.size(),
-            mtime: None,
-            etag: None,
-            hash: Some(format!("crc32:{:08x}", member.crc32())),
-            events: 0,
-            duplicates: 0,
-            conflicts: 0,
-            rejects: 0,
-            skipped: None,
-        };
-        if manifest.get(&unit).is_some_and(|d| d.size == m_entry.size && d.hash == m_entry.hash) {
-            send(Msg::Done { entry: m_entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
-            continue;
-        }
-        let mut buffered = BufReader::new(&mut member);
-        let gzip = buffered.fill_buf().map(|b| b.starts_with(&GZIP_MAGIC)).unwrap_or(false);
-        let stored = Cell::new(0u64);
-        let counting = Counting { inner: buffered, count: &stored, hash: None, progress: &|_| {} };
-        let key_account = account_from_key(&name).or_else(|| account_from_key(&file.name));
-        let (status, json_bytes) = convert_object(conv, counting, &unit, key_account, gzip, &stored, limits, send);
-        let mut m_entry = m_entry;
-        if let Status::Skipped(why) = &status {
-            m_entry.skipped = Some(why.clone());
-        }
-        all_ok &= !matches!(status, Status::Failed(_));
-        send(Msg::Done { entry: m_entry, status, json_bytes, stored_bytes: stored.get() });
-    }
-    progress(file.size);
-    // The archive itself is recorded only when every member is in, so that an archive with a broken member is
-    // opened again on the next run (its good members are then found unchanged).
-    if all_ok {
-        let entry = SourceEntry { skipped: Some("zip archive".into()), ..entry };
-        send(Msg::Done { entry, status: Status::Archive, json_bytes: 0, stored_bytes: 0 });
-    }
 }

@@ -96,10 +96,10 @@ pub async fn run(session: Session, opts: ReplOptions) -> Result<Outcome> {
                 if !quit {
                     let _ = editor.add_history_entry(entry.as_str());
                 }
-                if let Some(h) = opts.history.as_ref().filter(|_| !quit) {
-                    if let Err(e) = editor.save_history(h) {
-                        eprintln!("warning: cannot save history to {}: {e}", h.display());
-                    }
+                if let Some(h) = opts.history.as_ref().filter(|_| !quit)
+                    && let Err(e) = editor.save_history(h)
+                {
+                    eprintln!("warning: cannot save history to {}: {e}", h.display());
                 }
                 if !repl.run_entry(&entry).await {
                     break;
@@ -199,13 +199,12 @@ impl Repl {
     ) -> bool {
         let start = Instant::now();
         let mut results: Vec<crate::exec::Output> = Vec::new();
-        let ctx = self.session.ctx.clone();
         let mut collect = |out: &crate::exec::Output| {
             results.push(crate::exec::Output { schema: out.schema.clone(), batches: out.batches.clone() });
             Ok(())
         };
         let outcome = tokio::select! {
-            r = crate::exec::run_script(&ctx, query, params, &mut collect) => Some(r),
+            r = crate::exec::run_script(&self.session, query, params, &mut collect) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         };
         match outcome {

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use datafusion::arrow::array::RecordBatch;
 use trailsql::convert::{self, ConvertOptions, Summary};
 use trailsql::session::{self, SessionOptions};
-use trailsql::storage::{Location, open_lake};
+use trailsql::storage::{Location, Storage, open_lake};
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trailsql"));
@@ -39,8 +39,7 @@ pub fn realdata() -> Option<PathBuf> {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("the binary runs");
-    out
+    cmd.output().expect("the binary runs")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -57,18 +56,24 @@ pub fn rt() -> tokio::runtime::Runtime {
 
 /// Converts with the library, as `trailsql convert` does.
 pub fn convert_lib(sources: &[&Path], lake: &Path) -> Summary {
-    let lake = open_lake(&Location::Local(lake.to_path_buf()), true).unwrap();
-    let opts =
-        ConvertOptions { sources: sources.iter().map(|p| p.to_path_buf()).collect(), ..ConvertOptions::default() };
-    rt().block_on(convert::convert(&lake.lake, &opts)).unwrap()
+    let opts = ConvertOptions {
+        sources: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        ..ConvertOptions::default()
+    };
+    rt().block_on(async {
+        let storage = Storage::default();
+        let lake = open_lake(&Location::Local(lake.to_path_buf()), true, &storage).await.unwrap();
+        convert::convert(&lake.lake, &opts, &storage).await.unwrap()
+    })
 }
 
 /// Runs SQL over a lake with the library.
 pub fn query(lake: &Path, sql: &str) -> Vec<RecordBatch> {
-    let lake = open_lake(&Location::Local(lake.to_path_buf()), false).unwrap();
     rt().block_on(async {
-        let s = session::build(&lake, &SessionOptions { target_partitions: Some(2) }).await.unwrap();
-        trailsql::exec::execute(&s.ctx, sql).await.unwrap().batches
+        let storage = std::sync::Arc::new(Storage::default());
+        let lake = open_lake(&Location::Local(lake.to_path_buf()), false, &storage).await.unwrap();
+        let s = session::build(&lake, &SessionOptions { target_partitions: Some(2) }, storage).await.unwrap();
+        trailsql::exec::execute(&s, sql).await.unwrap().batches
     })
 }
 

@@ -3,7 +3,9 @@
 mod common;
 mod convert;
 mod crash;
+mod ddl;
 mod docs;
 mod realdata;
 mod repl;
 mod run;
+mod s3;

@@ -2,19 +2,20 @@
 //! partitions, under a Tokio runtime (which the sqllogictest crate's own harness lacks).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::SessionContext;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use sqllogictest::{DBOutput, DefaultColumnType};
+use trailsql::session::Session;
 use trailsql::session::{self, SessionOptions};
-use trailsql::storage::{Location, open_lake};
+use trailsql::storage::{Location, Storage, open_lake};
 
 struct Db {
-    ctx: SessionContext,
+    session: Arc<Session>,
 }
 
 #[derive(Debug)]
@@ -80,7 +81,7 @@ impl sqllogictest::AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
-        let out = trailsql::exec::execute(&self.ctx, sql).await.map_err(|e| DbError(e.to_string()))?;
+        let out = trailsql::exec::execute(&self.session, sql).await.map_err(|e| DbError(e.to_string()))?;
         if out.schema.fields().is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }
@@ -105,11 +106,14 @@ fn sample_lake() -> &'static Path {
             let dir = tempfile::tempdir().unwrap();
             let lake = dir.path().join("lake");
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let open = open_lake(&Location::Local(lake.clone()), true).unwrap();
-            let opts =
-                trailsql::convert::ConvertOptions { sources: vec![root.join("sample-data")], ..Default::default() };
+            let sources = vec![root.join("sample-data").to_string_lossy().into_owned()];
+            let opts = trailsql::convert::ConvertOptions { sources, ..Default::default() };
             let rt = tokio::runtime::Runtime::new().unwrap();
-            let summary = rt.block_on(trailsql::convert::convert(&open.lake, &opts)).unwrap();
+            let summary = rt.block_on(async {
+                let storage = Storage::default();
+                let open = open_lake(&Location::Local(lake.clone()), true, &storage).await.unwrap();
+                trailsql::convert::convert(&open.lake, &opts, &storage).await.unwrap()
+            });
             assert!(summary.ok(), "{}", summary.render());
             (dir, lake)
         })
@@ -117,19 +121,23 @@ fn sample_lake() -> &'static Path {
 }
 
 fn run_file(path: PathBuf) -> Result<(), Failed> {
-    let lake = open_lake(&Location::Local(sample_lake().to_path_buf()), false).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // Converted outside the runtime below: the conversion runs a runtime of its own.
+    let sample = Location::Local(sample_lake().to_path_buf());
     rt.block_on(async move {
-        let s =
-            session::build(&lake, &SessionOptions { target_partitions: Some(2) }).await.map_err(|e| e.to_string())?;
-        let ctx = s.ctx;
+        let storage = Arc::new(Storage::default());
+        let lake = open_lake(&sample, false, &storage).await.map_err(|e| e.to_string())?;
+        let s = session::build(&lake, &SessionOptions { target_partitions: Some(2) }, storage)
+            .await
+            .map_err(|e| e.to_string())?;
+        let session = Arc::new(s);
         let mut runner = sqllogictest::Runner::new(move || {
-            let ctx = ctx.clone();
-            async move { Ok(Db { ctx }) }
+            let session = session.clone();
+            async move { Ok(Db { session }) }
         });
         if std::env::var_os("TRAILSQL_SLT_COMPLETE").is_some() {
             // Rewrites the expected results: review the diff before committing it.
