@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 work="${1:-/tmp/trailsql-bench}"
 target="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$work"
-cargo build --release --bin trailsql --example gen_corpus
+cargo build --release --no-default-features --bin trailsql --example gen_corpus
 bin="$target/release/trailsql"
 gen="$target/release/examples/gen_corpus"
 python3 -c "import duckdb" 2>/dev/null || pip install -q duckdb

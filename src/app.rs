@@ -25,6 +25,15 @@ fn lake_location(cli: &Cli) -> Result<Location> {
     Location::parse(cli.lake.as_deref().unwrap_or(DEFAULT_LAKE))
 }
 
+/// Session settings from the global flags.
+fn session_options(cli: &Cli) -> Result<SessionOptions> {
+    let ballista = match cli.ballista.as_deref() {
+        None => None,
+        Some(url) => Some(session::Cluster::parse(url)?),
+    };
+    Ok(SessionOptions { ballista, ..SessionOptions::default() })
+}
+
 pub async fn run(cli: Cli) -> Result<Outcome> {
     // Settings are resolved once, here, and passed down.
     let storage = std::sync::Arc::new(Storage::new(S3Options::from_env()));
@@ -67,6 +76,37 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             write_stdout(crate::ddl::script(args.engine, &shown, &accounts)?.as_bytes())?;
             Ok(Outcome::Success)
         }
+        #[cfg(feature = "ballista")]
+        Some(Command::BallistaScheduler(args)) => {
+            crate::ballista::run_scheduler(&crate::ballista::SchedulerOptions { bind: args.bind }, storage.clone())
+                .await?;
+            Ok(Outcome::Success)
+        }
+        #[cfg(feature = "ballista")]
+        Some(Command::BallistaExecutor(args)) => {
+            let (host, port) = match args.scheduler.rsplit_once(':') {
+                Some((h, p)) => {
+                    (h, p.parse().map_err(|_| Error::Usage(format!("--scheduler {}: bad port", args.scheduler)))?)
+                }
+                None => (args.scheduler.as_str(), 50050),
+            };
+            let opts = crate::ballista::ExecutorOptions {
+                scheduler_host: host.to_string(),
+                scheduler_port: port,
+                bind_host: args.bind_host.clone(),
+                external_host: args.external_host.clone(),
+                port: args.port,
+                grpc_port: args.grpc_port,
+                concurrent_tasks: args
+                    .concurrent_tasks
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                work_dir: args.work_dir.clone(),
+            };
+            crate::ballista::run_executor(&opts, storage.clone()).await?;
+            Ok(Outcome::Success)
+        }
+        #[cfg(not(feature = "ballista"))]
+        Some(Command::BallistaScheduler(_) | Command::BallistaExecutor(_)) => Err(session::without_ballista()),
         None => run_repl(cli, &ReplArgs::default(), storage).await,
     }
 }
@@ -109,7 +149,7 @@ pub fn print_options(args: &OutputArgs) -> Result<PrintOptions> {
 
 async fn run_query(cli: &Cli, args: &QueryArgs, storage: &Arc<Storage>) -> Result<Outcome> {
     let lake = open_lake(&lake_location(cli)?, false, storage).await?;
-    let session = session::build(&lake, &SessionOptions::default(), storage.clone()).await?;
+    let session = session::build(&lake, &session_options(cli)?, storage.clone()).await?;
     let opts = print_options(&args.output)?;
     let out = crate::exec::execute(&session, &args.sql).await?;
     let mut sink = output_sink(args.output.output.as_deref())?;
@@ -123,7 +163,7 @@ async fn run_files(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<
     let targets: Vec<_> =
         args.targets.iter().map(|t| crate::queries::resolve(t, &cli.queries_dirs)).collect::<Result<_>>()?;
     let lake = open_lake(&lake_location(cli)?, false, storage).await?;
-    let session = session::build(&lake, &SessionOptions::default(), storage.clone()).await?;
+    let session = session::build(&lake, &session_options(cli)?, storage.clone()).await?;
     let opts = print_options(&args.output)?;
     let params: std::collections::BTreeMap<String, String> = args.params.iter().cloned().collect();
     let mut sink = output_sink(args.output.output.as_deref())?;
@@ -179,7 +219,7 @@ async fn list_queries(cli: &Cli, args: &QueriesArgs) -> Result<Outcome> {
 
 async fn run_repl(cli: &Cli, args: &ReplArgs, storage: &Arc<Storage>) -> Result<Outcome> {
     let lake = open_lake(&lake_location(cli)?, false, storage).await?;
-    let session = session::build(&lake, &SessionOptions::default(), storage.clone()).await?;
+    let session = session::build(&lake, &session_options(cli)?, storage.clone()).await?;
     let history = if args.no_history {
         None
     } else {

@@ -23,6 +23,10 @@ pub struct Cli {
     #[arg(long, short, global = true)]
     pub quiet: bool,
 
+    /// Run queries on a Ballista cluster: df://host:port of its scheduler, or `standalone` for one in this process
+    #[arg(long, global = true, env = "TRAILSQL_BALLISTA", value_name = "URL")]
+    pub ballista: Option<String>,
+
     /// Directories of your own saved queries (.sql files with a header), beside the builtin ones
     #[arg(long = "queries-dir", global = true, env = "TRAILSQL_QUERIES", value_delimiter = ':')]
     pub queries_dirs: Vec<PathBuf>,
@@ -44,6 +48,50 @@ pub enum Command {
     Ddl(DdlArgs),
     /// Print the lake's schema
     Schema(SchemaArgs),
+    /// Run a Ballista scheduler that knows trailsql's functions (built with the `ballista` feature)
+    #[command(name = "ballista-scheduler")]
+    BallistaScheduler(SchedulerArgs),
+    /// Run a Ballista executor with trailsql's functions and object stores (built with the `ballista` feature)
+    #[command(name = "ballista-executor")]
+    BallistaExecutor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "0.0.0.0:50050")]
+    pub bind: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler, host:port
+    #[arg(long, default_value = "localhost:50050")]
+    pub scheduler: String,
+
+    /// Host to listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_host: String,
+
+    /// Host name the scheduler and other executors reach this executor at [default: the bind host]
+    #[arg(long)]
+    pub external_host: Option<String>,
+
+    /// Arrow Flight port, which serves shuffle data
+    #[arg(long, default_value_t = 50051)]
+    pub port: u16,
+
+    /// gRPC port
+    #[arg(long, default_value_t = 50052)]
+    pub grpc_port: u16,
+
+    /// Tasks run at once [default: one per core]
+    #[arg(long)]
+    pub concurrent_tasks: Option<usize>,
+
+    /// Directory for shuffle files [default: a temporary directory]
+    #[arg(long)]
+    pub work_dir: Option<String>,
 }
 
 #[derive(Debug, Args)]

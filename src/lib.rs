@@ -1,6 +1,8 @@
 //! trailsql: a SQL engine over AWS CloudTrail logs, on Apache DataFusion.
 
 pub mod app;
+#[cfg(feature = "ballista")]
+pub mod ballista;
 pub mod cli;
 pub mod convert;
 pub mod corpus;

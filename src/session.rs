@@ -20,6 +20,31 @@ pub const TABLE: &str = "cloudtrail";
 pub struct SessionOptions {
     /// Partitions DataFusion plans with; `None` for one per core.
     pub target_partitions: Option<usize>,
+    /// A Ballista cluster to run queries on, instead of this process.
+    pub ballista: Option<Cluster>,
+}
+
+/// A Ballista cluster (the `ballista` feature runs queries there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cluster {
+    /// A scheduler and an executor started in this process, on loopback: for trying Ballista out, and for tests.
+    Standalone,
+    /// The scheduler of a running cluster, `df://host:port`.
+    Remote(String),
+}
+
+impl Cluster {
+    pub fn parse(s: &str) -> Result<Cluster> {
+        if s == "standalone" {
+            return Ok(Cluster::Standalone);
+        }
+        match url::Url::parse(s) {
+            Ok(u) if u.scheme() == "df" && u.host_str().is_some() => Ok(Cluster::Remote(s.to_string())),
+            _ => Err(crate::error::Error::Usage(format!(
+                "--ballista {s}: expected df://host:port (a Ballista scheduler), or standalone"
+            ))),
+        }
+    }
 }
 
 /// What a built session holds beside the context.
@@ -60,6 +85,14 @@ fn config(opts: &SessionOptions) -> SessionConfig {
     cfg
 }
 
+/// The error of a Ballista flag or command in a build without the `ballista` feature.
+#[cfg(not(feature = "ballista"))]
+pub fn without_ballista() -> crate::error::Error {
+    crate::error::Error::Usage(
+        "this trailsql was built without Ballista: build it with `cargo build --features ballista`".into(),
+    )
+}
+
 /// The listing options of the lake table: Parquet files under hive partitions, each sorted by eventtime.
 pub fn listing_options() -> ListingOptions {
     ListingOptions::new(Arc::new(ParquetFormat::default()))
@@ -70,21 +103,29 @@ pub fn listing_options() -> ListingOptions {
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
-    // `SELECT * FROM 's3://bucket/file.parquet'` and local paths work as tables.
     // No cache of file listings: it lists the whole table on first use, where a query filtered on account_id
     // and event_date should list only that partition's prefix (an S3 lake can hold millions of objects), and it
     // would hide what a concurrent `trailsql convert` adds from a REPL session.
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let runtime = RuntimeEnvBuilder::new().with_cache_manager(caches).build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config(opts), runtime).enable_url_table();
+    let ctx = SessionContext::new_with_config_rt(config(opts), runtime);
     if let Some((url, store)) = &lake.register {
         ctx.register_object_store(url, store.clone());
     }
+    register_functions(&ctx)?;
+    let ctx = match &opts.ballista {
+        None => ctx,
+        #[cfg(feature = "ballista")]
+        Some(cluster) => crate::ballista::context(cluster, ctx.state()).await?,
+        #[cfg(not(feature = "ballista"))]
+        Some(_) => return Err(without_ballista()),
+    };
+    // `SELECT * FROM 's3://bucket/file.parquet'` and local paths work as tables.
+    let ctx = ctx.enable_url_table();
     let table_url = ListingTableUrl::parse(&lake.table_url)?;
     let table_cfg =
         ListingTableConfig::new(table_url).with_listing_options(listing_options()).with_schema(schema::file_schema());
     ctx.register_table(TABLE, Arc::new(ListingTable::try_new(table_cfg)?))?;
-    register_functions(&ctx)?;
     register_views(&ctx).await?;
     Ok(Session { ctx, lake: lake.clone(), storage })
 }

@@ -72,7 +72,10 @@ pub fn query(lake: &Path, sql: &str) -> Vec<RecordBatch> {
     rt().block_on(async {
         let storage = std::sync::Arc::new(Storage::default());
         let lake = open_lake(&Location::Local(lake.to_path_buf()), false, &storage).await.unwrap();
-        let s = session::build(&lake, &SessionOptions { target_partitions: Some(2) }, storage).await.unwrap();
+        let s =
+            session::build(&lake, &SessionOptions { target_partitions: Some(2), ..SessionOptions::default() }, storage)
+                .await
+                .unwrap();
         trailsql::exec::execute(&s, sql).await.unwrap().batches
     })
 }

@@ -1,5 +1,7 @@
 //! Integration tests of trailsql: the binary's contract and the library end to end.
 
+#[cfg(feature = "ballista")]
+mod ballista;
 mod common;
 mod convert;
 mod crash;

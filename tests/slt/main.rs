@@ -131,9 +131,10 @@ fn run_file(path: PathBuf) -> Result<(), Failed> {
     rt.block_on(async move {
         let storage = Arc::new(Storage::default());
         let lake = open_lake(&sample, false, &storage).await.map_err(|e| e.to_string())?;
-        let s = session::build(&lake, &SessionOptions { target_partitions: Some(2) }, storage)
-            .await
-            .map_err(|e| e.to_string())?;
+        let s =
+            session::build(&lake, &SessionOptions { target_partitions: Some(2), ..SessionOptions::default() }, storage)
+                .await
+                .map_err(|e| e.to_string())?;
         let session = Arc::new(s);
         let mut runner = sqllogictest::Runner::new(move || {
             let session = session.clone();

@@ -1,0 +1,173 @@
+//! Running the same SQL on an Apache DataFusion Ballista cluster: the client context, an in-process standalone
+//! cluster, and the scheduler and executor processes that know trailsql's functions and object stores.
+//!
+//! Ballista ships plans between processes and looks functions up by name on the other side, so every process
+//! must register the same UDFs: the client (for planning), the scheduler (it decodes the logical plan) and the
+//! executors (they decode and run the physical plan). Views are expanded on the client, so only the table and
+//! the functions have to travel.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista::prelude::SessionContextExt;
+use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::session::Cluster;
+use crate::storage::Storage;
+
+/// A Ballista context that starts from `base`: its configuration, runtime (object stores) and functions.
+pub async fn context(cluster: &Cluster, base: SessionState) -> Result<SessionContext> {
+    let ours: Vec<_> = base.scalar_functions().values().cloned().collect();
+    let base = for_replanning(base);
+    let ctx = match cluster {
+        Cluster::Standalone => SessionContext::standalone_with_state(base).await?,
+        Cluster::Remote(url) => SessionContext::remote_with_state(url, base)
+            .await
+            .map_err(|e| Error::Usage(format!("cannot use the Ballista scheduler at {url}: {e}")))?,
+    };
+    // Ballista's upgrade replaces the function list with its defaults; the client plans with ours.
+    for f in ours {
+        if ctx.udf(f.name()).is_err() {
+            ctx.register_udf(f.as_ref().clone());
+        }
+    }
+    Ok(ctx)
+}
+
+/// The optimizer rule that a second optimization of its own output fails on: the scheduler optimizes the plan
+/// the client already optimized, and `__datafusion_extracted` columns then clash ("ambiguous field name").
+const NOT_IDEMPOTENT: &str = "push_down_leaf_projections";
+
+/// `state` without the optimizer rules that cannot run twice over one plan. Ballista mode then reads whole struct
+/// columns where a local run reads only the nested fields it needs.
+fn for_replanning(state: SessionState) -> SessionState {
+    let rules = state.optimizers().iter().filter(|r| r.name() != NOT_IDEMPOTENT).cloned().collect();
+    SessionStateBuilder::new_from_existing(state).with_optimizer_rules(rules).build()
+}
+
+/// A session state with DataFusion's defaults, trailsql's UDFs and the JSON functions, over `runtime`.
+fn state_with_functions(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> datafusion::error::Result<SessionState> {
+    let mut state =
+        SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
+    trailsql_udfs::register_all(&mut state)?;
+    datafusion_functions_json::register_all(&mut state)?;
+    Ok(for_replanning(state))
+}
+
+/// Object stores found by URL when a plan names them: `s3://bucket` through trailsql's S3 settings and AWS
+/// credential chain, everything else as DataFusion does it.
+#[derive(Debug)]
+struct Stores {
+    storage: Arc<Storage>,
+    fallback: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for Stores {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.fallback.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.fallback.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if let Ok(store) = self.fallback.get_store(url) {
+            return Ok(store);
+        }
+        match (url.scheme(), url.host_str()) {
+            ("s3", Some(bucket)) => {
+                // Called from inside the executor's runtime, which is multi-threaded: the store is built once
+                // per bucket (its region looked up), then served from the fallback registry.
+                let storage = self.storage.clone();
+                let bucket = bucket.to_string();
+                let store = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async move { storage.bucket(&bucket).await })
+                })
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                let base = Url::parse(&format!("s3://{}", url.host_str().unwrap_or_default()))
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                self.fallback.register_store(&base, store.clone());
+                Ok(store)
+            }
+            _ => self.fallback.get_store(url),
+        }
+    }
+}
+
+fn runtime(storage: &Arc<Storage>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let stores = Stores { storage: storage.clone(), fallback: DefaultObjectStoreRegistry::new() };
+    RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores)).build_arc()
+}
+
+/// Settings of `trailsql ballista-scheduler`.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub bind: SocketAddr,
+}
+
+/// Runs a Ballista scheduler that decodes plans with trailsql's functions, until the process is stopped.
+pub async fn run_scheduler(opts: &SchedulerOptions, storage: Arc<Storage>) -> Result<()> {
+    use ballista_scheduler::cluster::BallistaCluster;
+    use ballista_scheduler::config::SchedulerConfig;
+
+    let builder = move |config: SessionConfig| state_with_functions(config, runtime(&storage)?);
+    let config = SchedulerConfig {
+        bind_host: opts.bind.ip().to_string(),
+        bind_port: opts.bind.port(),
+        ..SchedulerConfig::default()
+    }
+    .with_override_session_builder(Arc::new(builder));
+    let cluster = BallistaCluster::new_from_config(&config).await.map_err(ballista_error)?;
+    ballista_scheduler::scheduler_process::start_server(cluster, opts.bind, Arc::new(config))
+        .await
+        .map_err(ballista_error)
+}
+
+/// Settings of `trailsql ballista-executor`.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    pub scheduler_host: String,
+    pub scheduler_port: u16,
+    pub bind_host: String,
+    /// The address the scheduler and the other executors reach this one at, when it is not `bind_host`.
+    pub external_host: Option<String>,
+    pub port: u16,
+    pub grpc_port: u16,
+    pub concurrent_tasks: usize,
+    pub work_dir: Option<String>,
+}
+
+/// Runs a Ballista executor with trailsql's functions and object stores, until the process is stopped.
+pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Result<()> {
+    use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+
+    let functions = state_with_functions(SessionConfig::new(), runtime(&storage)?)?;
+    let registry = BallistaFunctionRegistry::from(&functions);
+    let config = ExecutorProcessConfig {
+        scheduler_host: opts.scheduler_host.clone(),
+        scheduler_port: opts.scheduler_port,
+        bind_host: opts.bind_host.clone(),
+        external_host: opts.external_host.clone(),
+        port: opts.port,
+        grpc_port: opts.grpc_port,
+        vcores: opts.concurrent_tasks,
+        work_dir: opts.work_dir.clone(),
+        override_function_registry: Some(Arc::new(registry)),
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| runtime(&storage))),
+        ..ExecutorProcessConfig::default()
+    };
+    start_executor_process(Arc::new(config)).await.map_err(ballista_error)
+}
+
+fn ballista_error(e: ballista_core::error::BallistaError) -> Error {
+    Error::Other(format!("ballista: {e}"))
+}

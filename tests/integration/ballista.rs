@@ -1,0 +1,118 @@
+//! The same SQL on Ballista: an in-process standalone cluster (scheduler and executor on loopback) runs the views
+//! and every saved query over the sample lake, and returns the rows of a local run.
+
+use std::path::PathBuf;
+
+use crate::common::*;
+
+fn expected(name: &str) -> String {
+    let file = root().join(format!("tests/expected/queries/{name}.csv"));
+    std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("{} is missing", file.display()))
+}
+
+fn csv(args: &[&str], ballista: bool) -> String {
+    let mut cmd = bin();
+    if ballista {
+        cmd.args(["--ballista", "standalone"]);
+    }
+    let out = run(cmd.args(args).args(["--format", "csv", "--lake"]).arg(sample_lake()));
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn saved_queries_on_a_standalone_cluster_return_the_local_rows() {
+    // All the saved queries in one run (one cluster), but the one that needs a parameter the others refuse.
+    let names: Vec<String> =
+        trailsql::queries::builtin().into_iter().map(|q| q.name).filter(|n| n != "access_key_activity").collect();
+    assert!(names.len() >= 10);
+    let mut args = vec!["run"];
+    args.extend(names.iter().map(String::as_str));
+    let want: String = names.iter().map(|n| expected(n)).collect();
+    assert_eq!(csv(&args, true), want);
+    assert_eq!(
+        csv(&["run", "access_key_activity", "-p", "key=ASIAQROOTCONSOLE0044"], true),
+        expected("access_key_activity")
+    );
+}
+
+#[test]
+fn views_on_a_standalone_cluster_return_the_local_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let script: PathBuf = dir.path().join("views.sql");
+    std::fs::write(
+        &script,
+        "SELECT * FROM privileged_sessions ORDER BY action_time, action_event_id;\n\
+         SELECT * FROM privileged_session_summary ORDER BY session_start, assume_root_event_id;\n\
+         SELECT * FROM root_activity ORDER BY event_time, event_id;\n\
+         SELECT account_id, event_date, count(*) AS n, count(DISTINCT principal_name(useridentity)) AS who \
+         FROM cloudtrail GROUP BY 1, 2 ORDER BY 1, 2;\n",
+    )
+    .unwrap();
+    let script = script.to_str().unwrap();
+    let local = csv(&["run", script], false);
+    assert!(local.lines().count() > 40, "the sample has privileged sessions: {local}");
+    assert_eq!(csv(&["run", script], true), local);
+}
+
+#[test]
+fn a_bad_cluster_url_is_a_usage_error() {
+    let out = run(bin().args(["--ballista", "http://x:1", "query", "SELECT 1", "--lake"]).arg(sample_lake()));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected df://host:port"), "{}", stderr(&out));
+}
+
+/// A port free on loopback now (the OS may hand it out again, but not within the test's few seconds).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Child processes killed when the test ends, passed or not.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn trailsql_scheduler_and_executor_processes_run_our_functions() {
+    let (sched, flight, grpc) = (free_port(), free_port(), free_port());
+    let quiet = || std::process::Stdio::null();
+    let scheduler = bin()
+        .args(["ballista-scheduler", "--bind", &format!("127.0.0.1:{sched}")])
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .unwrap();
+    let mut children = Children(vec![scheduler]);
+    let executor = bin()
+        .args(["ballista-executor", "--scheduler", &format!("127.0.0.1:{sched}"), "--bind-host", "127.0.0.1"])
+        .args(["--port", &flight.to_string(), "--grpc-port", &grpc.to_string(), "--concurrent-tasks", "2"])
+        .stdout(quiet())
+        .stderr(quiet())
+        .spawn()
+        .unwrap();
+    children.0.push(executor);
+
+    let sql = "SELECT task_policy, count(*) AS n, min(arn_account(caller_arn)) AS caller, \
+               sum(CAST(allowed_by_task_policy AS INT)) AS allowed FROM privileged_sessions GROUP BY 1 ORDER BY 1";
+    let local = csv(&["query", sql], false);
+    let url = format!("df://127.0.0.1:{sched}");
+    // The executor registers with the scheduler within a few seconds of starting.
+    let mut last = String::new();
+    for _ in 0..60 {
+        let out = run(bin().args(["--ballista", &url, "query", sql, "--format", "csv", "--lake"]).arg(sample_lake()));
+        if out.status.success() {
+            assert_eq!(stdout(&out), local);
+            return;
+        }
+        last = stderr(&out);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("the cluster never answered: {last}");
+}
