@@ -1,6 +1,7 @@
 //! What each command does, from parsed arguments to an outcome; `main.rs` only maps the outcome to an exit code.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueriesArgs, QueryArgs, ReplArgs, RunArgs};
 use crate::convert::source::Filters;
@@ -9,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::print::{self, Format, PrintOptions};
 use crate::session::{self, SessionOptions};
 use crate::storage::{Location, S3Options, Storage, open_lake};
-use std::sync::Arc;
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ fn session_options(cli: &Cli) -> Result<SessionOptions> {
 
 pub async fn run(cli: Cli) -> Result<Outcome> {
     // Settings are resolved once, here, and passed down.
-    let storage = std::sync::Arc::new(Storage::new(S3Options::from_env()));
+    let storage = Arc::new(Storage::new(S3Options::from_env()));
     let cli = &cli;
     let storage = &storage;
     match &cli.command {
@@ -186,8 +186,6 @@ async fn run_files(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<
 }
 
 async fn list_queries(cli: &Cli, args: &QueriesArgs) -> Result<Outcome> {
-    use std::sync::Arc;
-
     use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
     let all = crate::queries::all(&cli.queries_dirs)?;
     let params = |q: &crate::queries::SavedQuery| {
