@@ -116,3 +116,31 @@ fn trailsql_scheduler_and_executor_processes_run_our_functions() {
     }
     panic!("the cluster never answered: {last}");
 }
+
+#[test]
+fn the_repl_runs_on_a_standalone_cluster() {
+    use std::io::Write;
+    let sql = "SELECT task_policy, count(*) AS n FROM privileged_sessions GROUP BY 1 ORDER BY 1;\n";
+    let repl = |ballista: bool| {
+        let mut cmd = bin();
+        if ballista {
+            cmd.args(["--ballista", "standalone"]);
+        }
+        let mut child = cmd
+            .args(["repl", "--no-history", "--lake"])
+            .arg(sample_lake())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        // The table, without the timing line that follows it.
+        stdout(&out).lines().filter(|l| !l.contains(" in ")).collect::<Vec<_>>().join("\n")
+    };
+    let local = repl(false);
+    assert!(local.contains("S3UnlockBucketPolicy"), "{local}");
+    assert_eq!(repl(true), local);
+}
