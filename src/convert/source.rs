@@ -209,6 +209,13 @@ pub enum Msg {
     Done { entry: SourceEntry, status: Status, json_bytes: u64, stored_bytes: u64 },
 }
 
+impl Msg {
+    /// A source object that could not be read: nothing of it was converted.
+    fn failed(entry: SourceEntry, why: String) -> Msg {
+        Msg::Done { entry, status: Status::Failed(why), json_bytes: 0, stored_bytes: 0 }
+    }
+}
+
 /// Counts the bytes read through it, and hashes them.
 struct Counting<'a, R> {
     inner: R,
@@ -324,24 +331,14 @@ impl Reader<'_> {
             Ok(opened) => opened,
             Err(e) => {
                 progress(file.size);
-                return send(Msg::Done {
-                    entry,
-                    status: Status::Failed(format!("cannot open: {e}")),
-                    json_bytes: 0,
-                    stored_bytes: 0,
-                });
+                return send(Msg::failed(entry, format!("cannot open: {e}")));
             }
         };
         let entry = SourceEntry { etag: entry.etag.or(fetched_etag), ..entry };
         let mut magic = [0u8; 4];
         let got = read_up_to(&mut f, &mut magic);
         if let Err(e) = f.seek(SeekFrom::Start(0)) {
-            return send(Msg::Done {
-                entry,
-                status: Status::Failed(format!("cannot read: {e}")),
-                json_bytes: 0,
-                stored_bytes: 0,
-            });
+            return send(Msg::failed(entry, format!("cannot read: {e}")));
         }
         if got == 4 && (magic == ZIP_MAGIC || magic == ZIP_EMPTY_MAGIC) {
             return self.process_zip(file, f, entry, send);
@@ -415,12 +412,7 @@ impl Reader<'_> {
             Ok(a) => a,
             Err(e) => {
                 progress(file.size);
-                return send(Msg::Done {
-                    entry,
-                    status: Status::Failed(format!("not a readable zip: {e}")),
-                    json_bytes: 0,
-                    stored_bytes: 0,
-                });
+                return send(Msg::failed(entry, format!("not a readable zip: {e}")));
             }
         };
         let mut all_ok = true;
@@ -431,12 +423,7 @@ impl Reader<'_> {
                     all_ok = false;
                     let mut m = entry.clone();
                     m.source = format!("{}!#{i}", file.name);
-                    send(Msg::Done {
-                        entry: m,
-                        status: Status::Failed(format!("zip member {i}: {e}")),
-                        json_bytes: 0,
-                        stored_bytes: 0,
-                    });
+                    send(Msg::failed(m, format!("zip member {i}: {e}")));
                     continue;
                 }
             };
