@@ -87,14 +87,14 @@ impl ObjectStoreRegistry for Stores {
             ("s3", Some(bucket)) => {
                 // Called from inside the executor's runtime, which is multi-threaded: the store is built once
                 // per bucket (its region looked up), then served from the fallback registry.
+                let external = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
                 let storage = self.storage.clone();
-                let bucket = bucket.to_string();
+                let name = bucket.to_string();
                 let store = tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(async move { storage.bucket(&bucket).await })
+                    tokio::runtime::Handle::current().block_on(async move { storage.bucket(&name).await })
                 })
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-                let base = Url::parse(&format!("s3://{}", url.host_str().unwrap_or_default()))
-                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                .map_err(external)?;
+                let base = Url::parse(&format!("s3://{bucket}")).map_err(|e| external(Error::Usage(e.to_string())))?;
                 self.fallback.register_store(&base, store.clone());
                 Ok(store)
             }
@@ -119,7 +119,9 @@ pub async fn run_scheduler(opts: &SchedulerOptions, storage: Arc<Storage>) -> Re
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
 
-    let builder = move |config: SessionConfig| state_with_functions(config, runtime(&storage)?);
+    // One runtime, so that every session shares the bucket stores it builds.
+    let runtime = runtime(&storage)?;
+    let builder = move |config: SessionConfig| state_with_functions(config, runtime.clone());
     let config = SchedulerConfig {
         bind_host: opts.bind.ip().to_string(),
         bind_port: opts.bind.port(),
@@ -150,7 +152,9 @@ pub struct ExecutorOptions {
 pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Result<()> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 
-    let functions = state_with_functions(SessionConfig::new(), runtime(&storage)?)?;
+    // One runtime, so that every session shares the bucket stores it builds.
+    let runtime = runtime(&storage)?;
+    let functions = state_with_functions(SessionConfig::new(), runtime.clone())?;
     let registry = BallistaFunctionRegistry::from(&functions);
     let config = ExecutorProcessConfig {
         scheduler_host: opts.scheduler_host.clone(),
@@ -162,7 +166,7 @@ pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Resu
         vcores: opts.concurrent_tasks,
         work_dir: opts.work_dir.clone(),
         override_function_registry: Some(Arc::new(registry)),
-        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| runtime(&storage))),
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config)).await.map_err(ballista_error)

@@ -2,6 +2,7 @@
 //! and every saved query over the sample lake, and returns the rows of a local run.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use crate::common::*;
 
@@ -79,8 +80,8 @@ impl Drop for Children {
     }
 }
 
-#[test]
-fn trailsql_scheduler_and_executor_processes_run_our_functions() {
+/// A scheduler and an executor, trailsql's own, on loopback; `bin` gives each its environment.
+fn start_cluster(bin: &dyn Fn() -> Command) -> (Children, String) {
     let (sched, flight, grpc) = (free_port(), free_port(), free_port());
     let quiet = || std::process::Stdio::null();
     let scheduler = bin()
@@ -98,23 +99,40 @@ fn trailsql_scheduler_and_executor_processes_run_our_functions() {
         .spawn()
         .unwrap();
     children.0.push(executor);
+    (children, format!("df://127.0.0.1:{sched}"))
+}
 
-    let sql = "SELECT task_policy, count(*) AS n, min(arn_account(caller_arn)) AS caller, \
-               sum(CAST(allowed_by_task_policy AS INT)) AS allowed FROM privileged_sessions GROUP BY 1 ORDER BY 1";
-    let local = csv(&["query", sql], false);
-    let url = format!("df://127.0.0.1:{sched}");
-    // The executor registers with the scheduler within a few seconds of starting.
+/// The query's CSV from the cluster, retried while the executor registers with the scheduler.
+fn on_cluster(bin: &dyn Fn() -> Command, url: &str, lake: &std::ffi::OsStr, sql: &str) -> String {
     let mut last = String::new();
     for _ in 0..60 {
-        let out = run(bin().args(["--ballista", &url, "query", sql, "--format", "csv", "--lake"]).arg(sample_lake()));
+        let out = run(bin().args(["--ballista", url, "query", sql, "--format", "csv", "--lake"]).arg(lake));
         if out.status.success() {
-            assert_eq!(stdout(&out), local);
-            return;
+            return stdout(&out);
         }
         last = stderr(&out);
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     panic!("the cluster never answered: {last}");
+}
+
+const BY_TASK: &str = "SELECT task_policy, count(*) AS n, min(arn_account(caller_arn)) AS caller, \
+                       sum(CAST(allowed_by_task_policy AS INT)) AS allowed FROM privileged_sessions GROUP BY 1 ORDER BY 1";
+
+#[test]
+fn trailsql_scheduler_and_executor_processes_run_our_functions() {
+    let (_cluster, url) = start_cluster(&bin);
+    assert_eq!(on_cluster(&bin, &url, sample_lake().as_os_str(), BY_TASK), csv(&["query", BY_TASK], false));
+}
+
+#[test]
+fn executors_read_an_s3_lake_with_the_aws_settings_of_their_environment() {
+    let s3 = crate::s3::S3Server::start(&["lake"]);
+    crate::s3::ok(&run(s3.bin().args(["convert", "--quiet"]).arg(sample_data()).args(["--lake", "s3://lake/x"])));
+    let bin = || s3.bin();
+    let (_cluster, url) = start_cluster(&bin);
+    let lake = std::ffi::OsString::from("s3://lake/x");
+    assert_eq!(on_cluster(&bin, &url, &lake, BY_TASK), csv(&["query", BY_TASK], false));
 }
 
 #[test]

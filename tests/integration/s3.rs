@@ -17,7 +17,7 @@ const KEY: &str = "AKIATRAILSQLTEST0001";
 const SECRET: &str = "trailsql-test-secret-do-not-print";
 
 /// An S3 server on 127.0.0.1, serving a temporary directory (one folder per bucket), that records every request.
-struct S3Server {
+pub(crate) struct S3Server {
     endpoint: String,
     root: PathBuf,
     requests: Arc<Mutex<Vec<String>>>,
@@ -26,7 +26,7 @@ struct S3Server {
 }
 
 impl S3Server {
-    fn start(buckets: &[&str]) -> S3Server {
+    pub(crate) fn start(buckets: &[&str]) -> S3Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         for b in buckets {
@@ -60,7 +60,7 @@ impl S3Server {
     }
 
     /// The binary, with credentials and the endpoint in its environment, and nothing of the user's AWS setup.
-    fn bin(&self) -> Command {
+    pub(crate) fn bin(&self) -> Command {
         let mut c = bin();
         c.env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -94,7 +94,7 @@ impl S3Server {
     }
 }
 
-fn ok(out: &std::process::Output) -> String {
+pub(crate) fn ok(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}\n{}", stdout(out), stderr(out));
     stdout(out)
 }
