@@ -188,23 +188,13 @@ async fn run_files(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<
 async fn list_queries(cli: &Cli, args: &QueriesArgs) -> Result<Outcome> {
     use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
     let all = crate::queries::all(&cli.queries_dirs)?;
-    let params = |q: &crate::queries::SavedQuery| {
-        q.params
-            .iter()
-            .map(|p| match &p.default {
-                Some(d) => format!("{}={d}", p.name),
-                None => format!("{} (required)", p.name),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let column = |f: &dyn Fn(&crate::queries::SavedQuery) -> String| -> ArrayRef {
         Arc::new(StringArray::from(all.iter().map(f).collect::<Vec<_>>()))
     };
     let batch = RecordBatch::try_from_iter(vec![
         ("name", column(&|q| q.name.clone())),
         ("description", column(&|q| q.description.clone())),
-        ("parameters", column(&params)),
+        ("parameters", column(&crate::queries::SavedQuery::params_summary)),
         ("origin", column(&|q| q.origin.clone())),
     ])?;
     let mut opts = print_options(&args.output)?;

@@ -11,17 +11,14 @@ use std::sync::Arc;
 
 use ballista::prelude::SessionContextExt;
 use ballista_core::registry::BallistaFunctionRegistry;
-use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use object_store::ObjectStore;
-use url::Url;
 
 use crate::error::{Error, Result};
 use crate::session::Cluster;
-use crate::storage::Storage;
+use crate::storage::{BucketStores, Storage};
 
 /// A Ballista context that starts from `base`: its configuration, runtime (object stores) and functions.
 pub async fn context(cluster: &Cluster, base: SessionState) -> Result<SessionContext> {
@@ -62,50 +59,8 @@ fn state_with_functions(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> data
     Ok(for_replanning(state))
 }
 
-/// Object stores found by URL when a plan names them: `s3://bucket` through trailsql's S3 settings and AWS
-/// credential chain, everything else as DataFusion does it.
-#[derive(Debug)]
-struct Stores {
-    storage: Arc<Storage>,
-    fallback: DefaultObjectStoreRegistry,
-}
-
-impl ObjectStoreRegistry for Stores {
-    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
-        self.fallback.register_store(url, store)
-    }
-
-    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
-        self.fallback.deregister_store(url)
-    }
-
-    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
-        if let Ok(store) = self.fallback.get_store(url) {
-            return Ok(store);
-        }
-        match (url.scheme(), url.host_str()) {
-            ("s3", Some(bucket)) => {
-                // Called from inside the executor's runtime, which is multi-threaded: the store is built once
-                // per bucket (its region looked up), then served from the fallback registry.
-                let external = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
-                let storage = self.storage.clone();
-                let name = bucket.to_string();
-                let store = tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(async move { storage.bucket(&name).await })
-                })
-                .map_err(external)?;
-                let base = Url::parse(&format!("s3://{bucket}")).map_err(|e| external(Error::Usage(e.to_string())))?;
-                self.fallback.register_store(&base, store.clone());
-                Ok(store)
-            }
-            _ => self.fallback.get_store(url),
-        }
-    }
-}
-
 fn runtime(storage: &Arc<Storage>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    let stores = Stores { storage: storage.clone(), fallback: DefaultObjectStoreRegistry::new() };
-    RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores)).build_arc()
+    RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(BucketStores::new(storage.clone()))).build_arc()
 }
 
 /// Settings of `trailsql ballista-scheduler`.

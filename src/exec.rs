@@ -20,7 +20,6 @@ impl Output {
 
 /// Plans and runs one SQL statement.
 pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
-    session.prepare(sql).await?;
     let df = session.ctx.sql(sql).await?;
     let schema = df.schema().inner().clone();
     let batches = df.collect().await?;
@@ -66,7 +65,6 @@ pub async fn run_script(
             used.insert(name.clone());
             values.push((name, datafusion::common::ScalarValue::Utf8(Some(value))));
         }
-        session.prepare(&stmt.sql).await.map_err(|e| at(e.to_string()))?;
         let ctx = &session.ctx;
         let result = async {
             let mut df = ctx.sql(&stmt.sql).await?;

@@ -33,6 +33,18 @@ pub struct SavedQuery {
 }
 
 impl SavedQuery {
+    /// The parameters as listings show them: `name=default`, or `name (required)`.
+    pub fn params_summary(&self) -> String {
+        self.params
+            .iter()
+            .map(|p| match &p.default {
+                Some(d) => format!("{}={d}", p.name),
+                None => format!("{} (required)", p.name),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// How errors name it: its file, or `saved query NAME`.
     pub fn origin_name(&self) -> String {
         if self.origin == "builtin" { format!("saved query {}", self.name) } else { self.origin.clone() }

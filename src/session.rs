@@ -10,7 +10,7 @@ use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::error::Result;
 use crate::schema;
-use crate::storage::{OpenLake, Storage};
+use crate::storage::{BucketStores, OpenLake, Storage};
 
 /// The name of the lake's table.
 pub const TABLE: &str = "cloudtrail";
@@ -51,25 +51,6 @@ impl Cluster {
 pub struct Session {
     pub ctx: SessionContext,
     pub lake: OpenLake,
-    /// Object stores for the S3 locations that SQL names, with the session's credentials.
-    pub storage: Arc<Storage>,
-}
-
-impl Session {
-    /// Registers the stores of the S3 buckets a statement names (`LOCATION 's3://…'`, `FROM 's3://…'`), so that
-    /// they are read with the same credentials as the lake.
-    pub async fn prepare(&self, sql: &str) -> Result<()> {
-        for bucket in crate::storage::s3_buckets_in(sql) {
-            let url = url::Url::parse(&format!("s3://{bucket}"))
-                .map_err(|e| crate::error::Error::Usage(format!("s3://{bucket}: {e}")))?;
-            let store_url = datafusion::execution::object_store::ObjectStoreUrl::parse(url.as_str())?;
-            if self.ctx.runtime_env().object_store(&store_url).is_err() {
-                let store = self.storage.bucket(&bucket).await?;
-                self.ctx.register_object_store(&url, store);
-            }
-        }
-        Ok(())
-    }
 }
 
 fn config(opts: &SessionOptions) -> SessionConfig {
@@ -107,11 +88,11 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     // and event_date should list only that partition's prefix (an S3 lake can hold millions of objects), and it
     // would hide what a concurrent `trailsql convert` adds from a REPL session.
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
-    let runtime = RuntimeEnvBuilder::new().with_cache_manager(caches).build_arc()?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
+        .with_object_store_registry(Arc::new(BucketStores::new(storage)))
+        .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config(opts), runtime);
-    if let Some((url, store)) = &lake.register {
-        ctx.register_object_store(url, store.clone());
-    }
     register_functions(&ctx)?;
     let ctx = match &opts.ballista {
         None => ctx,
@@ -127,7 +108,7 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
         ListingTableConfig::new(table_url).with_listing_options(listing_options()).with_schema(schema::file_schema());
     ctx.register_table(TABLE, Arc::new(ListingTable::try_new(table_cfg)?))?;
     register_views(&ctx).await?;
-    Ok(Session { ctx, lake: lake.clone(), storage })
+    Ok(Session { ctx, lake: lake.clone() })
 }
 
 /// Registers our UDFs and the JSON functions (with their `->` and `->>` operators) on a context.

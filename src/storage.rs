@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::local::LocalFileSystem;
@@ -219,8 +220,6 @@ pub struct OpenLake {
     pub location: Location,
     /// The URL DataFusion lists the table from, ending in `/`.
     pub table_url: String,
-    /// An object store DataFusion must know for `table_url`, with the URL it is registered under.
-    pub register: Option<(url::Url, Arc<dyn ObjectStore>)>,
 }
 
 /// Opens a lake; `create` makes a missing local directory (for convert), otherwise a missing lake is an error.
@@ -244,7 +243,7 @@ pub async fn open_lake(location: &Location, create: bool, storage: &Storage) -> 
                 table_url.push('/');
             }
             let lake = Lake::new(store, path.display().to_string()).with_local_root(abs);
-            Ok(OpenLake { lake, location: location.clone(), table_url, register: None })
+            Ok(OpenLake { lake, location: location.clone(), table_url })
         }
         Location::S3 { bucket, prefix } => {
             let store = storage.bucket(bucket).await?;
@@ -261,31 +260,50 @@ pub async fn open_lake(location: &Location, create: bool, storage: &Storage) -> 
             };
             let table_url =
                 if prefix.is_empty() { format!("s3://{bucket}/") } else { format!("s3://{bucket}/{prefix}/") };
-            let url = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
-            Ok(OpenLake {
-                lake: Lake::new(lake_store, name),
-                location: location.clone(),
-                table_url,
-                register: Some((url, store)),
-            })
+            Ok(OpenLake { lake: Lake::new(lake_store, name), location: location.clone(), table_url })
         }
     }
 }
 
-/// The S3 buckets named in SQL text (`LOCATION 's3://bucket/…'`, `FROM 's3://bucket/…'`), so that their stores
-/// can be registered before the statement is planned.
-pub fn s3_buckets_in(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = sql;
-    while let Some(i) = rest.find("s3://") {
-        rest = &rest[i + 5..];
-        let bucket: String =
-            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
-        if !bucket.is_empty() && !out.contains(&bucket) {
-            out.push(bucket);
+/// Object stores found by URL when a plan names them: `s3://bucket` (the lake, `LOCATION 's3://…'`,
+/// `FROM 's3://…'`) through [`Storage`], so with its settings and credentials, and everything else as DataFusion
+/// does it. Sessions and Ballista's scheduler and executors all use it.
+#[derive(Debug)]
+pub struct BucketStores {
+    storage: Arc<Storage>,
+    fallback: DefaultObjectStoreRegistry,
+}
+
+impl BucketStores {
+    pub fn new(storage: Arc<Storage>) -> BucketStores {
+        BucketStores { storage, fallback: DefaultObjectStoreRegistry::new() }
+    }
+}
+
+impl ObjectStoreRegistry for BucketStores {
+    fn register_store(&self, url: &url::Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.fallback.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.fallback.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        match (url.scheme(), url.host_str()) {
+            ("s3", Some(bucket)) => {
+                // DataFusion asks from inside a multi-threaded runtime; Storage builds each bucket's store once
+                // (its region looked up) and hands out the same one after.
+                let storage = self.storage.clone();
+                let name = bucket.to_string();
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async move { storage.bucket(&name).await })
+                })
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+            }
+            _ => self.fallback.get_store(url),
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -299,12 +317,6 @@ mod tests {
         assert_eq!(Location::parse("s3://b").unwrap(), Location::S3 { bucket: "b".into(), prefix: String::new() });
         assert!(Location::parse("s3:///x").is_err());
         assert!(Location::parse("gs://b/x").is_err());
-    }
-
-    #[test]
-    fn buckets_named_in_sql() {
-        let sql = "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://my-bucket/x/'; SELECT * FROM 's3://other.b/y.parquet'";
-        assert_eq!(s3_buckets_in(sql), vec!["my-bucket", "other.b"]);
     }
 
     #[test]

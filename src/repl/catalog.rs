@@ -86,17 +86,9 @@ impl Catalog {
         for t in &self.tables {
             let mut fields = Some(&t.fields);
             for part in path.split('.') {
-                fields =
-                    fields.and_then(|fs| fs.iter().find(|f| f.name().eq_ignore_ascii_case(part))).and_then(|f| match f
-                        .data_type()
-                    {
-                        DataType::Struct(inner) => Some(inner),
-                        DataType::List(item) => match item.data_type() {
-                            DataType::Struct(inner) => Some(inner),
-                            _ => None,
-                        },
-                        _ => None,
-                    });
+                fields = fields
+                    .and_then(|fs| fs.iter().find(|f| f.name().eq_ignore_ascii_case(part)))
+                    .and_then(|f| nested_fields(f.data_type()));
             }
             if let Some(fs) = fields {
                 out.extend(fs.iter().map(|f| f.name().clone()));
@@ -151,15 +143,7 @@ fn tree(prefix: &str, fields: &Fields, top: bool, out: &mut Vec<(String, String)
             (false, false) => ("├─ ", "│  "),
         };
         out.push((format!("{prefix}{branch}{}", f.name()), type_name(f.data_type())));
-        let inner = match f.data_type() {
-            DataType::Struct(inner) => Some(inner),
-            DataType::List(item) => match item.data_type() {
-                DataType::Struct(inner) => Some(inner),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(inner) = inner {
+        if let Some(inner) = nested_fields(f.data_type()) {
             tree(&format!("{prefix}{cont}"), inner, false, out);
         }
     }
@@ -180,4 +164,16 @@ pub fn help_text(f: &Function) -> String {
         s.push_str(&format!("Example:\n{example}\n"));
     }
     s
+}
+
+/// The fields inside a struct, or inside the structs of a list: what a dotted path goes on into.
+fn nested_fields(t: &DataType) -> Option<&Fields> {
+    match t {
+        DataType::Struct(inner) => Some(inner),
+        DataType::List(item) => match item.data_type() {
+            DataType::Struct(inner) => Some(inner),
+            _ => None,
+        },
+        _ => None,
+    }
 }

@@ -346,20 +346,7 @@ impl Repl {
                 let all = crate::queries::all(&self.queries_dirs)?;
                 let names = all.iter().map(|q| q.name.clone()).collect();
                 let descs = all.iter().map(|q| q.description.clone()).collect();
-                let params = all
-                    .iter()
-                    .map(|q| {
-                        q.params
-                            .iter()
-                            .map(|p| {
-                                p.default
-                                    .as_ref()
-                                    .map_or(format!("{} (required)", p.name), |d| format!("{}={d}", p.name))
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .collect();
+                let params = all.iter().map(crate::queries::SavedQuery::params_summary).collect();
                 self.show_table(vec![("name", names), ("description", descs), ("parameters", params)])?;
             }
             Meta::Run { name, params } => {
