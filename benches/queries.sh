@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: privileged_sessions and two saved queries over a large converted corpus, trailsql beside DuckDB
-# running the same SQL over the same Parquet, in the same run. Each command runs three times; the best counts.
+# running the same SQL over the same Parquet, in the same run. The two take turns, ROUNDS times (7); medians count.
 #
 #   benches/queries.sh [WORKDIR]     (after benches/convert.sh, which writes WORKDIR/lake_trailsql)
 set -euo pipefail
@@ -21,14 +21,9 @@ access_denied_bursts	SELECT useridentity.arn, recipientaccountid, date_bin(INTER
 SQL
 
 sed "s|LAKE|$lake|g" benches/duckdb_views.sql > "$work/duckdb_views.sql"
-best() { # command... -> best wall seconds of three runs
-    local best=999999
-    for _ in 1 2 3; do
-        local s; s=$(python3 benches/measure.py "$@" | python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])")
-        best=$(python3 -c "print(min($best, $s))")
-    done
-    echo "$best"
-}
+seconds() { python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])"; }
+median() { python3 -c "import statistics,sys; print(statistics.median(float(a) for a in sys.argv[1:]))" "$@"; }
+ROUNDS="${ROUNDS:-7}"
 printf '%-22s %10s %10s %8s %8s\n' query trailsql duckdb ratio rows
 while IFS=$'\t' read -r name ts_sql duck_sql; do
     rows=$("$bin" query --lake "$lake" --format csv "$ts_sql" | tail -n +2 | wc -l)
@@ -37,10 +32,15 @@ import duckdb, sys
 con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
 print(len(con.execute(sys.argv[1]).fetchall()))" "$duck_sql")
     [ "$rows" = "$duck_rows" ] || { echo "$name: trailsql found $rows rows, DuckDB $duck_rows" >&2; exit 1; }
-    t=$(best "$bin" query --lake "$lake" --format csv -o /dev/null "$ts_sql")
-    d=$(best python3 -c "
+    # The two commands take turns, so that both meet the same moments of a shared machine; medians, not bests.
+    ts=(); ds=()
+    for _ in $(seq "$ROUNDS"); do
+        ts+=("$(python3 benches/measure.py "$bin" query --lake "$lake" --format csv -o /dev/null "$ts_sql" | seconds)")
+        ds+=("$(python3 benches/measure.py python3 -c "
 import duckdb, sys
 con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
-con.execute(sys.argv[1]).fetchall()" "$duck_sql")
+con.execute(sys.argv[1]).fetchall()" "$duck_sql" | seconds)")
+    done
+    t=$(median "${ts[@]}"); d=$(median "${ds[@]}")
     printf '%-22s %9.3fs %9.3fs %8.2f %8s\n' "$name" "$t" "$d" "$(python3 -c "print($t / $d)")" "$rows"
 done < "$work/queries.tsv"

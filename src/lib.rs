@@ -11,6 +11,7 @@ pub mod embedded;
 pub mod error;
 pub mod exec;
 pub mod lake;
+pub mod lazy_views;
 pub mod print;
 pub mod queries;
 pub mod rebuild;

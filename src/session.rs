@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
@@ -9,6 +10,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::error::Result;
+use crate::lazy_views::LazyViews;
 use crate::schema;
 use crate::storage::{BucketStores, OpenLake, Storage};
 
@@ -106,8 +108,12 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     let table_url = ListingTableUrl::parse(&lake.table_url)?;
     let table_cfg =
         ListingTableConfig::new(table_url).with_listing_options(listing_options()).with_schema(schema::file_schema());
-    ctx.register_table(TABLE, Arc::new(ListingTable::try_new(table_cfg)?))?;
+    // Each file's footer statistics are read once per session (privileged_sessions scans the table twice, a REPL
+    // session scans it at every statement), and again when the file's size or modification time changes.
+    let table =
+        ListingTable::try_new(table_cfg)?.with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
     register_views(&ctx).await?;
+    ctx.register_table(TABLE, Arc::new(table))?;
     Ok(Session { ctx, lake: lake.clone() })
 }
 
@@ -120,27 +126,24 @@ pub fn register_functions(ctx: &SessionContext) -> Result<()> {
     Ok(())
 }
 
-/// Registers the views of `src/views/`. A view may use another, so a view that fails because another is not
-/// registered yet is tried again after the others.
+/// Gives the default schema the views of `src/views/`, each planned when a statement first names it. Tables
+/// already in that schema stay.
 pub async fn register_views(ctx: &SessionContext) -> Result<()> {
-    let mut pending: Vec<(&str, &str)> = crate::embedded::VIEWS.to_vec();
-    while !pending.is_empty() {
-        let mut failed = Vec::new();
-        for (name, sql) in pending.iter().copied() {
-            if let Err(e) = ctx.sql(sql).await {
-                failed.push((name, sql, e));
-            }
+    let cfg = ctx.copied_config();
+    let options = cfg.options();
+    let (catalog_name, schema_name) = (&options.catalog.default_catalog, &options.catalog.default_schema);
+    let missing = || crate::error::Error::Other(format!("no default schema {catalog_name}.{schema_name}"));
+    let catalog = ctx.catalog(catalog_name).ok_or_else(missing)?;
+    let old = catalog.schema(schema_name).ok_or_else(missing)?;
+    // A fresh schema rather than `old` itself: with URL tables on, `old` is a wrapper that would read a view's
+    // name as a file path before the view is found.
+    let tables = Arc::new(MemorySchemaProvider::new());
+    for name in old.table_names() {
+        if let Some(table) = old.table(&name).await? {
+            tables.register_table(name, table)?;
         }
-        if failed.len() == pending.len() {
-            // No view could be added: report the ones that fail for a reason of their own.
-            let errors: Vec<String> = failed
-                .iter()
-                .filter(|(_, _, e)| !e.to_string().contains("not found"))
-                .map(|(name, _, e)| format!("view {name} does not build: {e}"))
-                .collect();
-            return Err(crate::error::Error::Other(errors.join("; ")));
-        }
-        pending = failed.into_iter().map(|(n, s, _)| (n, s)).collect();
     }
+    let views = LazyViews::new(tables, crate::embedded::VIEWS, ctx.state_weak_ref());
+    catalog.register_schema(schema_name, Arc::new(views))?;
     Ok(())
 }
