@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: `trailsql convert` beside DuckDB doing the same job on the same files, in the same run.
-# Reports events/s, MB/s of uncompressed JSON and peak RSS for both, and the ratio.
+# Reports events/s, MB/s of uncompressed JSON and peak RSS for both (medians of ROUNDS runs each), and the ratio.
 #
 #   benches/convert.sh [WORKDIR]      (a corpus of about 550k events, 650 MB of JSON, is generated once)
 #
@@ -23,10 +23,20 @@ json_bytes=$(find "$corpus" -name '*.json.gz' -exec zcat {} + | wc -c)
 events=$(find "$corpus" -name '*.json.gz' -exec zcat {} + | grep -o '"eventID"' | wc -l)
 "$bin" schema --format duckdb > "$work/event_type.txt"
 
-rm -rf "$work/lake_trailsql" "$work/lake_duckdb"
-sync
-ts=$(python3 benches/measure.py "$bin" convert --quiet "$corpus" --lake "$work/lake_trailsql")
-duck=$(python3 benches/measure.py python3 benches/duckdb_convert.py "$corpus" "$work/lake_duckdb" "$work/event_type.txt")
+# The two converts take turns, ROUNDS times (3), so that both meet the same moments of a shared machine; the
+# medians count. The last round's lakes stay for benches/queries.sh.
+ts=(); duck=()
+for _ in $(seq "${ROUNDS:-3}"); do
+    rm -rf "$work/lake_trailsql" "$work/lake_duckdb"
+    sync
+    ts+=("$(python3 benches/measure.py "$bin" convert --quiet "$corpus" --lake "$work/lake_trailsql")")
+    duck+=("$(python3 benches/measure.py python3 benches/duckdb_convert.py "$corpus" "$work/lake_duckdb" "$work/event_type.txt")")
+done
+median() { python3 -c "
+import json, statistics, sys
+runs = [json.loads(a) for a in sys.argv[1:]]
+print(json.dumps({k: statistics.median(r[k] for r in runs) for k in ('seconds', 'peak_rss_mb')}))" "$@"; }
+ts=$(median "${ts[@]}"); duck=$(median "${duck[@]}")
 
 python3 - "$ts" "$duck" "$events" "$json_bytes" <<'PY'
 import json, sys
