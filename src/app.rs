@@ -155,7 +155,22 @@ async fn run_query(cli: &Cli, args: &QueryArgs, storage: &Arc<Storage>) -> Resul
     let mut sink = output_sink(args.output.output.as_deref())?;
     print::print_batches(&mut sink, &out.schema, &out.batches, &opts)?;
     sink.flush().map_err(|e| Error::io("output", e))?;
+    note_if_empty(cli, &session, Some(out.rows())).await;
     Ok(Outcome::Success)
+}
+
+/// Says so on standard error when a query found nothing because the lake holds nothing: "no privileged
+/// sessions" and "no logs" must not look alike. The lake is only looked at when no rows came back.
+async fn note_if_empty(cli: &Cli, session: &session::Session, rows: Option<usize>) {
+    if cli.quiet || rows.unwrap_or(0) > 0 {
+        return;
+    }
+    if let Ok(true) = session.lake.lake.partitions().await.map(|p| p.is_empty()) {
+        eprintln!(
+            "trailsql: note: the lake {} holds no events; fill it with `trailsql convert SOURCE... --lake DIR`",
+            session.lake.location
+        );
+    }
 }
 
 async fn run_files(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<Outcome> {
@@ -182,6 +197,7 @@ async fn run_files(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<
         }
     }
     sink.flush().map_err(|e| Error::io("output", e))?;
+    note_if_empty(cli, &session, last_rows).await;
     Ok(if args.fail_on_rows && last_rows.unwrap_or(0) > 0 { Outcome::Found } else { Outcome::Success })
 }
 

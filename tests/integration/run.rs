@@ -126,3 +126,24 @@ fn output_formats_and_files() {
     let list = run(bin().args(["queries", "--format", "csv"]));
     assert!(stdout(&list).contains("access_key_activity,\"Everything one access key did"), "{}", stdout(&list));
 }
+
+/// A query over an empty lake answers with no rows, as it should, and says on standard error that the lake holds
+/// nothing, so that "no privileged sessions" and "no logs converted yet" do not look alike.
+#[test]
+fn an_empty_lake_is_named_when_nothing_is_found() {
+    let empty = tempfile::tempdir().unwrap();
+    let note = "holds no events; fill it with `trailsql convert";
+    let q =
+        run(bin().args(["query", "--format", "csv", "SELECT * FROM privileged_sessions", "--lake"]).arg(empty.path()));
+    assert!(q.status.success(), "{}", stderr(&q));
+    assert_eq!(stdout(&q).lines().count(), 1, "the header alone: {}", stdout(&q));
+    assert!(stderr(&q).contains(note), "{}", stderr(&q));
+    let gate = run(bin().args(["run", "sessions_without_activity", "--fail-on-rows", "--lake"]).arg(empty.path()));
+    assert_eq!(gate.status.code(), Some(0), "{}", stderr(&gate));
+    assert!(stderr(&gate).contains(note), "{}", stderr(&gate));
+    let quiet = run(bin().args(["query", "-q", "SELECT * FROM cloudtrail", "--lake"]).arg(empty.path()));
+    assert!(quiet.status.success() && stderr(&quiet).is_empty(), "{}", stderr(&quiet));
+    // A lake with events says nothing when a query finds no rows there.
+    let none = run(bin().args(["query", "SELECT * FROM cloudtrail WHERE false", "--lake"]).arg(sample_lake()));
+    assert!(none.status.success() && stderr(&none).is_empty(), "{}", stderr(&none));
+}
