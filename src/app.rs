@@ -165,11 +165,9 @@ async fn note_if_empty(cli: &Cli, session: &session::Session, rows: Option<usize
     if cli.quiet || rows.unwrap_or(0) > 0 {
         return;
     }
-    if let Ok(true) = session.lake.lake.partitions().await.map(|p| p.is_empty()) {
-        eprintln!(
-            "trailsql: note: the lake {} holds no events; fill it with `trailsql convert SOURCE... --lake DIR`",
-            session.lake.location
-        );
+    if let Ok(false) = session.lake.lake.has_data().await {
+        let (lake, hint) = (&session.lake.location, crate::lake::FILL_HINT);
+        eprintln!("trailsql: note: the lake {lake} holds no events; fill it with {hint}");
     }
 }
 

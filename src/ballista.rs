@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use ballista::prelude::SessionContextExt;
 use ballista_core::registry::BallistaFunctionRegistry;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::session::Cluster;
-use crate::storage::{BucketStores, Storage};
+use crate::storage::Storage;
 
 /// A Ballista context that starts from `base`: its configuration, runtime (object stores) and functions.
 pub async fn context(cluster: &Cluster, base: SessionState) -> Result<SessionContext> {
@@ -54,13 +54,8 @@ fn for_replanning(state: SessionState) -> SessionState {
 fn state_with_functions(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> datafusion::error::Result<SessionState> {
     let mut state =
         SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
-    trailsql_udfs::register_all(&mut state)?;
-    datafusion_functions_json::register_all(&mut state)?;
+    crate::session::register_functions(&mut state)?;
     Ok(for_replanning(state))
-}
-
-fn runtime(storage: &Arc<Storage>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(BucketStores::new(storage.clone()))).build_arc()
 }
 
 /// Settings of `trailsql ballista-scheduler`.
@@ -75,7 +70,7 @@ pub async fn run_scheduler(opts: &SchedulerOptions, storage: Arc<Storage>) -> Re
     use ballista_scheduler::config::SchedulerConfig;
 
     // One runtime, so that every session shares the bucket stores it builds.
-    let runtime = runtime(&storage)?;
+    let runtime = crate::session::runtime(storage)?;
     let builder = move |config: SessionConfig| state_with_functions(config, runtime.clone());
     let config = SchedulerConfig {
         bind_host: opts.bind.ip().to_string(),
@@ -108,7 +103,7 @@ pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Resu
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 
     // One runtime, so that every session shares the bucket stores it builds.
-    let runtime = runtime(&storage)?;
+    let runtime = crate::session::runtime(storage)?;
     let functions = state_with_functions(SessionConfig::new(), runtime.clone())?;
     let registry = BallistaFunctionRegistry::from(&functions);
     let config = ExecutorProcessConfig {

@@ -102,6 +102,8 @@ pub fn account_from_key(key: &str) -> Option<&str> {
 }
 
 pub const DATA_EXT: &str = "parquet";
+/// What fills a lake, for the messages about a missing or empty one.
+pub const FILL_HINT: &str = "`trailsql convert SOURCE... --lake DIR`";
 const INDEX_DIR: &str = "_index";
 const MANIFEST_DIR: &str = "_manifest";
 const REJECTS_DIR: &str = "_rejects";
@@ -411,6 +413,21 @@ impl Lake {
                 p.ends_with(&format!(".{DATA_EXT}")) && !p.rsplit('/').next().unwrap_or("").starts_with(['.', '_'])
             })
             .collect())
+    }
+
+    /// Whether the lake holds any data file. It stops at the first, under the first account directory that has
+    /// one, where [`Lake::partitions`] lists every object (the index files too).
+    pub async fn has_data(&self) -> Result<bool> {
+        let top = self.store.list_with_delimiter(None).await?;
+        for dir in top.common_prefixes.iter().filter(|d| d.as_ref().starts_with("account_id=")) {
+            let mut objects = self.store.list(Some(dir));
+            while let Some(o) = objects.try_next().await? {
+                if o.location.extension() == Some(DATA_EXT) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// The partitions of the lake, from its directory names.

@@ -6,7 +6,8 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::error::Result;
@@ -86,16 +87,8 @@ pub fn listing_options() -> ListingOptions {
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
-    // No cache of file listings: it lists the whole table on first use, where a query filtered on account_id
-    // and event_date should list only that partition's prefix (an S3 lake can hold millions of objects), and it
-    // would hide what a concurrent `trailsql convert` adds from a REPL session.
-    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
-    let runtime = RuntimeEnvBuilder::new()
-        .with_cache_manager(caches)
-        .with_object_store_registry(Arc::new(BucketStores::new(storage)))
-        .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config(opts), runtime);
-    register_functions(&ctx)?;
+    let ctx = SessionContext::new_with_config_rt(config(opts), runtime(storage)?);
+    register_functions(&mut ctx.state_ref().write())?;
     let ctx = match &opts.ballista {
         None => ctx,
         #[cfg(feature = "ballista")]
@@ -117,12 +110,23 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     Ok(Session { ctx, lake: lake.clone() })
 }
 
-/// Registers our UDFs and the JSON functions (with their `->` and `->>` operators) on a context.
-pub fn register_functions(ctx: &SessionContext) -> Result<()> {
-    let state = ctx.state_ref();
-    let mut state = state.write();
-    trailsql_udfs::register_all(&mut *state)?;
-    datafusion_functions_json::register_all(&mut *state)?;
+/// The runtime of every session, here and in Ballista's processes: S3 buckets through [`Storage`].
+pub fn runtime(storage: Arc<Storage>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    // No cache of file listings: it lists the whole table on first use, where a query filtered on account_id
+    // and event_date should list only that partition's prefix (an S3 lake can hold millions of objects), and it
+    // would hide what a concurrent `trailsql convert` adds from a REPL session.
+    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+    RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
+        .with_object_store_registry(Arc::new(BucketStores::new(storage)))
+        .build_arc()
+}
+
+/// Registers our UDFs and the JSON functions (with their `->` and `->>` operators), here and in Ballista's
+/// processes.
+pub fn register_functions(state: &mut SessionState) -> datafusion::error::Result<()> {
+    trailsql_udfs::register_all(state)?;
+    datafusion_functions_json::register_all(state)?;
     Ok(())
 }
 

@@ -231,7 +231,7 @@ pub async fn open_lake(location: &Location, create: bool, storage: &Storage) -> 
             } else if !path.is_dir() {
                 return Err(Error::Lake {
                     lake: path.display().to_string(),
-                    message: "no such directory; create it with `trailsql convert SOURCE... --lake DIR`".into(),
+                    message: format!("no such directory; create it with {}", crate::lake::FILL_HINT),
                 });
             }
             let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;

@@ -119,7 +119,7 @@ impl Repl {
         let mut line = format!("trailsql {} — lake {}", env!("CARGO_PKG_VERSION"), lake.location);
         match lake_summary(&lake.lake).await {
             Ok(Some(s)) => line.push_str(&format!(": {s}")),
-            Ok(None) => line.push_str(": empty; fill it with `trailsql convert SOURCE... --lake DIR`"),
+            Ok(None) => line.push_str(&format!(": empty; fill it with {}", crate::lake::FILL_HINT)),
             Err(e) => line.push_str(&format!(" (cannot read its manifest: {e})")),
         }
         println!("{line}");
