@@ -381,6 +381,14 @@ impl Lake {
             .iter()
             .filter_map(|(p, _)| p.strip_prefix(&format!("{STAGING_DIR}/"))?.split('/').next().map(String::from))
             .collect();
+        // A run killed in the middle of a write leaves the store's partial file (`name#N`), which listings skip:
+        // a local lake's staging directories are read as well, so that such a run is found and removed.
+        if let Some(root) = &self.local_root
+            && let Ok(entries) = std::fs::read_dir(root.join(STAGING_DIR))
+        {
+            runs.extend(entries.flatten().filter_map(|e| e.file_name().into_string().ok()));
+        }
+        runs.sort();
         runs.dedup();
         let (mut finished, mut discarded) = (0, 0);
         for run in runs {
@@ -391,6 +399,13 @@ impl Lake {
                 }
                 None => {
                     self.delete_prefix(&format!("{STAGING_DIR}/{run}")).await?;
+                    if let Some(root) = &self.local_root {
+                        match std::fs::remove_dir_all(root.join(STAGING_DIR).join(&run)) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(Error::io(root.join(STAGING_DIR).join(&run), e)),
+                        }
+                    }
                     discarded += 1;
                 }
             }

@@ -50,3 +50,17 @@ fn killed_runs_leave_every_event_exactly_once() {
     assert!(stdout(&again).contains("converted 0 files"), "{}", stdout(&again));
     assert_eq!(listing(&lake), before);
 }
+
+/// A run killed in the middle of writing a staged file leaves the store's partial file (`name#N`), which object
+/// listings do not show; the next run still finds that run's staging and removes it.
+#[test]
+fn a_partial_staged_file_is_removed_by_the_next_run() {
+    let lake = tempfile::tempdir().unwrap();
+    let partial = lake.path().join("_staging/20240101T000000Z-deadbeef/account_id=111111111111/event_date=2024-10-25");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("part-20240101T000000Z-deadbeef-00001.parquet#7"), b"half a file").unwrap();
+    let out = run(bin().args(["convert", "--quiet"]).arg(sample_data()).arg("--lake").arg(lake.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let staging = lake.path().join("_staging");
+    assert!(!staging.exists() || std::fs::read_dir(&staging).unwrap().count() == 0);
+}
