@@ -129,6 +129,7 @@ async fn run_convert(cli: &Cli, args: &ConvertArgs, storage: &Arc<Storage>) -> R
         memory_budget: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
         compact_below: args.compact_below,
         progress: !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..defaults
     };
     let summary = convert::convert(&lake.lake, &opts, storage).await?;
     write_stdout(summary.render().as_bytes())?;

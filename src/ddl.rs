@@ -1,4 +1,5 @@
-//! `trailsql ddl`: the lake's table and views for Athena, Trino and Spark, so a lake can outgrow one machine.
+//! `trailsql ddl`: the lake's table and views for Athena, Trino, Spark and DuckDB, so a lake can outgrow one machine
+//! (and so that DuckDB, in the benchmarks, runs the very same views).
 //!
 //! The table comes from schema.rs; the views are our own view files, parsed and rewritten: the JSON functions, our
 //! UDFs, time arithmetic and intervals become each engine's own, then the statement is printed back.
@@ -8,7 +9,7 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     self, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value, VisitMut, VisitorMut,
 };
-use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect, SparkSqlDialect};
+use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, GenericDialect, SparkSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{Error, Result};
@@ -80,7 +81,8 @@ pub fn after_table(engine: Engine) -> Option<&'static str> {
 fn dialect(engine: Engine) -> Box<dyn Dialect> {
     match engine {
         Engine::Spark => Box::new(SparkSqlDialect),
-        _ => Box::new(GenericDialect {}),
+        Engine::Duckdb => Box::new(DuckDbDialect),
+        Engine::Athena | Engine::Trino => Box::new(GenericDialect {}),
     }
 }
 
@@ -150,25 +152,37 @@ impl Rewrite {
         let name = f.name.to_string().to_ascii_lowercase();
         let a = args(f);
         let spark = self.engine == Engine::Spark;
-        let json = |keys: &[String]| {
-            if spark {
-                format!("get_json_object({}, {})", a[0], json_path(keys))
-            } else {
-                format!("json_extract_scalar({}, {})", a[0], json_path(keys))
-            }
+        let duckdb = self.engine == Engine::Duckdb;
+        let json = |keys: &[String]| match self.engine {
+            Engine::Spark => format!("get_json_object({}, {})", a[0], json_path(keys)),
+            Engine::Duckdb => format!("json_extract_string({}, {})", a[0], json_path(keys)),
+            Engine::Athena | Engine::Trino => format!("json_extract_scalar({}, {})", a[0], json_path(keys)),
         };
         Some(match name.as_str() {
             "json_get_str" => json(&a[1..]),
-            "json_get_int" => format!("CAST({} AS BIGINT)", json(&a[1..])),
-            "cloudtrail_time" if spark => {
-                format!("coalesce(to_timestamp({0}), to_timestamp({0}, 'MMM d, yyyy, h:mm:ss a'))", a[0])
-            }
+            // Text that is not a number is NULL, as in DataFusion, never an error (Spark's ANSI mode).
+            "json_get_int" => format!("TRY_CAST({} AS BIGINT)", json(&a[1..])),
+            // The same formats as udfs/src/time.rs: ISO 8601, and the STS form with or without its second comma.
+            // try_to_timestamp, not to_timestamp: in Spark's default ANSI mode the latter raises on text it cannot
+            // parse; the session time zone must be UTC (the README says so).
+            "cloudtrail_time" if spark => format!(
+                "coalesce(try_to_timestamp({0}), try_to_timestamp({0}, 'MMM d, yyyy, h:mm:ss a'), \
+                 try_to_timestamp({0}, 'MMM d, yyyy h:mm:ss a'))",
+                a[0]
+            ),
+            "cloudtrail_time" if duckdb => format!(
+                "coalesce(TRY_CAST({0} AS TIMESTAMPTZ), try_strptime({0}, ['%b %-d, %Y, %-I:%M:%S %p', \
+                 '%b %-d, %Y %-I:%M:%S %p']) AT TIME ZONE 'UTC')",
+                a[0]
+            ),
             "cloudtrail_time" => format!(
-                "coalesce(try(from_iso8601_timestamp({0})), try(with_timezone(date_parse({0}, '%b %e, %Y, %l:%i:%s %p'), 'UTC')))",
+                "coalesce(try(from_iso8601_timestamp({0})), try(with_timezone(date_parse({0}, '%b %e, %Y, %l:%i:%s %p'), 'UTC')), \
+                 try(with_timezone(date_parse({0}, '%b %e, %Y %l:%i:%s %p'), 'UTC')))",
                 a[0]
             ),
             "arn_account" if spark => {
-                format!("CASE WHEN {0} LIKE 'arn:%' THEN nullif(split({0}, ':')[4], '') END", a[0])
+                // try_element_at: an ARN of fewer parts is NULL, where `[4]` raises in ANSI mode.
+                format!("CASE WHEN {0} LIKE 'arn:%' THEN nullif(try_element_at(split({0}, ':'), 5), '') END", a[0])
             }
             "arn_account" => format!("CASE WHEN {0} LIKE 'arn:%' THEN nullif(split_part({0}, ':', 5), '') END", a[0]),
             "root_task_name" => format!("nullif(regexp_extract({}, 'root-task/([A-Za-z0-9]+)$', 1), '')", a[0]),
@@ -179,13 +193,11 @@ impl Rewrite {
                  WHEN {0} IS NULL OR {0} = '' THEN NULL ELSE 'unknown' END",
                 a[0]
             ),
-            "arrow_cast" if literal(&a[1]).as_deref() == Some("Duration(Second)") => {
-                if spark {
-                    format!("make_interval(0, 0, 0, 0, 0, 0, {})", a[0])
-                } else {
-                    format!("({} * INTERVAL '1' SECOND)", a[0])
-                }
-            }
+            "arrow_cast" if literal(&a[1]).as_deref() == Some("Duration(Second)") => match self.engine {
+                Engine::Spark => format!("make_interval(0, 0, 0, 0, 0, 0, {})", a[0]),
+                Engine::Duckdb => format!("to_seconds({})", a[0]),
+                Engine::Athena | Engine::Trino => format!("({} * INTERVAL '1' SECOND)", a[0]),
+            },
             "array_agg" if spark => return self.spark_ordered_array_agg(f),
             _ => return None,
         })
@@ -204,7 +216,10 @@ impl Rewrite {
     }
 
     fn interval(&self, value: &Expr) -> Option<String> {
-        // DataFusion's INTERVAL '60 seconds' is INTERVAL '60' SECOND in Trino and Spark.
+        // DataFusion's INTERVAL '60 seconds' is INTERVAL '60' SECOND in Trino and Spark; DuckDB reads it as it is.
+        if self.engine == Engine::Duckdb {
+            return None;
+        }
         let Expr::Value(v) = value else { return None };
         let Value::SingleQuotedString(s) = &v.value else { return None };
         let (n, unit) = s.split_once(' ')?;
@@ -247,9 +262,6 @@ pub fn views(engine: Engine) -> Result<Vec<(String, String)>> {
             .iter()
             .find(|(n, _)| *n == name)
             .ok_or_else(|| Error::Other(format!("view {name} is not embedded")))?;
-        if engine == Engine::Duckdb {
-            return Err(Error::Usage("DDL for DuckDB covers the table only; see benches/duckdb_views.sql".into()));
-        }
         let mut statements = Parser::parse_sql(&GenericDialect {}, sql)
             .map_err(|e| Error::Other(format!("view {name} does not parse: {e}")))?;
         for s in &mut statements {
@@ -270,10 +282,8 @@ pub fn script(engine: Engine, location: &str, accounts: &[String]) -> Result<Str
         s.push_str(after);
         s.push_str(";\n\n");
     }
-    if engine != Engine::Duckdb {
-        for (name, sql) in views(engine)? {
-            s.push_str(&format!("-- {name}\n{sql};\n\n"));
-        }
+    for (name, sql) in views(engine)? {
+        s.push_str(&format!("-- {name}\n{sql};\n\n"));
     }
     Ok(s)
 }

@@ -20,7 +20,38 @@ impl Output {
 
 /// Plans and runs one SQL statement.
 pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
-    let df = session.ctx.sql(sql).await?;
+    Ok(statement(session, sql, Vec::new()).await?)
+}
+
+type Params = Vec<(String, datafusion::common::ScalarValue)>;
+
+/// Plans and runs one statement with its parameter values.
+///
+/// DataFusion 55's push-down of struct-field expressions fails on some compositions of our views in one statement
+/// ("Optimizer rule 'optimize_projections' failed … No field named …", apache/datafusion#22895 and its family).
+/// Turning it off everywhere costs `privileged_sessions` about a fifth of its speed, so only a statement that
+/// fails that way is planned again without it. The failure comes while optimizing, before anything runs, so the
+/// retry repeats no side effect.
+async fn statement(session: &Session, sql: &str, values: Params) -> datafusion::error::Result<Output> {
+    match plan_and_collect(&session.ctx, sql, values.clone()).await {
+        Err(e) if e.to_string().contains("Optimizer rule 'optimize_projections' failed") => {
+            let mut state = session.ctx.state();
+            state.config_mut().options_mut().optimizer.enable_leaf_expression_pushdown = false;
+            plan_and_collect(&datafusion::prelude::SessionContext::new_with_state(state), sql, values).await
+        }
+        other => other,
+    }
+}
+
+async fn plan_and_collect(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    values: Params,
+) -> datafusion::error::Result<Output> {
+    let mut df = ctx.sql(sql).await?;
+    if !values.is_empty() {
+        df = df.with_param_values(values)?;
+    }
     let schema = df.schema().inner().clone();
     let batches = df.collect().await?;
     Ok(Output { schema, batches })
@@ -65,18 +96,9 @@ pub async fn run_script(
             used.insert(name.clone());
             values.push((name, datafusion::common::ScalarValue::Utf8(Some(value))));
         }
-        let ctx = &session.ctx;
-        let result = async {
-            let mut df = ctx.sql(&stmt.sql).await?;
-            if !values.is_empty() {
-                df = df.with_param_values(values)?;
-            }
-            let schema = df.schema().inner().clone();
-            let batches = df.collect().await?;
-            Ok::<_, datafusion::error::DataFusionError>(Output { schema, batches })
-        }
-        .await;
-        let out = result.map_err(|e| relocate(e.to_string(), stmt.line, &query.origin_name()))?;
+        let out = statement(session, &stmt.sql, values)
+            .await
+            .map_err(|e| relocate(e.to_string(), stmt.line, &query.origin_name()))?;
         if !out.schema.fields().is_empty() {
             last_rows = Some(out.rows());
             sink(&out)?;

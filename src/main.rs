@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use trailsql::app::{self, Outcome};
 use trailsql::cli::Cli;
-use trailsql::error::Error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,9 +19,9 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Found) => ExitCode::from(1),
         // `trailsql ... | head` closing the pipe early is a normal end.
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("trailsql: {e}");
+            eprintln!("trailsql: {}", trailsql::error::redact_credentials(&e.to_string()));
             ExitCode::from(2)
         }
     }

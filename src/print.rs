@@ -1,5 +1,6 @@
 //! Printing query results: one printer for `query`, `run` and the REPL, writing to any `io::Write`.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -108,10 +109,31 @@ pub fn flatten(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
+/// A value as the terminal may show it. Anyone who can make one AWS API call writes strings into these logs, so a
+/// control character (ESC starts sequences that retitle, clear or rewrite the analyst's screen), a C1 control or a
+/// bidirectional override is shown escaped (`\u{1b}`), never sent raw. Line breaks and tabs become spaces.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if unsafe_char(c) => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 fn cut(s: &str, width: usize) -> String {
-    let one_line: String = s.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+    let one_line = terminal_safe(s);
     if one_line.chars().count() <= width {
-        return one_line;
+        return one_line.into_owned();
     }
     let mut out: String = one_line.chars().take(width.saturating_sub(1)).collect();
     out.push('…');
@@ -211,14 +233,14 @@ fn print_table(
             writeln!(out, "-[ RECORD {} ]{}", i + 1, "-".repeat(width.saturating_sub(8).max(4)))?;
             for (name, v) in names.iter().zip(row) {
                 // Expanded mode is for reading wide rows: values are shown whole.
-                writeln!(out, "{name:<width$} | {v}")?;
+                writeln!(out, "{name:<width$} | {}", terminal_safe(v))?;
             }
         }
     } else if !names.is_empty() {
         let mut table = comfy_table::Table::new();
         // datafusion-cli's look: a rule under the header, none between rows.
         table.load_preset("||--+-++|    ++++++");
-        table.set_header(names.iter().copied());
+        table.set_header(names.iter().map(|n| terminal_safe(n)));
         for row in &rows {
             table.add_row(row.iter().map(|c| cut(c, opts.max_cell_width)));
         }
@@ -262,6 +284,26 @@ mod tests {
         assert!(t.contains(&format!("{}…", "x".repeat(59))), "{t}");
         assert!(t.contains(r#"{"type":"Root"}"#), "{t}");
         assert!(t.contains("1 more rows not shown"), "{t}");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        assert_eq!(terminal_safe("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(terminal_safe("a\x1b]0;t\x07b\x1b[2J"), "a\\u{1b}]0;t\\u{7}b\\u{1b}[2J");
+        assert_eq!(terminal_safe("line\nbreak\ttab"), "line break tab");
+        assert_eq!(terminal_safe("\u{9b}31m \u{202e}gnp.exe"), "\\u{9b}31m \\u{202e}gnp.exe");
+        let opts = PrintOptions { expanded: true, ..PrintOptions::default() };
+        let schema = Arc::new(Schema::new(vec![Field::new("ua", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(datafusion::arrow::array::StringArray::from(vec!["x\x1by"]))],
+        )
+        .unwrap();
+        for opts in [opts, PrintOptions::default()] {
+            let mut out = Vec::new();
+            print_batches(&mut out, &schema, &[batch.clone()], &opts).unwrap();
+            assert!(!out.contains(&0x1b), "{}", String::from_utf8_lossy(&out));
+        }
     }
 
     #[test]

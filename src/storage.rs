@@ -150,6 +150,7 @@ impl Storage {
             && endpoint.starts_with("http://")
             && !self.s3.allow_http
         {
+            let endpoint = crate::error::redact_credentials(endpoint);
             return Err(Error::Usage(format!(
                 "the S3 endpoint {endpoint} is plain http: allow it with AWS_ALLOW_HTTP=true, or use https"
             )));
@@ -210,7 +211,8 @@ pub fn explain_s3(what: &str, s3: &S3Options, message: &str) -> Error {
     } else {
         "S3 request failed".to_string()
     };
-    Error::Lake { lake: what.to_string(), message: format!("{hint} ({message})") }
+    let message = crate::error::redact_credentials(&format!("{hint} ({message})")).into_owned();
+    Error::Lake { lake: what.to_string(), message }
 }
 
 /// A lake opened for use: our handle, and what DataFusion needs to read it.

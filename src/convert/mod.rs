@@ -10,6 +10,7 @@ pub mod rows;
 pub mod s3list;
 pub mod scan;
 pub mod source;
+mod spool;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,14 +18,13 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, Result};
 use crate::lake::{Commit, Lake, SourceEntry, Totals, rejects_path, staging_path};
 use crate::storage::{Location, Storage};
 use record::{Converter, Reject};
-use source::{Filters, Limits, Msg, SourceFile, Status};
+use source::{Filters, Limits, Msg, Status};
 use writer::{Writer, WriterConfig};
 
 /// Everything a convert run is told.
@@ -45,6 +45,9 @@ pub struct ConvertOptions {
     pub compact_below: u64,
     /// Show a progress bar.
     pub progress: bool,
+    /// Bytes of records of one file after which its rows are handed on before the file ends (kept on disk until
+    /// the file is read whole).
+    pub piece_bytes: usize,
 }
 
 impl Default for ConvertOptions {
@@ -58,6 +61,7 @@ impl Default for ConvertOptions {
             memory_budget: 512 << 20,
             compact_below: 32 << 20,
             progress: false,
+            piece_bytes: 256 << 20,
         }
     }
 }
@@ -200,7 +204,7 @@ struct UnitCounts {
 }
 
 /// The source objects of the run: local files walked, S3 prefixes listed, in order.
-async fn find_sources(opts: &ConvertOptions, storage: &Storage) -> Result<(Vec<SourceFile>, u64)> {
+async fn find_sources(lake: &Lake, opts: &ConvertOptions, storage: &Storage) -> Result<source::Walked> {
     let mut files = Vec::new();
     let mut local = Vec::new();
     for s in &opts.sources {
@@ -213,19 +217,21 @@ async fn find_sources(opts: &ConvertOptions, storage: &Storage) -> Result<(Vec<S
         }
     }
     let filters = opts.filters.clone();
-    let (walked, hidden) = tokio::task::spawn_blocking(move || source::walk(&local, &filters))
+    let skip = lake.local_root.clone();
+    let mut walked = tokio::task::spawn_blocking(move || source::walk(&local, &filters, skip.as_deref()))
         .await
         .map_err(|e| Error::Other(e.to_string()))??;
-    files.extend(walked);
-    Ok((files, hidden))
+    files.append(&mut walked.files);
+    walked.files = files;
+    Ok(walked)
 }
 
 /// Converts the sources into the lake.
 pub async fn convert(lake: &Lake, opts: &ConvertOptions, storage: &Storage) -> Result<Summary> {
     let run = RunStart { id: new_run_id(), clock: Instant::now(), at: chrono::Utc::now().to_rfc3339() };
-    let (files, hidden) = find_sources(opts, storage).await?;
+    let found = find_sources(lake, opts, storage).await?;
     let guard = lake.lock(&run.id).await?;
-    let result = convert_locked(lake, opts, files, hidden, &run).await;
+    let result = convert_locked(lake, opts, found, &run, &guard).await;
     let unlocked = lake.unlock(guard).await;
     let summary = result?;
     unlocked?;
@@ -242,9 +248,9 @@ struct RunStart {
 async fn convert_locked(
     lake: &Lake,
     opts: &ConvertOptions,
-    files: Vec<SourceFile>,
-    hidden: u64,
+    found: source::Walked,
     start: &RunStart,
+    guard: &crate::lake::LockGuard,
 ) -> Result<Summary> {
     let run = start.id.as_str();
     let commits = lake.commits().await?;
@@ -253,6 +259,7 @@ async fn convert_locked(
     let next_seq = commits.last().map_or(1, |(s, _)| s + 1);
 
     let mut summary = Summary { run: run.to_string(), recovered, ..Summary::default() };
+    let source::Walked { files, hidden, failed: unreadable } = found;
     if hidden > 0 {
         summary.files_skipped.insert("hidden".into(), hidden);
     }
@@ -276,7 +283,10 @@ async fn convert_locked(
     // Workers: threads that read and parse, one file at a time each.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(opts.threads.max(1) * 2);
     let queue = Arc::new(std::sync::Mutex::new(files.into_iter()));
-    let conv = Arc::new(Converter::new(opts.max_record));
+    let mut conv = Converter::new(opts.max_record);
+    // What the readers hold of a large file counts against the memory limit too: half of it, shared by them.
+    conv.chunk_bytes = opts.piece_bytes.min(opts.memory_budget / (2 * opts.threads.max(1))).max(64 << 10);
+    let conv = Arc::new(conv);
     let rt = tokio::runtime::Handle::current();
     let mut workers = Vec::new();
     for _ in 0..opts.threads.max(1) {
@@ -312,25 +322,50 @@ async fn convert_locked(
     let mut rejects_file = tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let mut rejects_out = std::io::BufWriter::new(&mut rejects_file);
     let mut counts: HashMap<String, UnitCounts> = HashMap::new();
+    let mut spools: HashMap<String, spool::Spool> = HashMap::new();
     let mut entries: Vec<SourceEntry> = Vec::new();
     let mut done_files = 0usize;
+    for (path, why) in unreadable {
+        write_reject(
+            &mut rejects_out,
+            &Reject { source: path.clone(), reason: format!("unreadable: {why}"), raw: None },
+        )?;
+        summary.files_failed.push((path, why));
+    }
 
     while let Some(msg) = rx.recv().await {
         match msg {
             Msg::Output { unit, out } => {
-                let c = counts.entry(unit).or_default();
-                c.events += out.events;
-                c.rejects += out.rejects.len() as u64;
                 for r in &out.rejects {
                     write_reject(&mut rejects_out, r)?;
                 }
-                for part in out.parts {
-                    let (d, k) = writer.add(part).await?;
-                    c.duplicates += d;
-                    c.conflicts += k;
+                if out.partial {
+                    spools.entry(unit.clone()).or_insert(spool::Spool::new()?).push(out.parts)?;
+                } else {
+                    if let Some(pieces) = spools.remove(&unit) {
+                        // The file was read to its end: its earlier pieces may now enter the lake.
+                        for part in pieces.replay()? {
+                            let c = counts.entry(unit.clone()).or_default();
+                            let (d, k) = writer.add(part?).await?;
+                            c.duplicates += d;
+                            c.conflicts += k;
+                        }
+                    }
+                    for part in out.parts {
+                        let (d, k) = writer.add(part).await?;
+                        let c = counts.entry(unit.clone()).or_default();
+                        c.duplicates += d;
+                        c.conflicts += k;
+                    }
                 }
+                let c = counts.entry(unit).or_default();
+                c.events += out.events;
+                c.rejects += out.rejects.len() as u64;
             }
             Msg::Done { mut entry, status, json_bytes, stored_bytes } => {
+                // Pieces of a file that failed before its end are dropped with their spool: nothing of a failed
+                // file enters the lake.
+                spools.remove(&entry.source);
                 let c = counts.remove(&entry.source).unwrap_or_default();
                 summary.events_read += c.events;
                 summary.duplicates += c.duplicates;
@@ -387,12 +422,10 @@ async fn convert_locked(
     drop(rejects_out);
     let rejects_written = summary.rejects + summary.files_failed.len() as u64;
     if rejects_written > 0 {
-        use std::io::{Read, Seek};
+        use std::io::Seek;
         rejects_file.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let mut body = Vec::new();
-        rejects_file.read_to_end(&mut body).map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let path = rejects_path(run);
-        lake.put(&staging_path(run, &path), Bytes::from(body)).await?;
+        lake.put_file(&staging_path(run, &path), rejects_file).await?;
         summary.rejects_file = Some(format!("{}/{path}", lake.name.trim_end_matches('/')));
         added.push(path);
     }
@@ -415,6 +448,7 @@ async fn convert_locked(
             },
         };
         failpoint("before-commit");
+        guard.check(lake).await?;
         lake.write_commit(next_seq, &commit).await?;
         failpoint("after-commit");
         lake.apply(&commit).await?;

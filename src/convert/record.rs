@@ -45,6 +45,9 @@ pub struct FileOutput {
     pub events: u64,
     /// A CloudTrail digest file: skipped, not an error.
     pub digest: bool,
+    /// A piece of a very large file handed on before the file's end: the file may still fail, and then none of
+    /// its pieces may enter the lake. The last piece of a file is not partial, and comes only when it was read.
+    pub partial: bool,
 }
 
 /// A file that could not be read as a whole.
@@ -52,6 +55,9 @@ pub struct FileOutput {
 pub struct FileFailure {
     pub reason: String,
 }
+
+/// Bytes of rejects a reader holds before handing them on.
+const REJECT_BYTES: usize = 4 << 20;
 
 /// Limits and the schema lookups shared by all files.
 pub struct Converter {
@@ -118,8 +124,12 @@ impl Converter {
                     );
                 }
             }
-            if sink.bytes > self.chunk_bytes {
-                emit(sink.take());
+            // Rejects are handed on early too (they go straight to disk): ten million bad lines must not wait
+            // in memory for the file's end.
+            if sink.bytes > self.chunk_bytes || sink.reject_bytes > REJECT_BYTES {
+                let mut piece = sink.take();
+                piece.partial = true;
+                emit(piece);
             }
         }
         let (top, bad) = scanner.top_level_counts();
@@ -139,6 +149,8 @@ struct Sink<'c> {
     building: HashMap<PartitionKey, PartBuilder>,
     out: FileOutput,
     bytes: usize,
+    /// Bytes of the rejects in `out`.
+    reject_bytes: usize,
     emitted: bool,
 }
 
@@ -181,6 +193,7 @@ impl<'c> Sink<'c> {
             building: HashMap::new(),
             out: FileOutput::default(),
             bytes: 0,
+            reject_bytes: 0,
             emitted: false,
         }
     }
@@ -195,12 +208,15 @@ impl<'c> Sink<'c> {
             out.parts.push(PartBatch { key, batch, ids });
         }
         self.bytes = 0;
+        self.reject_bytes = 0;
         self.emitted = true;
         out
     }
 
     fn reject(&mut self, at: Locator, reason: String, raw: Option<String>) {
-        self.out.rejects.push(Reject { source: format!("{} ({at})", self.source), reason, raw });
+        let source = format!("{} ({at})", self.source);
+        self.reject_bytes += source.len() + reason.len() + raw.as_ref().map_or(0, String::len) + 64;
+        self.out.rejects.push(Reject { source, reason, raw });
     }
 
     fn record(&mut self, bytes: &[u8], container: Container, at: Locator) -> Result<(), FileFailure> {
@@ -280,14 +296,12 @@ impl<'c> Sink<'c> {
     fn event(&mut self, members: &Entries<'_>, text: &str) -> Result<(), NotAnEvent> {
         let conv = self.conv;
         let find = |idx: usize| {
-            // With two spellings of a key, the exact one decides, as it does for the column.
+            // The member that fills the column (`rows::append_object`'s rule: the first claimant, replaced by any
+            // later exact spelling), so that a key given twice puts the event in the partition its column shows.
             let mut found = None;
             for (k, v) in members {
-                if conv.level.find(k) == Some(idx) {
-                    if k == conv.level.members[idx].key {
-                        return Some(*v);
-                    }
-                    found.get_or_insert(*v);
+                if conv.level.find(k) == Some(idx) && (found.is_none() || k == conv.level.members[idx].key) {
+                    found = Some(*v);
                 }
             }
             found
@@ -309,8 +323,7 @@ impl<'c> Sink<'c> {
             key.push_str(recipient.as_deref().unwrap_or(""));
             key.push('\0');
             key.push_str(&event_id);
-            // The text was parsed already, so hashing it cannot fail.
-            EventId { id: xxh3_64(key.as_bytes()), content: json::value_hash(text).unwrap_or_default() }
+            EventId { id: xxh3_64(key.as_bytes()), content: content_hash(text) }
         });
         let builder = self.building.entry(PartitionKey { account, day }).or_insert_with(PartBuilder::new);
         let mut u = Vec::new();
@@ -326,6 +339,13 @@ impl<'c> Sink<'c> {
         self.out.events += 1;
         Ok(())
     }
+}
+
+/// The content hash of an event. serde_json refuses some texts that were read as events (a number out of range such
+/// as `1e400`, nesting deeper than 128, a lone surrogate escape): those are hashed as their bytes, so that a copy is
+/// still a duplicate and different content under the same ID is still a conflict, never a false duplicate.
+fn content_hash(text: &str) -> u64 {
+    json::value_hash(text).unwrap_or_else(|_| xxh3_64(json::compact(text).as_bytes()) ^ 0x5241_5754_4558_5421)
 }
 
 fn object(text: &str) -> Result<Entries<'_>, NotAnEvent> {

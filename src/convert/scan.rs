@@ -377,11 +377,7 @@ impl<R: Read> Scanner<R> {
                         }
                         b'{' => match self.top_object()? {
                             TopObject::Record(start, end, at) => {
-                                return Ok(Some(Item::Record {
-                                    bytes: &self.buf[start..end],
-                                    container: Container::TopLevel,
-                                    at,
-                                }));
+                                return Ok(Some(self.record_or_too_large(start, end, Container::TopLevel, at)));
                             }
                             TopObject::Container => {}
                             TopObject::TooLarge(head, size, at) => {
@@ -440,7 +436,7 @@ impl<R: Read> Scanner<R> {
                         Ok(end) => {
                             let start = self.pos;
                             self.pos = end;
-                            Ok(Some(Item::Record { bytes: &self.buf[start..end], container, at }))
+                            Ok(Some(self.record_or_too_large(start, end, container, at)))
                         }
                         Err((head, size)) => Ok(Some(Item::TooLarge { head, size, at })),
                     };
@@ -454,7 +450,11 @@ impl<R: Read> Scanner<R> {
                         }
                         Some(b',') => {
                             self.pos += 1;
-                            self.skip_member()?;
+                            // A second record array (`{"Records":[…],"Records":[…]}`, or `Records` then `Events`) is
+                            // streamed like the first: its events are not dropped with the envelope's other members.
+                            if let Some(container) = self.skip_member()? {
+                                self.state = State::Array { container, first: true, index: 0, member: true };
+                            }
                         }
                         Some(_) => return Err(self.syntax("expected ',' or '}' after a member", self.pos)),
                         None => return Err(self.syntax("unexpected end of input inside an object", self.end)),
@@ -464,19 +464,38 @@ impl<R: Read> Scanner<R> {
         }
     }
 
-    /// Skips one `"key": value` member at `pos`.
-    fn skip_member(&mut self) -> Result<(), ScanError> {
+    /// A complete record in the buffer, or, above the size cap, only its head: the cap holds whether or not the
+    /// record happened to fit in one read.
+    fn record_or_too_large(&self, start: usize, end: usize, container: Container, at: Locator) -> Item<'_> {
+        if end - start > self.max_record {
+            let head = self.buf[start..start + HEAD_KEEP.min(end - start)].to_vec();
+            return Item::TooLarge { head, size: (end - start) as u64, at };
+        }
+        Item::Record { bytes: &self.buf[start..end], container, at }
+    }
+
+    /// Skips one `"key": value` member at `pos`; a member that is a record array is not skipped but entered, and
+    /// its container returned (`pos` is then inside the array).
+    fn skip_member(&mut self) -> Result<Option<Container>, ScanError> {
         match self.next_non_ws()? {
             Some(b'"') => {}
             Some(_) => return Err(self.syntax("expected a key", self.pos)),
             None => return Err(self.syntax("unexpected end of input inside an object", self.end)),
         }
+        let mut container = None;
         if let Ok(end) = self.complete_value()? {
+            container = container_key(&self.buf[self.pos + 1..end - 1]);
             self.pos = end;
         }
         match self.next_non_ws()? {
             Some(b':') => self.pos += 1,
             _ => return Err(self.syntax("expected ':' after a key", self.pos)),
+        }
+        if let Some(container) = container
+            && self.next_non_ws()? == Some(b'[')
+        {
+            self.pos += 1;
+            return Ok(Some(container));
         }
         if self.next_non_ws()?.is_none() {
             return Err(self.syntax("unexpected end of input inside an object", self.end));
@@ -484,14 +503,16 @@ impl<R: Read> Scanner<R> {
         if let Ok(end) = self.complete_value()? {
             self.pos = end;
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Reads more while holding the object that starts at `start`. Returns the object's new start, or `None` at
-    /// the end of input.
-    fn more_for(&mut self, start: usize) -> Result<Option<usize>, ScanError> {
+    /// Reads more while holding the object that starts at `start`. Returns the object's new start, and whether
+    /// more input came.
+    fn more_for(&mut self, start: usize) -> Result<(usize, bool), ScanError> {
         self.pos = start;
-        Ok(self.fill()?.then_some(self.pos))
+        let more = self.fill()?;
+        // The object moved to the front of the buffer whether or not more came: its start is `pos` either way.
+        Ok((self.pos, more))
     }
 
     /// A top-level object at `pos`: a container whose record array is then streamed, or one record. The object is
@@ -514,12 +535,11 @@ impl<R: Read> Scanner<R> {
                         let (head, size) = self.skip_oversized()?;
                         return Ok(TopObject::TooLarge(head, size, at));
                     }
-                    match self.more_for(start)? {
-                        Some(s) => start = s,
-                        None => {
-                            return self
-                                .broken_top(start, Broken { what: "unexpected end of input", at: self.end - start });
-                        }
+                    let (moved, more) = self.more_for(start)?;
+                    start = moved;
+                    if !more {
+                        return self
+                            .broken_top(start, Broken { what: "unexpected end of input", at: self.end - start });
                     }
                 }
                 Step::Broken(b) => return self.broken_top(start, b),
@@ -679,4 +699,78 @@ enum TopObject {
     Container,
     TooLarge(Vec<u8>, u64, Locator),
     BadLine(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records of a document, as (container, text), and the bad lines and oversized records as text.
+    fn scan(input: &str) -> Result<Vec<(Container, String)>, ScanError> {
+        let mut sc = Scanner::new(input.as_bytes(), 1 << 10);
+        let mut out = Vec::new();
+        while let Some(item) = sc.next_item()? {
+            match item {
+                Item::Record { bytes, container, .. } => {
+                    out.push((container, String::from_utf8_lossy(bytes).into_owned()))
+                }
+                Item::BadLine { bytes, .. } => {
+                    out.push((Container::TopLevel, format!("bad:{}", String::from_utf8_lossy(bytes))))
+                }
+                Item::TooLarge { size, .. } => out.push((Container::TopLevel, format!("large:{size}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn texts(input: &str) -> Vec<String> {
+        scan(input).unwrap().into_iter().map(|(_, t)| t).collect()
+    }
+
+    #[test]
+    fn every_record_array_of_a_document_is_read() {
+        assert_eq!(texts(r#"{"Records":[{"a":1}],"Records":[{"a":2}]}"#), ["{\"a\":1}", "{\"a\":2}"]);
+        let got = scan(r#"{"Records":[{"a":1}], "x": {"Records":[9]}, "Events":[{"CloudTrailEvent":"{}"}]}"#).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, Container::Records);
+        assert_eq!(got[1].0, Container::LookupEvents);
+        // A member named like a container that is not an array is skipped, not entered.
+        assert_eq!(texts(r#"{"Records":[{"a":1}],"Events":"none"}"#), ["{\"a\":1}"]);
+    }
+
+    #[test]
+    fn shapes_of_input() {
+        assert_eq!(texts("[{\"a\":1},{\"b\":2}]"), ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(texts("{\"a\":1}\n{\"b\":2}\n"), ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(texts("{\"a\":1}\ngarbage line\n"), ["{\"a\":1}", "bad:garbage line"]);
+        assert_eq!(texts("\u{feff}{\"a\":1}"), ["{\"a\":1}"]);
+        assert_eq!(texts(r#"{"k":"a \" } ] [ {"}"#), [r#"{"k":"a \" } ] [ {"}"#]);
+    }
+
+    #[test]
+    fn oversized_records_are_skipped_whole() {
+        let big = format!("[{{\"a\":\"{}\"}},{{\"b\":1}}]", "x".repeat(5000));
+        let got = texts(&big);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with("large:"), "{got:?}");
+        assert_eq!(got[1], "{\"b\":1}");
+    }
+
+    #[test]
+    fn an_object_cut_short_after_a_refill_is_a_broken_line_not_a_panic() {
+        // A top-level object that needs a second read and then ends: the object moved to the buffer's front.
+        let text = format!("{{\"a\": \"{}", "y".repeat(3 << 20));
+        let mut sc = Scanner::new(text.as_bytes(), 16 << 20);
+        match sc.next_item() {
+            Ok(Some(Item::BadLine { .. })) | Err(_) => {}
+            other => panic!("{:?}", other.map(|o| o.is_some())),
+        }
+    }
+
+    #[test]
+    fn broken_documents_fail_the_file() {
+        assert!(scan("{\"Records\":[{\"a\":1},").is_err());
+        assert!(scan("{\"Records\":[{\"a\":1}]\n,\n\"x\" 1}").is_err());
+        assert!(scan("[{\"a\":1}}").is_err());
+    }
 }

@@ -126,40 +126,72 @@ impl Filters {
     }
 }
 
-/// The files under the given local paths, in path order, and how many hidden files were passed over.
-pub fn walk(inputs: &[PathBuf], filters: &Filters) -> Result<(Vec<SourceFile>, u64)> {
-    let mut files = Vec::new();
-    let mut hidden = 0u64;
+/// What walking the local sources found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub files: Vec<SourceFile>,
+    /// Hidden files and directories passed over.
+    pub hidden: u64,
+    /// Entries that could not be read (a dangling symlink, a symlink loop, an unreadable directory), with why: they
+    /// are reported like unreadable files, and the rest is converted.
+    pub failed: Vec<(String, String)>,
+}
+
+/// The files under the given local paths, in path order. `skip` is a directory never read (the lake itself, when
+/// it lies inside a source: its own files are not CloudTrail input).
+pub fn walk(inputs: &[PathBuf], filters: &Filters, skip: Option<&Path>) -> Result<Walked> {
+    let mut out = Walked::default();
+    let skip = skip.and_then(|p| std::fs::canonicalize(p).ok());
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
         if meta.is_file() {
-            files.push(source_file(input, &meta)?);
+            out.files.push(source_file(input, &meta)?);
             continue;
         }
-        let walker = walkdir::WalkDir::new(input).follow_links(true).sort_by_file_name().into_iter();
-        let mut it = walker;
+        let mut it = walkdir::WalkDir::new(input).follow_links(true).sort_by_file_name().into_iter();
         while let Some(entry) = it.next() {
-            let entry = entry.map_err(|e| {
-                let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| input.clone());
-                Error::io(path, e.into_io_error().unwrap_or_else(|| std::io::Error::other("loop in symlinks")))
-            })?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let path = e.path().unwrap_or(input).display().to_string();
+                    let why = match (e.loop_ancestor(), e.io_error()) {
+                        (Some(a), _) => format!("a symlink loop back to {}", a.display()),
+                        (None, Some(io)) => io.to_string(),
+                        (None, None) => e.to_string(),
+                    };
+                    out.failed.push((path, why));
+                    continue;
+                }
+            };
             let is_hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
             if is_hidden {
                 if entry.file_type().is_dir() {
                     it.skip_current_dir();
                 }
-                hidden += 1;
+                out.hidden += 1;
+                continue;
+            }
+            if entry.file_type().is_dir() {
+                if skip.is_some() && std::fs::canonicalize(entry.path()).ok() == skip {
+                    it.skip_current_dir();
+                }
                 continue;
             }
             if entry.file_type().is_file() && filters.matches(&entry.path().to_string_lossy()) {
-                let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e.into()))?;
-                files.push(source_file(entry.path(), &meta)?);
+                match entry
+                    .metadata()
+                    .map_err(|e| Error::io(entry.path(), e.into()))
+                    .and_then(|m| source_file(entry.path(), &m))
+                {
+                    Ok(f) => out.files.push(f),
+                    Err(e) => out.failed.push((entry.path().display().to_string(), e.to_string())),
+                }
             }
         }
     }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    files.dedup_by(|a, b| a.name == b.name);
-    Ok((files, hidden))
+    out.files.sort_by(|a, b| a.name.cmp(&b.name));
+    out.files.dedup_by(|a, b| a.name == b.name);
+    Ok(out)
 }
 
 fn source_file(path: &Path, meta: &std::fs::Metadata) -> Result<SourceFile> {
@@ -242,6 +274,32 @@ struct Limited<'a, R> {
     out: u64,
     compressed: Option<&'a Cell<u64>>,
     limits: Limits,
+    /// For a zip member: the archive's budget, shared by all its members.
+    archive: Option<&'a ZipBudget>,
+}
+
+/// What the members of one zip archive may inflate to: the limits hold for the archive as a whole, not only for
+/// each member (eight members of 1 GiB each are one 8 GiB bomb).
+struct ZipBudget {
+    /// Bytes inflated so far, all members together.
+    out: Cell<u64>,
+    /// The archive's own size.
+    size: u64,
+    /// The compressed size of the member being read.
+    member_compressed: Cell<u64>,
+}
+
+/// Past this much output, a compression ratio above the limit is taken for a bomb.
+const RATIO_AFTER: u64 = 64 << 20;
+
+fn over_ratio(out: u64, compressed: u64, limits: Limits) -> Option<std::io::Error> {
+    let ratio = out / compressed.max(1);
+    (out > RATIO_AFTER && ratio > limits.max_ratio).then(|| {
+        std::io::Error::other(format!(
+            "compression ratio above {ratio}:1 after {} MiB: not CloudTrail JSON, likely a decompression bomb",
+            out >> 20
+        ))
+    })
 }
 
 impl<R: Read> Read for Limited<'_, R> {
@@ -258,14 +316,24 @@ impl<R: Read> Read for Limited<'_, R> {
                 self.limits.max_file_bytes
             )));
         }
-        if let Some(c) = self.compressed {
-            let ratio = self.out / c.get().max(1);
-            if self.out > 64 << 20 && ratio > self.limits.max_ratio {
+        if let Some(c) = self.compressed
+            && let Some(e) = over_ratio(self.out, c.get(), self.limits)
+        {
+            return Err(e);
+        }
+        if let Some(zip) = self.archive {
+            let total = zip.out.get() + n as u64;
+            zip.out.set(total);
+            if total > self.limits.max_file_bytes {
                 return Err(std::io::Error::other(format!(
-                    "compression ratio above {ratio}:1 after {} MiB: not CloudTrail JSON, likely a decompression \
-                     bomb",
-                    self.out >> 20
+                    "the zip's members inflate past the limit of {} bytes (--max-file-size); a decompression bomb?",
+                    self.limits.max_file_bytes
                 )));
+            }
+            if let Some(e) = over_ratio(self.out, zip.member_compressed.get(), self.limits)
+                .or_else(|| over_ratio(total, zip.size, self.limits))
+            {
+                return Err(e);
             }
         }
         Ok(n)
@@ -275,6 +343,15 @@ impl<R: Read> Read for Limited<'_, R> {
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
 const ZIP_EMPTY_MAGIC: [u8; 4] = *b"PK\x05\x06";
+
+/// The byte-order mark of a UTF-16 stream, if it starts with one.
+fn utf16_bom<R: BufRead>(r: &mut R) -> Option<&'static str> {
+    match r.fill_buf().ok()? {
+        [0xFF, 0xFE, ..] => Some("FF FE"),
+        [0xFE, 0xFF, ..] => Some("FE FF"),
+        _ => None,
+    }
+}
 
 /// What a stream starts with, after whitespace and a byte-order mark.
 fn sniff_json<R: BufRead>(r: &mut R) -> std::io::Result<Option<u8>> {
@@ -348,7 +425,7 @@ impl Reader<'_> {
         let counting = Counting { inner: f, count: &stored, hash: Some(&mut hasher), progress };
         let key_account = account_from_key(&file.name);
         let gzip = got >= 2 && magic[..2] == GZIP_MAGIC;
-        let (status, json_bytes) = self.convert_object(counting, &file.name, key_account, gzip, &stored, send);
+        let (status, json_bytes) = self.convert_object(counting, &file.name, key_account, gzip, &stored, None, send);
         let mut entry = entry;
         entry.hash = Some(format!("{:016x}", hasher.digest()));
         if let Status::Skipped(why) = &status {
@@ -369,6 +446,7 @@ impl Reader<'_> {
         key_account: Option<&str>,
         gzip: bool,
         stored: &Cell<u64>,
+        archive: Option<&ZipBudget>,
         send: &mut dyn FnMut(Msg),
     ) -> (Status, u64) {
         let limits = self.limits;
@@ -378,13 +456,21 @@ impl Reader<'_> {
                 out: 0,
                 compressed: Some(stored),
                 limits,
+                archive,
             })
         } else {
-            Box::new(Limited { inner: raw, out: 0, compressed: None, limits })
+            Box::new(Limited { inner: raw, out: 0, compressed: None, limits, archive })
         };
         let json_count = Cell::new(0u64);
         let counted = Counting { inner: limited, count: &json_count, hash: None, progress: &|_| {} };
         let mut reader = BufReader::with_capacity(1 << 16, counted);
+        if let Some(bom) = utf16_bom(&mut reader) {
+            // Without this, the NUL bytes between the characters make it look like "not JSON", skipped quietly.
+            let why = format!(
+                "UTF-16 text (byte-order mark {bom}): CloudTrail JSON is UTF-8; convert it first, e.g. with iconv -f UTF-16 -t UTF-8"
+            );
+            return (Status::Failed(why), json_count.get());
+        }
         match sniff_json(&mut reader) {
             Err(e) => return (Status::Failed(e.to_string()), json_count.get()),
             Ok(None) => return (Status::Skipped("empty".into()), json_count.get()),
@@ -408,13 +494,34 @@ impl Reader<'_> {
 
     fn process_zip(&self, file: &SourceFile, reader: Box<dyn ReadSeek>, entry: SourceEntry, send: &mut dyn FnMut(Msg)) {
         let Reader { manifest, progress, .. } = *self;
-        let mut archive = match zip::ZipArchive::new(BufReader::new(reader)) {
+        let archive = match zip::ZipArchive::new(BufReader::new(reader)) {
             Ok(a) => a,
             Err(e) => {
                 progress(file.size);
                 return send(Msg::failed(entry, format!("not a readable zip: {e}")));
             }
         };
+        // The zip crate keeps one entry per name: members that share a name would be read as one and the others
+        // lost, so such an archive is refused whole, with the reason.
+        let (start, names) = (archive.central_directory_start() + archive.offset(), archive.len());
+        let mut reader = archive.into_inner();
+        let duplicates = has_duplicate_members(&mut reader, start, names);
+        let reopened = reader
+            .seek(SeekFrom::Start(0))
+            .map_err(zip::result::ZipError::from)
+            .and_then(|_| zip::ZipArchive::new(reader));
+        let mut archive = match (duplicates, reopened) {
+            (Ok(false), Ok(a)) => a,
+            (Ok(true), _) => {
+                progress(file.size);
+                let why =
+                    "members of the zip share a name: the others would be lost behind the one read, so none is read";
+                return send(Msg::failed(entry, why.into()));
+            }
+            (Err(e), _) => return send(Msg::failed(entry, format!("cannot read the zip's directory: {e}"))),
+            (_, Err(e)) => return send(Msg::failed(entry, format!("not a readable zip: {e}"))),
+        };
+        let budget = ZipBudget { out: Cell::new(0), size: file.size, member_compressed: Cell::new(0) };
         let mut all_ok = true;
         for i in 0..archive.len() {
             let mut member = match archive.by_index(i) {
@@ -448,12 +555,14 @@ impl Reader<'_> {
                 send(Msg::Done { entry: m_entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
                 continue;
             }
+            budget.member_compressed.set(member.compressed_size());
             let mut buffered = BufReader::new(&mut member);
             let gzip = buffered.fill_buf().map(|b| b.starts_with(&GZIP_MAGIC)).unwrap_or(false);
             let stored = Cell::new(0u64);
             let counting = Counting { inner: buffered, count: &stored, hash: None, progress: &|_| {} };
             let key_account = account_from_key(&name).or_else(|| account_from_key(&file.name));
-            let (status, json_bytes) = self.convert_object(counting, &unit, key_account, gzip, &stored, send);
+            let (status, json_bytes) =
+                self.convert_object(counting, &unit, key_account, gzip, &stored, Some(&budget), send);
             let mut m_entry = m_entry;
             if let Status::Skipped(why) = &status {
                 m_entry.skipped = Some(why.clone());
@@ -471,7 +580,24 @@ impl Reader<'_> {
     }
 }
 
-fn read_up_to(f: &mut dyn ReadSeek, buf: &mut [u8]) -> usize {
+/// Whether members share a name: the central directory at `start` lists more entries than the archive has names.
+fn has_duplicate_members<R: Read + Seek>(reader: &mut R, start: u64, names: usize) -> std::io::Result<bool> {
+    const HEADER: [u8; 4] = *b"PK\x01\x02";
+    reader.seek(SeekFrom::Start(start))?;
+    let mut listed = 0usize;
+    let mut fixed = [0u8; 46];
+    while listed <= names {
+        if read_up_to(reader, &mut fixed) < 46 || fixed[..4] != HEADER {
+            break;
+        }
+        let len = |at: usize| i64::from(u16::from_le_bytes([fixed[at], fixed[at + 1]]));
+        reader.seek(SeekFrom::Current(len(28) + len(30) + len(32)))?;
+        listed += 1;
+    }
+    Ok(listed > names)
+}
+
+fn read_up_to<R: Read + ?Sized>(f: &mut R, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..]) {

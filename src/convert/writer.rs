@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use datafusion::arrow::compute::{
-    SortOptions, cast, concat_batches, filter_record_batch, sort_to_indices, take_record_batch,
+    SortOptions, cast, concat, filter_record_batch, interleave_record_batch, sort_to_indices,
 };
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -88,21 +88,34 @@ fn writer_properties() -> WriterProperties {
     PROPS.clone()
 }
 
+/// Rows of one sorted slice handed to the Parquet writer at a time.
+const ENCODE_CHUNK_ROWS: usize = 16 * 1024;
+
 /// Sorts rows by eventtime and encodes them as one Parquet file, with the sidecar of their event IDs.
+///
+/// The batches are never concatenated: a partition's rows can hold more than the 2 GiB of text that one Arrow
+/// string array can address, so only the time column is gathered to sort, and the rows go out in small
+/// interleaved slices.
 pub fn encode(batches: &[RecordBatch], ids: &[EventId]) -> Result<(Bytes, Bytes, u64)> {
     let schema = schema::file_schema();
-    let batch = concat_batches(&schema, batches)?;
-    let order = sort_to_indices(
-        batch.column(schema::event_time_index()),
-        Some(SortOptions { descending: false, nulls_first: false }),
-        None,
-    )?;
-    let sorted = take_record_batch(&batch, &order)?;
-    let mut buf = Vec::with_capacity(sorted.get_array_memory_size() / 8);
+    let time = schema::event_time_index();
+    let times: Vec<&dyn Array> = batches.iter().map(|b| b.column(time).as_ref()).collect();
+    let all_times = concat(&times)?;
+    let order = sort_to_indices(&all_times, Some(SortOptions { descending: false, nulls_first: false }), None)?;
+    let mut origin: Vec<(usize, usize)> = Vec::with_capacity(all_times.len());
+    for (bi, b) in batches.iter().enumerate() {
+        origin.extend((0..b.num_rows()).map(|r| (bi, r)));
+    }
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let rows = order.len();
+    let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
-    writer.write(&sorted)?;
+    for chunk in order.values().chunks(ENCODE_CHUNK_ROWS) {
+        let picks: Vec<(usize, usize)> = chunk.iter().map(|&i| origin[i as usize]).collect();
+        writer.write(&interleave_record_batch(&refs, &picks)?)?;
+    }
     writer.close()?;
-    Ok((Bytes::from(buf), encode_ids(ids), sorted.num_rows() as u64))
+    Ok((Bytes::from(buf), encode_ids(ids), rows as u64))
 }
 
 /// Reads a data file back, shaped to the current schema (a lake written by an older version may lack columns).
@@ -427,9 +440,14 @@ impl Writer {
             .await
             .into_iter()
             .collect::<Result<_>>()?;
+        // A merge holds its group decoded, about ten times its Parquet size: the merges running at once stay within
+        // the memory limit.
+        let parallel = self.cfg.parallel.max(1);
+        let by_memory = u64::try_from(self.cfg.memory_budget / (10 * parallel)).unwrap_or(u64::MAX);
+        let group_bytes = compact_below.saturating_mul(4).min(by_memory).max(1 << 20);
         let mut jobs = Vec::new();
         for (key, groups) in plans {
-            for group in split_groups(groups, compact_below.saturating_mul(4)) {
+            for group in split_groups(groups, group_bytes) {
                 let stem = self.stem();
                 jobs.push((key.clone(), group, stem));
             }
@@ -456,8 +474,8 @@ impl Writer {
                     }
                     Source::Staged(stem) => {
                         part.staged.retain(|s| s.stem != stem);
-                        self.lake.delete_prefix(&staging_path(&run, &data_path(&key, &stem))).await?;
-                        self.lake.delete_prefix(&staging_path(&run, &index_path(&key, &stem))).await?;
+                        self.lake.delete(&staging_path(&run, &data_path(&key, &stem))).await?;
+                        self.lake.delete(&staging_path(&run, &index_path(&key, &stem))).await?;
                     }
                 }
             }

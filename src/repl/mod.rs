@@ -46,7 +46,13 @@ struct Repl {
     queries_dirs: Vec<PathBuf>,
     errors: usize,
     color: bool,
+    /// How many `\i` files are being run inside one another.
+    includes: usize,
 }
+
+/// How deep `\i` files may include one another: a file that includes itself stops here with an error instead of
+/// overflowing the stack.
+const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// Runs the REPL until `\q`, Ctrl-D or the end of piped input.
 pub async fn run(session: Session, opts: ReplOptions) -> Result<Outcome> {
@@ -64,6 +70,7 @@ pub async fn run(session: Session, opts: ReplOptions) -> Result<Outcome> {
         queries_dirs: opts.queries_dirs.clone(),
         errors: 0,
         color,
+        includes: 0,
     };
     if !interactive {
         let mut input = String::new();
@@ -183,6 +190,8 @@ impl Repl {
 
     fn error(&mut self, message: &str) {
         self.errors += 1;
+        let message = crate::print::terminal_safe(message);
+        let message = crate::error::redact_credentials(&message);
         if self.color {
             eprintln!("\x1b[31merror:\x1b[0m {message}");
         } else {
@@ -339,8 +348,17 @@ impl Repl {
             Meta::MaxRows(n) => self.print.maxrows = n,
             Meta::Expanded(v) => self.print.expanded = v.unwrap_or(!self.print.expanded),
             Meta::Include(path) => {
+                if self.includes >= MAX_INCLUDE_DEPTH {
+                    return Err(Error::Usage(format!(
+                        "\\i {}: files include one another more than {MAX_INCLUDE_DEPTH} deep (does one include \
+                         itself?)",
+                        path.display()
+                    )));
+                }
                 let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                self.includes += 1;
                 Box::pin(self.run_text(&text)).await;
+                self.includes -= 1;
             }
             Meta::Queries => {
                 let all = crate::queries::all(&self.queries_dirs)?;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn event(id: &str, account: &str, time: &str) -> Value {
+pub(crate) fn event(id: &str, account: &str, time: &str) -> Value {
     json!({
         "eventVersion": "1.09",
         "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": format!("arn:aws:iam::{account}:user/alice"),
@@ -30,12 +30,12 @@ fn event(id: &str, account: &str, time: &str) -> Value {
     })
 }
 
-fn write(path: &Path, body: &[u8]) {
+pub(crate) fn write(path: &Path, body: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, body).unwrap();
 }
 
-fn ids(lake: &Path) -> Vec<String> {
+pub(crate) fn ids(lake: &Path) -> Vec<String> {
     use datafusion::arrow::array::{Array, AsArray};
     let mut out = Vec::new();
     for b in query(lake, "SELECT eventid FROM cloudtrail ORDER BY eventid") {
@@ -45,7 +45,7 @@ fn ids(lake: &Path) -> Vec<String> {
     out
 }
 
-fn zip_file(path: &Path, members: &[(&str, Vec<u8>)]) {
+pub(crate) fn zip_file(path: &Path, members: &[(&str, Vec<u8>)]) {
     let f = std::fs::File::create(path).unwrap();
     let mut z = zip::ZipWriter::new(f);
     for (name, body) in members {
@@ -301,7 +301,7 @@ fn hostile_account_ids_never_leave_the_lake() {
 }
 
 /// Runs the binary and samples its peak resident memory (VmHWM) until it exits.
-fn run_measuring_peak(cmd: &mut std::process::Command) -> (std::process::Output, u64) {
+pub(crate) fn run_measuring_peak(cmd: &mut std::process::Command) -> (std::process::Output, u64) {
     let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let status_path = format!("/proc/{}/status", child.id());
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));

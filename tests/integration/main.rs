@@ -2,11 +2,14 @@
 
 #[cfg(feature = "ballista")]
 mod ballista;
+mod build;
 mod common;
 mod convert;
 mod crash;
 mod ddl;
 mod docs;
+mod engines;
+mod faults;
 mod realdata;
 mod repl;
 mod run;

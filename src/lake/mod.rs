@@ -21,11 +21,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::convert::record::EventId;
 use crate::error::{Error, Result};
+
+mod lock;
+pub use lock::{LockGuard, LockTiming};
 
 /// The partition an event goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,7 +111,6 @@ const INDEX_DIR: &str = "_index";
 const MANIFEST_DIR: &str = "_manifest";
 const REJECTS_DIR: &str = "_rejects";
 const STAGING_DIR: &str = "_staging";
-const LOCK: &str = "_lock";
 
 pub fn data_path(key: &PartitionKey, stem: &str) -> String {
     format!("{}/{stem}.{DATA_EXT}", key.dir())
@@ -194,40 +196,13 @@ pub struct Lake {
     /// The directory of a local lake, whose empty directories are removed after a commit (object stores have
     /// none to remove).
     pub local_root: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct LockInfo {
-    host: String,
-    pid: u32,
-    run: String,
-    since: String,
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
-fn process_alive(pid: u32) -> bool {
-    let proc = std::path::Path::new("/proc");
-    if !proc.exists() {
-        // Without /proc the holder cannot be checked: assume it is alive.
-        return true;
-    }
-    proc.join(pid.to_string()).exists()
-}
-
-/// The lock held by a running convert; released on drop only through [`Lake::unlock`].
-pub struct LockGuard {
-    run: String,
+    /// How an object-store lake's lock is kept alive and judged stale (see `lock.rs`).
+    pub lock_timing: LockTiming,
 }
 
 impl Lake {
     pub fn new(store: Arc<dyn ObjectStore>, name: impl Into<String>) -> Lake {
-        Lake { store, name: name.into(), local_root: None }
+        Lake { store, name: name.into(), local_root: None, lock_timing: LockTiming::default() }
     }
 
     pub fn with_local_root(mut self, root: std::path::PathBuf) -> Lake {
@@ -255,6 +230,25 @@ impl Lake {
         Ok(())
     }
 
+    /// Writes an object from a local file, a part at a time, so that its size never has to fit in memory.
+    pub async fn put_file(&self, path: &str, mut file: std::fs::File) -> Result<()> {
+        use std::io::Read;
+        const PART: usize = 32 << 20;
+        let upload = self.store.put_multipart(&Path::from(path)).await?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(2).await?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
     pub async fn get(&self, path: &str) -> Result<Bytes> {
         Ok(self.store.get(&Path::from(path)).await?.bytes().await?)
     }
@@ -266,46 +260,6 @@ impl Lake {
         let mut out: Vec<(String, u64)> = items.into_iter().map(|m| (m.location.to_string(), m.size)).collect();
         out.sort();
         Ok(out)
-    }
-
-    /// Takes the writer lock. A lock left by a process of this host that no longer runs (killed) is taken over.
-    pub async fn lock(&self, run: &str) -> Result<LockGuard> {
-        let info = LockInfo {
-            host: host_name(),
-            pid: std::process::id(),
-            run: run.to_string(),
-            since: chrono::Utc::now().to_rfc3339(),
-        };
-        let body = Bytes::from(serde_json::to_vec(&info).expect("lock info serialises"));
-        let path = Path::from(LOCK);
-        let create = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&path, PutPayload::from_bytes(body.clone()), create).await {
-            Ok(_) => return Ok(LockGuard { run: run.to_string() }),
-            Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let held = self.get(LOCK).await?;
-        let holder: Option<LockInfo> = serde_json::from_slice(&held).ok();
-        match holder {
-            Some(h) if h.host == info.host && !process_alive(h.pid) => {
-                self.store.put(&path, PutPayload::from_bytes(body)).await?;
-                Ok(LockGuard { run: run.to_string() })
-            }
-            other => Err(Error::Locked {
-                lake: self.name.clone(),
-                holder: match other {
-                    Some(h) => format!("run {} by pid {} on {} since {}", h.run, h.pid, h.host, h.since),
-                    None => "unreadable lock".into(),
-                },
-                lock: format!("{}/{LOCK}", self.name.trim_end_matches('/')),
-            }),
-        }
-    }
-
-    pub async fn unlock(&self, guard: LockGuard) -> Result<()> {
-        let _ = guard.run;
-        self.store.delete(&Path::from(LOCK)).await?;
-        Ok(())
     }
 
     /// All commit records, oldest first, with their sequence numbers.
@@ -352,20 +306,23 @@ impl Lake {
             }
         }
         for path in &commit.removed {
-            match self.store.delete(&Path::from(path.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.delete(path).await?;
         }
         self.delete_prefix(&format!("{STAGING_DIR}/{}", commit.run)).await
     }
 
+    /// Deletes one object; one already gone is fine.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.store.delete(&Path::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes every object under a directory-like prefix (not a file's path: object stores list `prefix/`).
     pub async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         for (path, _) in self.list(prefix).await? {
-            match self.store.delete(&Path::from(path)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.delete(&path).await?;
         }
         if let Some(root) = &self.local_root {
             remove_empty_dirs(&root.join(prefix));
@@ -375,6 +332,11 @@ impl Lake {
 
     /// Finishes committed runs that were interrupted and deletes the staging of runs that never committed.
     /// Returns the number of runs finished and discarded.
+    ///
+    /// Only the lock holder recovers, and every run recovers before it commits, so only the newest commit can be
+    /// unfinished without staging left to show it: an object store keeps no empty staging "directory" once all of
+    /// a run's files are moved, so a run killed while deleting what its compaction replaced is visible only in its
+    /// record. Those deletions are repeated (deleting what is gone is free).
     pub async fn recover(&self, commits: &[(u64, Commit)]) -> Result<(usize, usize)> {
         let staged = self.list(STAGING_DIR).await?;
         let mut runs: Vec<String> = staged
@@ -410,12 +372,12 @@ impl Lake {
                 }
             }
         }
+        if let Some((_, last)) = commits.last() {
+            for path in &last.removed {
+                self.delete(path).await?;
+            }
+        }
         Ok((finished, discarded))
-    }
-
-    /// Whether a committed run was left unfinished (a reader's warning; only a convert finishes it).
-    pub async fn has_unfinished_commit(&self) -> Result<bool> {
-        Ok(!self.list(STAGING_DIR).await?.is_empty())
     }
 
     /// The data files of a partition, with their sizes.
