@@ -301,7 +301,7 @@ mod tests {
         .unwrap();
         for opts in [opts, PrintOptions::default()] {
             let mut out = Vec::new();
-            print_batches(&mut out, &schema, &[batch.clone()], &opts).unwrap();
+            print_batches(&mut out, &schema, std::slice::from_ref(&batch), &opts).unwrap();
             assert!(!out.contains(&0x1b), "{}", String::from_utf8_lossy(&out));
         }
     }

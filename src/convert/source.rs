@@ -372,6 +372,19 @@ fn sniff_json<R: BufRead>(r: &mut R) -> std::io::Result<Option<u8>> {
     }
 }
 
+/// One stream to convert (a file, or a zip member) and what its limits are counted against.
+struct Object<'a> {
+    /// The manifest name of the file or member.
+    unit: &'a str,
+    /// The account in its object key, for events without a recipientAccountId.
+    key_account: Option<&'a str>,
+    gzip: bool,
+    /// Stored (compressed) bytes read so far, for the ratio limit.
+    stored: &'a Cell<u64>,
+    /// For a zip member, the archive's budget.
+    archive: Option<&'a ZipBudget>,
+}
+
 /// What a worker reads source objects with: shared by every object it takes.
 pub struct Reader<'a> {
     pub conv: &'a Converter,
@@ -425,7 +438,8 @@ impl Reader<'_> {
         let counting = Counting { inner: f, count: &stored, hash: Some(&mut hasher), progress };
         let key_account = account_from_key(&file.name);
         let gzip = got >= 2 && magic[..2] == GZIP_MAGIC;
-        let (status, json_bytes) = self.convert_object(counting, &file.name, key_account, gzip, &stored, None, send);
+        let object = Object { unit: &file.name, key_account, gzip, stored: &stored, archive: None };
+        let (status, json_bytes) = self.convert_object(counting, object, send);
         let mut entry = entry;
         entry.hash = Some(format!("{:016x}", hasher.digest()));
         if let Status::Skipped(why) = &status {
@@ -439,16 +453,8 @@ impl Reader<'_> {
 
     /// Converts one stream (a file, or a zip member): gunzipped when it is gzip, read when it is JSON, skipped when
     /// it is neither. Returns the status and the JSON bytes read.
-    fn convert_object<R: Read>(
-        &self,
-        raw: R,
-        unit: &str,
-        key_account: Option<&str>,
-        gzip: bool,
-        stored: &Cell<u64>,
-        archive: Option<&ZipBudget>,
-        send: &mut dyn FnMut(Msg),
-    ) -> (Status, u64) {
+    fn convert_object<R: Read>(&self, raw: R, object: Object<'_>, send: &mut dyn FnMut(Msg)) -> (Status, u64) {
+        let Object { unit, key_account, gzip, stored, archive } = object;
         let limits = self.limits;
         let limited: Box<dyn Read + '_> = if gzip {
             Box::new(Limited {
@@ -561,8 +567,11 @@ impl Reader<'_> {
             let stored = Cell::new(0u64);
             let counting = Counting { inner: buffered, count: &stored, hash: None, progress: &|_| {} };
             let key_account = account_from_key(&name).or_else(|| account_from_key(&file.name));
-            let (status, json_bytes) =
-                self.convert_object(counting, &unit, key_account, gzip, &stored, Some(&budget), send);
+            let (status, json_bytes) = self.convert_object(
+                counting,
+                Object { unit: &unit, key_account, gzip, stored: &stored, archive: Some(&budget) },
+                send,
+            );
             let mut m_entry = m_entry;
             if let Status::Skipped(why) = &status {
                 m_entry.skipped = Some(why.clone());

@@ -329,16 +329,8 @@ fn repl_include_of_itself_stops_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("self.sql");
     std::fs::write(&file, format!("SELECT 1 AS one;\n\\i {}\n", file.display())).unwrap();
-    let mut child = bin()
-        .args(["repl", "--lake"])
-        .arg(sample_lake())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "\\i {}\nSELECT 'after' AS still;", file.display()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let input = format!("\\i {}\nSELECT 'after' AS still;\n", file.display());
+    let out = run_with_stdin(bin().args(["repl", "--lake"]).arg(sample_lake()), input.as_bytes());
     assert!(out.status.code().is_some(), "ended by a signal: {:?}", out.status);
     assert!(stderr(&out).contains("include one another more than 16 deep"), "{}", stderr(&out));
     assert!(stdout(&out).contains("after"), "the REPL goes on: {}", stdout(&out));

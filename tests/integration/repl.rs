@@ -1,8 +1,7 @@
 //! The REPL, driven in a pseudo-terminal as a user would, and through piped stdin.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use rexpect::session::{PtySession, spawn_command};
 
@@ -129,21 +128,10 @@ fn describe_and_function_help() {
 
 #[test]
 fn piped_stdin_runs_statements_without_prompt_or_color() {
-    let mut child = bin()
-        .args(["--lake"])
-        .arg(sample_lake())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"\\format csv\nSELECT count(*) AS n\n  FROM privileged_sessions;\nSELECT nope;\n\\run failed_assume_root\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        bin().args(["--lake"]).arg(sample_lake()),
+        b"\\format csv\nSELECT count(*) AS n\n  FROM privileged_sessions;\nSELECT nope;\n\\run failed_assume_root\n",
+    );
     let text = stdout(&out);
     assert!(!text.contains("trailsql>") && !text.contains('\x1b'), "{text}");
     assert!(text.starts_with("n\n14\n"), "{text}");
