@@ -340,7 +340,11 @@ async fn convert_locked(
                     write_reject(&mut rejects_out, r)?;
                 }
                 if out.partial {
-                    spools.entry(unit.clone()).or_insert(spool::Spool::new()?).push(out.parts)?;
+                    let spool = match spools.entry(unit.clone()) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => e.insert(spool::Spool::new()?),
+                    };
+                    spool.push(out.parts)?;
                 } else {
                     if let Some(pieces) = spools.remove(&unit) {
                         // The file was read to its end: its earlier pieces may now enter the lake.

@@ -90,6 +90,8 @@ fn writer_properties() -> WriterProperties {
 
 /// Rows of one sorted slice handed to the Parquet writer at a time.
 const ENCODE_CHUNK_ROWS: usize = 16 * 1024;
+/// Bytes of rows in one slice, at most (about).
+const ENCODE_CHUNK_BYTES: usize = 256 << 20;
 
 /// Sorts rows by eventtime and encodes them as one Parquet file, with the sidecar of their event IDs.
 ///
@@ -106,12 +108,26 @@ pub fn encode(batches: &[RecordBatch], ids: &[EventId]) -> Result<(Bytes, Bytes,
     for (bi, b) in batches.iter().enumerate() {
         origin.extend((0..b.num_rows()).map(|r| (bi, r)));
     }
+    // A slice is cut by rows and by bytes (each batch's average row size), so that no slice nears 2 GiB even when
+    // the rows are large.
+    let row_bytes: Vec<usize> = batches.iter().map(|b| b.get_array_memory_size() / b.num_rows().max(1)).collect();
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let rows = order.len();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
-    for chunk in order.values().chunks(ENCODE_CHUNK_ROWS) {
-        let picks: Vec<(usize, usize)> = chunk.iter().map(|&i| origin[i as usize]).collect();
+    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(ENCODE_CHUNK_ROWS);
+    let mut bytes = 0usize;
+    for &i in order.values() {
+        let (b, r) = origin[i as usize];
+        picks.push((b, r));
+        bytes += row_bytes[b];
+        if picks.len() >= ENCODE_CHUNK_ROWS || bytes >= ENCODE_CHUNK_BYTES {
+            writer.write(&interleave_record_batch(&refs, &picks)?)?;
+            picks.clear();
+            bytes = 0;
+        }
+    }
+    if !picks.is_empty() {
         writer.write(&interleave_record_batch(&refs, &picks)?)?;
     }
     writer.close()?;
