@@ -618,6 +618,51 @@ mod tests {
         assert_eq!(decode(data).unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 0);
     }
 
+    /// Issue 10, item 10: a partition holding more text than one Arrow string array can address (2 GiB) is
+    /// written, where concatenating its batches failed with "Offset overflow" and left the partition stuck.
+    #[test]
+    fn a_partition_of_more_than_2_gib_of_text_is_written() {
+        use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
+        use std::sync::Arc;
+        let schema = schema::file_schema();
+        let payload = "x".repeat(1 << 20);
+        let batch = |first: i64| {
+            let rows = 800;
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| -> ArrayRef {
+                    match f.name().as_str() {
+                        "eventtime" => Arc::new(
+                            TimestampMicrosecondArray::from_iter_values((0..rows).map(|i| (first + i) * 1_000_000))
+                                .with_timezone("UTC"),
+                        ),
+                        "requestparameters" => Arc::new(StringArray::from_iter_values((0..rows).map(|_| &payload))),
+                        _ => new_null_array(f.data_type(), rows as usize),
+                    }
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
+        // Three batches of 800 MiB of payload each, interleaved in time.
+        let batches = [batch(0), batch(400), batch(200)];
+        let (data, _, rows) = encode(&batches, &[]).unwrap();
+        assert_eq!(rows, 2400);
+        let back = ParquetRecordBatchReaderBuilder::try_new(data).unwrap().with_batch_size(512).build().unwrap();
+        let mut last = i64::MIN;
+        let mut n = 0;
+        for b in back {
+            let b = b.unwrap();
+            let t = b.column(schema::event_time_index()).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+            for v in t.values() {
+                assert!(*v >= last, "sorted by time");
+                last = *v;
+            }
+            n += b.num_rows();
+        }
+        assert_eq!(n, 2400);
+    }
+
     /// The layout late materialisation depends on: small pages with an offset index, and no dictionary on the
     /// nearly unique columns (a path that names no column would be ignored by the writer without a word).
     #[test]
