@@ -17,7 +17,10 @@ pub enum Error {
     #[error("lake {lake}: {message}")]
     Lake { lake: String, message: String },
 
-    #[error("the lake {lake} is locked by another convert ({holder}); if that run has ended, delete {lock}")]
+    #[error(
+        "the lake {lake} is locked by another convert ({holder}), which is still running: try again when it ends \
+         ({lock} is released with its holder; never delete it by hand)"
+    )]
     Locked { lake: String, holder: String, lock: String },
 
     #[error("object store: {0}")]

@@ -346,18 +346,11 @@ async fn convert_locked(
                     };
                     spool.push(out.parts)?;
                 } else {
-                    if let Some(pieces) = spools.remove(&unit) {
-                        // The file was read to its end: its earlier pieces may now enter the lake.
-                        for part in pieces.replay()? {
-                            let c = counts.entry(unit.clone()).or_default();
-                            let (d, k) = writer.add(part?).await?;
-                            c.duplicates += d;
-                            c.conflicts += k;
-                        }
-                    }
-                    for part in out.parts {
-                        let (d, k) = writer.add(part).await?;
-                        let c = counts.entry(unit.clone()).or_default();
+                    // The file was read to its end: its earlier pieces may now enter the lake, then its last.
+                    let earlier = spools.remove(&unit).map(spool::Spool::replay).transpose()?;
+                    let c = counts.entry(unit.clone()).or_default();
+                    for part in earlier.into_iter().flatten().chain(out.parts.into_iter().map(Ok)) {
+                        let (d, k) = writer.add(part?).await?;
                         c.duplicates += d;
                         c.conflicts += k;
                     }
