@@ -44,7 +44,7 @@ impl Default for LockTiming {
 }
 
 /// What the lock says of its holder, for messages (never for deciding who is alive).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct LockInfo {
     host: String,
     pid: u32,
@@ -66,10 +66,10 @@ impl LockInfo {
         }
     }
 
+    /// The lock's text, stamped with the time of this write.
     fn body(&self) -> Bytes {
-        let mut info = serde_json::to_value(self).unwrap_or_default();
-        info["heartbeat"] = chrono::Utc::now().to_rfc3339().into();
-        Bytes::from(info.to_string())
+        let stamped = LockInfo { heartbeat: Some(chrono::Utc::now().to_rfc3339()), ..self.clone() };
+        Bytes::from(serde_json::to_vec(&stamped).unwrap_or_default())
     }
 
     fn describe(bytes: &[u8]) -> String {
