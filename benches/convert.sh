@@ -3,6 +3,7 @@
 # Reports events/s, MB/s of uncompressed JSON and peak RSS for both (medians of ROUNDS runs each), and the ratio.
 #
 #   benches/convert.sh [WORKDIR]      (a corpus of about 550k events, 650 MB of JSON, is generated once)
+#   SHAPE=wide benches/convert.sh DIR (30 accounts x 90 days: 2,700 partitions from 10,800 files of 28 events)
 #
 # Needs: a release build (cargo build --release), python3 with duckdb (pip install duckdb).
 set -euo pipefail
@@ -17,7 +18,11 @@ python3 -c "import duckdb" 2>/dev/null || pip install -q duckdb
 
 corpus="$work/corpus"
 if [ ! -d "$corpus" ]; then
-    "$gen" --out "$corpus" --accounts 8 --regions 3 --days 2 --files-per-day 96 --events-per-file 120 --sessions-per-day 4
+    if [ "${SHAPE:-narrow}" = wide ]; then
+        "$gen" --out "$corpus" --accounts 30 --regions 1 --days 90 --files-per-day 4 --events-per-file 28 --sessions-per-day 1
+    else
+        "$gen" --out "$corpus" --accounts 8 --regions 3 --days 2 --files-per-day 96 --events-per-file 120 --sessions-per-day 4
+    fi
 fi
 json_bytes=$(find "$corpus" -name '*.json.gz' -exec zcat {} + | wc -c)
 events=$(find "$corpus" -name '*.json.gz' -exec zcat {} + | grep -o '"eventID"' | wc -l)

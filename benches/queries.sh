@@ -17,6 +17,7 @@ key=$("$bin" query --lake "$lake" --format csv \
 cat > "$work/queries.tsv" <<SQL
 privileged_sessions	SELECT * FROM privileged_sessions ORDER BY action_time, action_event_id	SELECT * FROM privileged_sessions ORDER BY action_time, action_event_id
 access_key_activity	SELECT eventtime, recipientaccountid, awsregion, eventsource, eventname, errorcode, sourceipaddress FROM cloudtrail WHERE useridentity.accesskeyid = '$key' ORDER BY eventtime, eventid	SELECT eventtime, recipientaccountid, awsregion, eventsource, eventname, errorcode, sourceipaddress FROM cloudtrail WHERE useridentity.accesskeyid = '$key' ORDER BY eventtime, eventid
+group_by_eventname	SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname	SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname
 access_denied_bursts	SELECT useridentity.arn, recipientaccountid, date_bin(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1	SELECT useridentity.arn, recipientaccountid, time_bucket(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1
 SQL
 

@@ -8,6 +8,7 @@ use trailsql::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -26,3 +27,16 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Logs go to stderr as `RUST_LOG` says (`RUST_LOG=info`, `RUST_LOG=ballista=debug`). The Ballista processes run
+/// unattended, so they log at `info` (executors joining and lost, jobs, task failures) when it is unset; the other
+/// commands print their own errors and stay quiet.
+#[cfg(feature = "ballista")]
+fn init_logging(cli: &Cli) {
+    let server = matches!(cli.command, Some(trailsql::cli::Command::BallistaScheduler(_) | trailsql::cli::Command::BallistaExecutor(_)));
+    let env = env_logger::Env::default().default_filter_or(if server { "info" } else { "off" });
+    env_logger::Builder::from_env(env).format_timestamp_millis().init();
+}
+
+#[cfg(not(feature = "ballista"))]
+fn init_logging(_: &Cli) {}

@@ -13,7 +13,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use datafusion::parquet::schema::types::ColumnPath;
 use futures::StreamExt;
 use rustc_hash::FxBuildHasher;
@@ -59,8 +59,9 @@ fn column_path(path: &[&str]) -> ColumnPath {
     ColumnPath::new(path.iter().map(|s| s.to_string()).collect())
 }
 
-fn writer_properties() -> WriterProperties {
-    static PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
+/// The properties of a file of `rows` rows.
+fn writer_properties(rows: usize) -> WriterProperties {
+    static BASE: LazyLock<WriterPropertiesBuilder> = LazyLock::new(|| {
         let mut b = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
             .set_statistics_enabled(EnabledStatistics::Page)
@@ -83,9 +84,17 @@ fn writer_properties() -> WriterProperties {
         for path in PLAIN_COLUMNS {
             b = b.set_column_dictionary_enabled(column_path(path), false);
         }
-        b.build()
+        b
     });
-    PROPS.clone()
+    // A bloom filter starts sized for its row group's distinct values and is folded down when the row group ends.
+    // Sized for a whole row group (128k rows: 160 KB, zeroed and folded, three per file), the filters of a lake's
+    // many small files cost more than their rows.
+    let ndv = rows.clamp(1, ROW_GROUP_ROWS) as u64;
+    let mut b = BASE.clone();
+    for path in BLOOM_COLUMNS {
+        b = b.set_column_bloom_filter_max_ndv(column_path(path), ndv);
+    }
+    b.build()
 }
 
 /// Rows of one sorted slice handed to the Parquet writer at a time.
@@ -114,7 +123,7 @@ pub fn encode(batches: &[RecordBatch], ids: &[EventId]) -> Result<(Bytes, Bytes,
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let rows = order.len();
     let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()))?;
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties(rows)))?;
     let mut picks: Vec<(usize, usize)> = Vec::with_capacity(ENCODE_CHUNK_ROWS);
     let mut bytes = 0usize;
     for &i in order.values() {
