@@ -33,7 +33,10 @@ fn main() -> ExitCode {
 /// commands print their own errors and stay quiet.
 #[cfg(feature = "ballista")]
 fn init_logging(cli: &Cli) {
-    let server = matches!(cli.command, Some(trailsql::cli::Command::BallistaScheduler(_) | trailsql::cli::Command::BallistaExecutor(_)));
+    let server = matches!(
+        cli.command,
+        Some(trailsql::cli::Command::BallistaScheduler(_) | trailsql::cli::Command::BallistaExecutor(_))
+    );
     let env = env_logger::Env::default().default_filter_or(if server { "info" } else { "off" });
     env_logger::Builder::from_env(env).format_timestamp_millis().init();
 }

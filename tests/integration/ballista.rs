@@ -68,8 +68,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Child processes killed when the test ends, passed or not.
-struct Children(Vec<std::process::Child>);
+/// Child processes killed when the test ends, passed or not, and the directory of their logs.
+struct Children(Vec<std::process::Child>, tempfile::TempDir);
+
+impl Children {
+    /// What a process logged to stderr so far: `scheduler` or `executor`.
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.1.path().join(format!("{name}.log"))).unwrap()
+    }
+}
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -84,18 +91,21 @@ impl Drop for Children {
 fn start_cluster(bin: &dyn Fn() -> Command) -> (Children, String) {
     let (sched, flight, grpc) = (free_port(), free_port(), free_port());
     let quiet = || std::process::Stdio::null();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| std::fs::File::create(logs.path().join(format!("{name}.log"))).unwrap();
     let scheduler = bin()
         .args(["ballista-scheduler", "--bind", &format!("127.0.0.1:{sched}")])
         .stdout(quiet())
-        .stderr(quiet())
+        .stderr(log("scheduler"))
         .spawn()
         .unwrap();
-    let mut children = Children(vec![scheduler]);
+    let executor_log = log("executor");
+    let mut children = Children(vec![scheduler], logs);
     let executor = bin()
         .args(["ballista-executor", "--scheduler", &format!("127.0.0.1:{sched}"), "--bind-host", "127.0.0.1"])
         .args(["--port", &flight.to_string(), "--grpc-port", &grpc.to_string(), "--concurrent-tasks", "2"])
         .stdout(quiet())
-        .stderr(quiet())
+        .stderr(executor_log)
         .spawn()
         .unwrap();
     children.0.push(executor);
@@ -121,8 +131,25 @@ const BY_TASK: &str = "SELECT task_policy, count(*) AS n, min(arn_account(caller
 
 #[test]
 fn trailsql_scheduler_and_executor_processes_run_our_functions() {
-    let (_cluster, url) = start_cluster(&bin);
+    let (cluster, url) = start_cluster(&bin);
     assert_eq!(on_cluster(&bin, &url, sample_lake().as_os_str(), BY_TASK), csv(&["query", BY_TASK], false));
+    // Unattended processes say what they do on stderr without RUST_LOG: start-up, registration, jobs.
+    let (scheduler, executor) = (cluster.log("scheduler"), cluster.log("executor"));
+    assert!(scheduler.contains("INFO") && scheduler.contains("listening on"), "scheduler log:\n{scheduler}");
+    assert!(scheduler.contains("Job finished successfully"), "the scheduler logs the query's job:\n{scheduler}");
+    assert!(executor.contains("INFO") && executor.contains("Executor id"), "executor log:\n{executor}");
+}
+
+#[test]
+fn rust_log_chooses_what_the_processes_log() {
+    let quiet = || {
+        let mut c = bin();
+        c.env("RUST_LOG", "error");
+        c
+    };
+    let (cluster, url) = start_cluster(&quiet);
+    assert_eq!(on_cluster(&quiet, &url, sample_lake().as_os_str(), BY_TASK), csv(&["query", BY_TASK], false));
+    assert_eq!(cluster.log("scheduler"), "", "RUST_LOG=error: nothing to say");
 }
 
 #[test]
