@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-FILES_PER_DAY = 2
-EVENTS_PER_FILE = 12
+FILES_PER_DAY = 1
+EVENTS_PER_FILE = 24
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
 BIN, GEN = str(TARGET / "trailsql"), str(TARGET / "examples" / "gen_corpus")
@@ -61,7 +61,7 @@ def point(work, accounts, days, rounds):
     views = base / "duckdb_views.sql"
     ddl = subprocess.run([BIN, "ddl", "--engine", "duckdb", "--lake", str(lake)], check=True, stdout=subprocess.PIPE,
                          text=True).stdout
-    views.write_text("SET TimeZone = 'UTC';\n" + ddl)
+    views.write_text("SET TimeZone = 'UTC';\nSET enable_progress_bar = false;\n" + ddl)
     account, day = one_partition(lake)
     one_day = f"SELECT eventname, count(*) AS n FROM cloudtrail WHERE account_id = '{account}' " \
               f"AND event_date = DATE '{day}' GROUP BY eventname ORDER BY n DESC, eventname"
@@ -156,8 +156,9 @@ def main():
     for p in args.points.split(","):
         accounts, days = (int(v) for v in p.split("x"))
         rows.append(point(args.work, accounts, days, args.rounds))
-        print(f"{p}: {json.dumps({k: v for k, v in rows[-1].items() if not isinstance(v, dict)})}", file=sys.stderr)
-    Path(args.work, "growth.json").write_text(json.dumps(rows, indent=1))
+        print(f"{p}: {json.dumps(rows[-1])}", file=sys.stderr)
+        # Written after each point, so that a long series stopped early keeps what it measured.
+        Path(args.work, "growth.json").write_text(json.dumps(rows, indent=1))
     print(table(rows))
     svg(rows, ROOT / "benches" / "growth.svg")
 

@@ -23,7 +23,7 @@ SQL
 
 # DuckDB gets the table and the views from `trailsql ddl --engine duckdb`: the same views, tested equal in
 # tests/integration/engines.rs, not a hand translation. DuckDB's session runs in UTC, as the DDL expects.
-{ echo "SET TimeZone = 'UTC';"; "$bin" ddl --engine duckdb --lake "$lake"; } > "$work/duckdb_views.sql"
+{ echo "SET TimeZone = 'UTC'; SET enable_progress_bar = false;"; "$bin" ddl --engine duckdb --lake "$lake"; } > "$work/duckdb_views.sql"
 seconds() { python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])"; }
 median() { python3 -c "import statistics,sys; print(statistics.median(float(a) for a in sys.argv[1:]))" "$@"; }
 ROUNDS="${ROUNDS:-7}"
