@@ -43,11 +43,16 @@ pub async fn context(cluster: &Cluster, base: SessionState) -> Result<SessionCon
 /// the client already optimized, and `__datafusion_extracted` columns then clash ("ambiguous field name").
 const NOT_IDEMPOTENT: &str = "push_down_leaf_projections";
 
-/// `state` without the optimizer rules that cannot run twice over one plan. Ballista mode then reads whole struct
-/// columns where a local run reads only the nested fields it needs.
+/// `state` made fit for Ballista's second planning: without the optimizer rules that cannot run twice over one
+/// plan (Ballista mode then reads whole struct columns where a local run reads only the nested fields it needs),
+/// and without dynamic join filters. Ballista chooses join sides again when a stage's input is known, after
+/// DataFusion has given the hash join its dynamic filter; the swap then fails an assertion in the scheduler
+/// ("Cannot swap HashJoinExec inputs after dynamic filters have been constructed") and the job never ends.
 fn for_replanning(state: SessionState) -> SessionState {
     let rules = state.optimizers().iter().filter(|r| r.name() != NOT_IDEMPOTENT).cloned().collect();
-    SessionStateBuilder::new_from_existing(state).with_optimizer_rules(rules).build()
+    let mut state = SessionStateBuilder::new_from_existing(state).with_optimizer_rules(rules).build();
+    state.config_mut().options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    state
 }
 
 /// A session state with DataFusion's defaults, trailsql's UDFs and the JSON functions, over `runtime`.

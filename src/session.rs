@@ -71,13 +71,6 @@ fn config(opts: &SessionOptions) -> SessionConfig {
     if let Some(n) = opts.target_partitions {
         cfg = cfg.with_target_partitions(n);
     }
-    if opts.ballista.is_some() {
-        // Ballista chooses join sides again when a stage's input is known, after DataFusion has given the hash
-        // join its dynamic filter; the swap then fails an assertion in the scheduler ("Cannot swap HashJoinExec
-        // inputs after dynamic filters have been constructed") and the job never ends. Without footer statistics
-        // at planning, that re-choice is frequent.
-        cfg = cfg.set_bool("datafusion.optimizer.enable_join_dynamic_filter_pushdown", false);
-    }
     cfg
 }
 

@@ -13,6 +13,7 @@ pub mod source;
 mod spool;
 pub mod writer;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
@@ -340,9 +341,10 @@ async fn convert_locked(
                     write_reject(&mut rejects_out, r)?;
                 }
                 if out.partial {
+                    // `or_insert_with` cannot pass on the error of creating the spool's file.
                     let spool = match spools.entry(unit.clone()) {
-                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(e) => e.insert(spool::Spool::new()?),
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(spool::Spool::new()?),
                     };
                     spool.push(out.parts)?;
                 } else {
