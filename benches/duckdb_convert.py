@@ -11,6 +11,8 @@ corpus, out, type_file = sys.argv[1:4]
 event_type = open(type_file).read().strip()
 con = duckdb.connect()
 con.execute("SET preserve_insertion_order = false")
+# Spills beside the output, not in `.tmp` of the working directory (17 GB at 36,500 partitions, in the clone).
+con.execute(f"SET temp_directory = '{out}.duckdb_tmp'")
 con.execute(f"""
 COPY (
     SELECT ev.*, ev.recipientAccountId AS account_id, CAST(ev.eventTime AT TIME ZONE 'UTC' AS DATE) AS event_date
