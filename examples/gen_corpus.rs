@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use trailsql::corpus::{self, CorpusSpec};
+use trailsql_corpus::{self as corpus, CorpusSpec};
 
 #[derive(Parser)]
 struct Args {

@@ -4,12 +4,12 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueriesArgs, QueryArgs, ReplArgs, RunArgs};
-use crate::convert::source::Filters;
-use crate::convert::{self, ConvertOptions, source::Limits};
 use crate::error::{Error, Result};
 use crate::print::{self, Format, PrintOptions};
 use crate::session::{self, SessionOptions};
-use crate::storage::{Location, S3Options, Storage, open_lake};
+use trailsql_lake::convert::source::Filters;
+use trailsql_lake::convert::{self, ConvertOptions, source::Limits};
+use trailsql_lake::storage::{Location, S3Options, Storage, open_lake};
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub enum Outcome {
 }
 
 fn lake_location(cli: &Cli) -> Result<Location> {
-    Location::parse(cli.lake.as_deref().unwrap_or(DEFAULT_LAKE))
+    Ok(Location::parse(cli.lake.as_deref().unwrap_or(DEFAULT_LAKE))?)
 }
 
 /// Session settings from the global flags.
@@ -46,11 +46,12 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Some(Command::Queries(args)) => list_queries(cli, args).await,
         Some(Command::Schema(args)) => {
             let text = match args.format.as_str() {
-                "markdown" => crate::schema::markdown(),
-                "duckdb" => format!("{}\n", crate::schema::duckdb_event_type()),
-                "text" => {
-                    crate::schema::doc_rows().into_iter().map(|r| format!("{:<55} {}\n", r.path, r.sql_type)).collect()
-                }
+                "markdown" => trailsql_lake::schema::markdown(),
+                "duckdb" => format!("{}\n", crate::ddl::duckdb_event_type()),
+                "text" => trailsql_lake::schema::doc_rows()
+                    .into_iter()
+                    .map(|r| format!("{:<55} {}\n", r.path, r.sql_type))
+                    .collect(),
                 other => {
                     return Err(Error::Usage(format!("unknown schema format {other:?}: text, markdown or duckdb")));
                 }
@@ -167,7 +168,7 @@ async fn note_if_empty(cli: &Cli, session: &session::Session, rows: Option<usize
         return;
     }
     if let Ok(false) = session.lake.lake.has_data().await {
-        let (lake, hint) = (&session.lake.location, crate::lake::FILL_HINT);
+        let (lake, hint) = (&session.lake.location, trailsql_lake::layout::FILL_HINT);
         eprintln!("trailsql: note: the lake {lake} holds no events; fill it with {hint}");
     }
 }

@@ -18,7 +18,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::session::Cluster;
-use crate::storage::Storage;
+use trailsql_lake::storage::Storage;
 
 /// A Ballista context that starts from `base`: its configuration, runtime (object stores) and functions.
 pub async fn context(cluster: &Cluster, base: SessionState) -> Result<SessionContext> {

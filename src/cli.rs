@@ -198,7 +198,7 @@ pub struct ReplArgs {
 pub struct DdlArgs {
     /// The engine whose SQL to print
     #[arg(long, value_enum)]
-    pub engine: crate::schema::Engine,
+    pub engine: crate::ddl::Engine,
 
     /// Accounts for Athena's partition projection (repeatable); read from the lake when it is a local directory
     #[arg(long = "account", value_name = "ID")]

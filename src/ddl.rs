@@ -1,7 +1,7 @@
 //! `trailsql ddl`: the lake's table and views for Athena, Trino, Spark and DuckDB, so a lake can outgrow one machine
 //! (and so that DuckDB, in the benchmarks, runs the very same views).
 //!
-//! The table comes from schema.rs; the views are our own view files, parsed and rewritten: the JSON functions, our
+//! The table comes from the lake crate's schema; the views are our own view files, parsed and rewritten: the JSON functions, our
 //! UDFs, time arithmetic and intervals become each engine's own, then the statement is printed back.
 
 use std::ops::ControlFlow;
@@ -13,15 +13,15 @@ use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, GenericDialect
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{Error, Result};
-use crate::schema::{self, EVENT, Engine, Kind};
+use trailsql_lake::schema::{self, EVENT, Field, Kind};
 
 /// The CREATE TABLE statement of the lake at `location` (an `s3://` URL). For Athena, partition projection lists
 /// `accounts` (the lake's own, when known) and every day from 2015.
 pub fn table(engine: Engine, location: &str, accounts: &[String]) -> String {
     let location = format!("{}/", location.trim_end_matches('/'));
     let mut cols: Vec<(String, String)> =
-        EVENT.iter().map(|m| (schema::column_name(m.key), schema::engine_type(m.kind, engine))).collect();
-    cols.push((schema::UNMAPPED.into(), schema::engine_type(Kind::Text, engine)));
+        EVENT.iter().map(|m| (schema::column_name(m.key), engine_type(m.kind, engine))).collect();
+    cols.push((schema::UNMAPPED.into(), engine_type(Kind::Text, engine)));
     let list = |cols: &[(String, String)], sep: &str| {
         cols.iter().map(|(n, t)| format!("  {n}{sep}{t}")).collect::<Vec<_>>().join(",\n")
     };
@@ -162,7 +162,7 @@ impl Rewrite {
             "json_get_str" => json(&a[1..]),
             // Text that is not a number is NULL, as in DataFusion, never an error (Spark's ANSI mode).
             "json_get_int" => format!("TRY_CAST({} AS BIGINT)", json(&a[1..])),
-            // The same formats as udfs/src/time.rs: ISO 8601, and the STS form with or without its second comma.
+            // The same formats as lake/src/time.rs: ISO 8601, and the STS form with or without its second comma.
             // try_to_timestamp, not to_timestamp: in Spark's default ANSI mode the latter raises on text it cannot
             // parse; the session time zone must be UTC (the README says so).
             "cloudtrail_time" if spark => format!(
@@ -286,4 +286,54 @@ pub fn script(engine: Engine, location: &str, accounts: &[String]) -> Result<Str
         s.push_str(&format!("-- {name}\n{sql};\n\n"));
     }
     Ok(s)
+}
+
+/// SQL engines whose DDL is printed from this schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Athena,
+    Trino,
+    Spark,
+    /// DuckDB's type of the JSON as CloudTrail writes it (CloudTrail's key spelling), for `read_json`.
+    Duckdb,
+}
+
+/// The engine's type of a member of the tree.
+pub fn engine_type(kind: Kind, engine: Engine) -> String {
+    let fields = |members: &[Field]| {
+        members
+            .iter()
+            .map(|m| match engine {
+                Engine::Athena | Engine::Spark => {
+                    format!("{}:{}", schema::column_name(m.key), engine_type(m.kind, engine))
+                }
+                Engine::Trino => format!("{} {}", schema::column_name(m.key), engine_type(m.kind, engine)),
+                Engine::Duckdb => format!("\"{}\" {}", m.key, engine_type(m.kind, engine)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (kind, engine) {
+        (Kind::Text, Engine::Trino) => "varchar".into(),
+        (Kind::Text | Kind::Json, Engine::Athena | Engine::Spark) => "string".into(),
+        (Kind::Text, Engine::Duckdb) => "VARCHAR".into(),
+        (Kind::Json, Engine::Trino) => "varchar".into(),
+        (Kind::Json, Engine::Duckdb) => "JSON".into(),
+        (Kind::Bool(_), Engine::Duckdb) => "BOOLEAN".into(),
+        (Kind::Bool(_), _) => "boolean".into(),
+        (Kind::Time, Engine::Trino) => "timestamp(6) with time zone".into(),
+        (Kind::Time, Engine::Duckdb) => "TIMESTAMPTZ".into(),
+        (Kind::Time, _) => "timestamp".into(),
+        (Kind::Struct(m), Engine::Trino) => format!("row({})", fields(m)),
+        (Kind::Struct(m), Engine::Duckdb) => format!("STRUCT({})", fields(m)),
+        (Kind::Struct(m), _) => format!("struct<{}>", fields(m)),
+        (Kind::List(m), Engine::Trino) => format!("array(row({}))", fields(m)),
+        (Kind::List(m), Engine::Duckdb) => format!("STRUCT({})[]", fields(m)),
+        (Kind::List(m), _) => format!("array<struct<{}>>", fields(m)),
+    }
+}
+
+/// DuckDB's type of one CloudTrail event, for reading the JSON with a typed column list.
+pub fn duckdb_event_type() -> String {
+    engine_type(Kind::Struct(EVENT), Engine::Duckdb)
 }

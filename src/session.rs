@@ -12,8 +12,9 @@ use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::error::Result;
 use crate::lazy_views::LazyViews;
-use crate::schema;
-use crate::storage::{BucketStores, OpenLake, Storage};
+use crate::stores::BucketStores;
+use trailsql_lake::schema;
+use trailsql_lake::storage::{OpenLake, Storage};
 
 /// The name of the lake's table.
 pub const TABLE: &str = "cloudtrail";
@@ -85,7 +86,7 @@ pub fn without_ballista() -> crate::error::Error {
 /// The listing options of the lake table: Parquet files under hive partitions, each sorted by eventtime.
 pub fn listing_options() -> ListingOptions {
     ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(format!(".{}", crate::lake::DATA_EXT))
+        .with_file_extension(format!(".{}", trailsql_lake::layout::DATA_EXT))
         .with_table_partition_cols(schema::partition_columns())
         .with_file_sort_order(vec![vec![col("eventtime").sort(true, false)]])
 }

@@ -69,17 +69,6 @@ impl Catalog {
         self.functions.iter().find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
-    /// Every column path of every table, nested fields included (`useridentity.sessioncontext.attributes`).
-    pub fn column_paths(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in &self.tables {
-            collect_paths("", &t.fields, &mut out);
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
-
     /// The fields under a dotted path (`useridentity.sessioncontext`), looked up in every table.
     pub fn children(&self, path: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -97,16 +86,6 @@ impl Catalog {
         out.sort();
         out.dedup();
         out
-    }
-}
-
-fn collect_paths(prefix: &str, fields: &Fields, out: &mut Vec<String>) {
-    for f in fields {
-        let path = format!("{prefix}{}", f.name());
-        if let DataType::Struct(inner) = f.data_type() {
-            collect_paths(&format!("{path}."), inner, out);
-        }
-        out.push(path);
     }
 }
 

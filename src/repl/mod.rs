@@ -126,7 +126,7 @@ impl Repl {
         let mut line = format!("trailsql {} — lake {}", env!("CARGO_PKG_VERSION"), lake.location);
         match lake_summary(&lake.lake).await {
             Ok(Some(s)) => line.push_str(&format!(": {s}")),
-            Ok(None) => line.push_str(&format!(": empty; fill it with {}", crate::lake::FILL_HINT)),
+            Ok(None) => line.push_str(&format!(": empty; fill it with {}", trailsql_lake::layout::FILL_HINT)),
             Err(e) => line.push_str(&format!(" (cannot read its manifest: {e})")),
         }
         println!("{line}");
@@ -387,7 +387,7 @@ impl Repl {
 }
 
 /// Accounts, days and events of a lake, from its manifest and directory names: no data is read.
-pub async fn lake_summary(lake: &crate::lake::Lake) -> Result<Option<String>> {
+pub async fn lake_summary(lake: &trailsql_lake::Lake) -> Result<Option<String>> {
     let partitions = lake.partitions().await?;
     if partitions.is_empty() {
         return Ok(None);
@@ -397,7 +397,7 @@ pub async fn lake_summary(lake: &crate::lake::Lake) -> Result<Option<String>> {
     accounts.dedup();
     let first = partitions.iter().map(|p| p.day).min().expect("not empty");
     let last = partitions.iter().map(|p| p.day).max().expect("not empty");
-    let date = |day| crate::lake::PartitionKey { account: String::new(), day }.date();
+    let date = |day| trailsql_lake::layout::PartitionKey { account: String::new(), day }.date();
     let events: u64 = lake.commits().await?.iter().map(|(_, c)| c.totals.events).sum();
     Ok(Some(format!(
         "{} account{}, {} to {}, {} events",

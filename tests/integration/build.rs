@@ -49,3 +49,20 @@ fn tests_turn_on_no_feature_the_build_leaves_off() {
         differ.join("\n")
     );
 }
+
+/// The lake crate is for converters deployed on their own: it must build without a query engine.
+#[test]
+fn the_lake_crate_depends_on_no_query_engine() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(root())
+        .args(["tree", "-p", "trailsql-lake", "--offline", "-e", "normal,build", "--prefix", "none", "-f", "{p}"])
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.lines().any(|l| l.starts_with("parquet ")), "the tree lists the lake's dependencies:\n{tree}");
+    let engines: Vec<&str> =
+        tree.lines().filter(|l| l.starts_with("datafusion") || l.starts_with("ballista")).collect();
+    assert!(engines.is_empty(), "trailsql-lake depends on {engines:?}");
+}

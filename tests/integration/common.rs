@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use datafusion::arrow::array::RecordBatch;
-use trailsql::convert::{self, ConvertOptions, Summary};
 use trailsql::session::{self, SessionOptions};
-use trailsql::storage::{Location, Storage, open_lake};
+use trailsql_lake::convert::{self, ConvertOptions, Summary};
+use trailsql_lake::storage::{Location, Storage, open_lake};
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trailsql"));
@@ -125,7 +125,7 @@ pub fn rejects(lake: &Path) -> Vec<serde_json::Value> {
 /// Writes bytes gzipped.
 pub fn gz(path: &Path, body: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    trailsql::corpus::write_gz(path, body).unwrap();
+    trailsql_corpus::write_gz(path, body).unwrap();
 }
 
 /// The sample-data converted once for the whole test binary.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use trailsql::corpus::{CorpusSpec, write_corpus};
+use trailsql_corpus::{CorpusSpec, write_corpus};
 
 use crate::common::*;
 

@@ -11,7 +11,7 @@ fn readme_schema_is_the_schema() {
     let stop = readme[start..].find(end).expect("schema section ends") + start;
     assert_eq!(
         &readme[start..stop],
-        trailsql::schema::markdown(),
+        trailsql_lake::schema::markdown(),
         "README schema differs from schema.rs: paste the output of `trailsql schema --format markdown`"
     );
 }
@@ -33,7 +33,7 @@ fn readme_documents_every_view_and_function() {
 #[test]
 fn sample_data_is_what_the_generator_writes() {
     let dir = tempfile::tempdir().unwrap();
-    trailsql::corpus::write_sample(dir.path()).unwrap();
+    trailsql_corpus::write_sample(dir.path()).unwrap();
     let generated: Vec<_> = listing(dir.path()).into_iter().map(|(p, s, _)| (p, s)).collect();
     let committed: Vec<_> =
         listing(&sample_data()).into_iter().filter(|(p, _, _)| p != "README.md").map(|(p, s, _)| (p, s)).collect();

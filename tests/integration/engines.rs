@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use trailsql::corpus::{CorpusSpec, write_corpus};
+use trailsql_corpus::{CorpusSpec, write_corpus};
 
 use crate::common::*;
 

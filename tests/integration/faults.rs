@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use trailsql::corpus::{CorpusSpec, write_corpus};
+use trailsql_corpus::{CorpusSpec, write_corpus};
 
 use crate::common::*;
 use crate::convert::{event, ids, write, zip_file};
@@ -157,16 +157,16 @@ fn a_file_that_fails_after_its_first_pieces_leaves_nothing() {
     }
     write(&src.join("truncated.json.gz"), &full[..full.len() * 3 / 4]);
     write(&src.join("good.json"), event("good-1", ACCT, "2024-10-25T11:00:00Z").to_string().as_bytes());
-    let opts = trailsql::convert::ConvertOptions {
+    let opts = trailsql_lake::convert::ConvertOptions {
         sources: vec![src.display().to_string()],
         piece_bytes: 64 << 10,
         ..Default::default()
     };
     let summary = rt().block_on(async {
-        let storage = trailsql::storage::Storage::default();
-        let loc = trailsql::storage::Location::Local(lake.clone());
-        let lake = trailsql::storage::open_lake(&loc, true, &storage).await.unwrap();
-        trailsql::convert::convert(&lake.lake, &opts, &storage).await.unwrap()
+        let storage = trailsql_lake::storage::Storage::default();
+        let loc = trailsql_lake::storage::Location::Local(lake.clone());
+        let lake = trailsql_lake::storage::open_lake(&loc, true, &storage).await.unwrap();
+        trailsql_lake::convert::convert(&lake.lake, &opts, &storage).await.unwrap()
     });
     assert_eq!(summary.files_failed.len(), 1, "{}", summary.render());
     assert_eq!(ids(&lake), ["good-1"]);
@@ -401,7 +401,7 @@ fn a_closed_pipe_ends_quietly_for_every_format() {
 }
 
 /// Every event ID in the data files of a lake held in an object store.
-fn store_event_ids(lake: &trailsql::lake::Lake) -> Vec<String> {
+fn store_event_ids(lake: &trailsql_lake::Lake) -> Vec<String> {
     use datafusion::arrow::array::{Array, AsArray};
     rt().block_on(async {
         let mut out = Vec::new();
@@ -409,7 +409,7 @@ fn store_event_ids(lake: &trailsql::lake::Lake) -> Vec<String> {
             if path.starts_with('_') || !path.ends_with(".parquet") {
                 continue;
             }
-            for b in trailsql::convert::writer::decode(lake.get(&path).await.unwrap()).unwrap() {
+            for b in trailsql_lake::format::decode(lake.get(&path).await.unwrap()).unwrap() {
                 let ids = b.column_by_name("eventid").unwrap().as_string::<i32>();
                 out.extend((0..ids.len()).map(|i| ids.value(i).to_string()));
             }
@@ -426,10 +426,12 @@ fn an_object_store_compaction_killed_during_its_deletes_is_finished_by_the_next_
     use object_store::ObjectStoreExt;
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(object_store::memory::InMemory::new());
-    let lake = trailsql::lake::Lake::new(store.clone(), "mem://lake");
+    let lake = trailsql_lake::Lake::new(store.clone(), "mem://lake");
     let convert = |src: &Path| {
-        let opts = trailsql::convert::ConvertOptions { sources: vec![src.display().to_string()], ..Default::default() };
-        rt().block_on(trailsql::convert::convert(&lake, &opts, &trailsql::storage::Storage::default())).unwrap()
+        let opts =
+            trailsql_lake::convert::ConvertOptions { sources: vec![src.display().to_string()], ..Default::default() };
+        rt().block_on(trailsql_lake::convert::convert(&lake, &opts, &trailsql_lake::storage::Storage::default()))
+            .unwrap()
     };
     let (first, second) = (dir.path().join("first"), dir.path().join("second"));
     for (src, from) in [(&first, 0), (&second, 100)] {
@@ -569,17 +571,17 @@ fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-fn convert_summary(src: &Path, lake: &Path) -> trailsql::convert::Summary {
-    let opts = trailsql::convert::ConvertOptions {
+fn convert_summary(src: &Path, lake: &Path) -> trailsql_lake::convert::Summary {
+    let opts = trailsql_lake::convert::ConvertOptions {
         sources: vec![src.display().to_string()],
         max_record: 64 << 10,
         ..Default::default()
     };
     rt().block_on(async {
-        let storage = trailsql::storage::Storage::default();
-        let loc = trailsql::storage::Location::Local(lake.to_path_buf());
-        let lake = trailsql::storage::open_lake(&loc, true, &storage).await.unwrap();
-        trailsql::convert::convert(&lake.lake, &opts, &storage).await.unwrap()
+        let storage = trailsql_lake::storage::Storage::default();
+        let loc = trailsql_lake::storage::Location::Local(lake.to_path_buf());
+        let lake = trailsql_lake::storage::open_lake(&loc, true, &storage).await.unwrap();
+        trailsql_lake::convert::convert(&lake.lake, &opts, &storage).await.unwrap()
     })
 }
 

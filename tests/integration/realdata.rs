@@ -81,7 +81,7 @@ fn member<'a>(e: &'a Value, key: &str) -> Option<&'a Value> {
 
 /// Whether an event has a time the lake can place it by.
 fn placeable(e: &Value) -> bool {
-    member(e, "eventTime").and_then(Value::as_str).and_then(trailsql_udfs::time::parse_cloudtrail_time).is_some()
+    member(e, "eventTime").and_then(Value::as_str).and_then(trailsql_lake::time::parse_cloudtrail_time).is_some()
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn realdata_is_converted_with_nothing_lost_and_rebuilds_exactly() {
     }
     let mut got: HashMap<String, i64> = HashMap::new();
     for batch in query(&lake, "SELECT * EXCLUDE (account_id, event_date) FROM cloudtrail") {
-        for e in trailsql::rebuild::rebuild(&batch).unwrap() {
+        for e in trailsql_lake::rebuild::rebuild(&batch).unwrap() {
             *got.entry(e.to_string()).or_default() += 1;
         }
     }

@@ -12,7 +12,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use sqllogictest::{DBOutput, DefaultColumnType};
 use trailsql::session::Session;
 use trailsql::session::{self, SessionOptions};
-use trailsql::storage::{Location, Storage, open_lake};
+use trailsql_lake::storage::{Location, Storage, open_lake};
 
 struct Db {
     session: Arc<Session>,
@@ -107,12 +107,12 @@ fn sample_lake() -> &'static Path {
             let lake = dir.path().join("lake");
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let sources = vec![root.join("sample-data").to_string_lossy().into_owned()];
-            let opts = trailsql::convert::ConvertOptions { sources, ..Default::default() };
+            let opts = trailsql_lake::convert::ConvertOptions { sources, ..Default::default() };
             let rt = tokio::runtime::Runtime::new().unwrap();
             let summary = rt.block_on(async {
                 let storage = Storage::default();
                 let open = open_lake(&Location::Local(lake.clone()), true, &storage).await.unwrap();
-                trailsql::convert::convert(&open.lake, &opts, &storage).await.unwrap()
+                trailsql_lake::convert::convert(&open.lake, &opts, &storage).await.unwrap()
             });
             assert!(summary.ok(), "{}", summary.render());
             (dir, lake)

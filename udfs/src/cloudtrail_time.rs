@@ -10,7 +10,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::common::{Strings, doc, finish};
-use crate::time::parse_cloudtrail_time;
+use trailsql_lake::time::parse_cloudtrail_time;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CloudtrailTime {

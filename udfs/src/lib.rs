@@ -15,7 +15,6 @@ pub mod root_task;
 pub mod root_task_name;
 pub mod source_ip_kind;
 pub mod task_policy_allows;
-pub mod time;
 pub mod user_agent_tool;
 
 use std::sync::Arc;

@@ -24,8 +24,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
-use super::Lake;
 use crate::error::{Error, Result};
+use crate::store::Lake;
 
 pub(super) const LOCK: &str = "_lock";
 

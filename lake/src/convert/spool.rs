@@ -5,12 +5,13 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
 
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
 
-use super::record::{EventId, PartBatch};
+use super::record::PartBatch;
 use crate::error::{Error, Result};
-use crate::lake::PartitionKey;
+use crate::index::EventId;
+use crate::layout::PartitionKey;
 use crate::schema;
 
 /// Rows written to an anonymous temporary file as an Arrow IPC stream; their partitions and IDs, small, in memory.

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
 
 /// How a boolean is spelled in CloudTrail's own output. Both forms are accepted on input; the canonical one is
 /// what a rebuilt event uses, and an input in the other form is kept verbatim in `unmapped`.
@@ -311,52 +311,4 @@ mod tests {
             &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
     }
-}
-
-/// SQL engines whose DDL is printed from this schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Engine {
-    Athena,
-    Trino,
-    Spark,
-    /// DuckDB's type of the JSON as CloudTrail writes it (CloudTrail's key spelling), for `read_json`.
-    Duckdb,
-}
-
-/// The engine's type of a member of the tree.
-pub fn engine_type(kind: Kind, engine: Engine) -> String {
-    let fields = |members: &[Field]| {
-        members
-            .iter()
-            .map(|m| match engine {
-                Engine::Athena | Engine::Spark => format!("{}:{}", column_name(m.key), engine_type(m.kind, engine)),
-                Engine::Trino => format!("{} {}", column_name(m.key), engine_type(m.kind, engine)),
-                Engine::Duckdb => format!("\"{}\" {}", m.key, engine_type(m.kind, engine)),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match (kind, engine) {
-        (Kind::Text, Engine::Trino) => "varchar".into(),
-        (Kind::Text | Kind::Json, Engine::Athena | Engine::Spark) => "string".into(),
-        (Kind::Text, Engine::Duckdb) => "VARCHAR".into(),
-        (Kind::Json, Engine::Trino) => "varchar".into(),
-        (Kind::Json, Engine::Duckdb) => "JSON".into(),
-        (Kind::Bool(_), Engine::Duckdb) => "BOOLEAN".into(),
-        (Kind::Bool(_), _) => "boolean".into(),
-        (Kind::Time, Engine::Trino) => "timestamp(6) with time zone".into(),
-        (Kind::Time, Engine::Duckdb) => "TIMESTAMPTZ".into(),
-        (Kind::Time, _) => "timestamp".into(),
-        (Kind::Struct(m), Engine::Trino) => format!("row({})", fields(m)),
-        (Kind::Struct(m), Engine::Duckdb) => format!("STRUCT({})", fields(m)),
-        (Kind::Struct(m), _) => format!("struct<{}>", fields(m)),
-        (Kind::List(m), Engine::Trino) => format!("array(row({}))", fields(m)),
-        (Kind::List(m), Engine::Duckdb) => format!("STRUCT({})[]", fields(m)),
-        (Kind::List(m), _) => format!("array<struct<{}>>", fields(m)),
-    }
-}
-
-/// DuckDB's type of one CloudTrail event, for reading the JSON with a typed column list.
-pub fn duckdb_event_type() -> String {
-    engine_type(Kind::Struct(EVENT), Engine::Duckdb)
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::local::LocalFileSystem;
@@ -15,7 +14,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, CredentialProvider};
 
 use crate::error::{Error, Result};
-use crate::lake::Lake;
+use crate::store::Lake;
 
 /// A location as the user gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +232,7 @@ pub async fn open_lake(location: &Location, create: bool, storage: &Storage) -> 
             } else if !path.is_dir() {
                 return Err(Error::Lake {
                     lake: path.display().to_string(),
-                    message: format!("no such directory; create it with {}", crate::lake::FILL_HINT),
+                    message: format!("no such directory; create it with {}", crate::layout::FILL_HINT),
                 });
             }
             let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
@@ -263,47 +262,6 @@ pub async fn open_lake(location: &Location, create: bool, storage: &Storage) -> 
             let table_url =
                 if prefix.is_empty() { format!("s3://{bucket}/") } else { format!("s3://{bucket}/{prefix}/") };
             Ok(OpenLake { lake: Lake::new(lake_store, name), location: location.clone(), table_url })
-        }
-    }
-}
-
-/// Object stores found by URL when a plan names them: `s3://bucket` (the lake, `LOCATION 's3://…'`,
-/// `FROM 's3://…'`) through [`Storage`], so with its settings and credentials, and everything else as DataFusion
-/// does it. Sessions and Ballista's scheduler and executors all use it.
-#[derive(Debug)]
-pub struct BucketStores {
-    storage: Arc<Storage>,
-    fallback: DefaultObjectStoreRegistry,
-}
-
-impl BucketStores {
-    pub fn new(storage: Arc<Storage>) -> BucketStores {
-        BucketStores { storage, fallback: DefaultObjectStoreRegistry::new() }
-    }
-}
-
-impl ObjectStoreRegistry for BucketStores {
-    fn register_store(&self, url: &url::Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
-        self.fallback.register_store(url, store)
-    }
-
-    fn deregister_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
-        self.fallback.deregister_store(url)
-    }
-
-    fn get_store(&self, url: &url::Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
-        match (url.scheme(), url.host_str()) {
-            ("s3", Some(bucket)) => {
-                // DataFusion asks from inside a multi-threaded runtime; Storage builds each bucket's store once
-                // (its region looked up) and hands out the same one after.
-                let storage = self.storage.clone();
-                let name = bucket.to_string();
-                tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(async move { storage.bucket(&name).await })
-                })
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
-            }
-            _ => self.fallback.get_store(url),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! Realistic CloudTrail corpora in the delivery layout: the bundled sample-data (with every trap the views must get
 //! right) and large corpora for benchmarks. Deterministic: the same settings give the same bytes.
 
-use std::io::Write;
+use std::io::{Result, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use flate2::Compression;
 use serde_json::{Value, json};
 
-use crate::error::{Error, Result};
+/// An I/O error that names its path.
+fn named(path: &Path) -> impl FnOnce(std::io::Error) -> std::io::Error + '_ {
+    move |e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
 
 /// SplitMix64: small, fast and good enough for synthetic logs.
 pub struct Rng(u64);
@@ -289,7 +292,7 @@ pub fn write_delivery(
         dir = dir.join(o);
     }
     dir = dir.join(account).join("CloudTrail").join(region).join(delivered.format("%Y/%m/%d").to_string());
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(named(&dir))?;
     let name = format!("{account}_CloudTrail_{region}_{}_{unique}.json.gz", delivered.format("%Y%m%dT%H%MZ"));
     let path = dir.join(name);
     let body = serde_json::to_vec(&json!({ "Records": records })).expect("events serialise");
@@ -298,10 +301,10 @@ pub fn write_delivery(
 }
 
 pub fn write_gz(path: &Path, body: &[u8]) -> Result<()> {
-    let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let f = std::fs::File::create(path).map_err(named(path))?;
     // mtime 0 in the gzip header keeps the output byte-identical between runs.
     let mut gz = flate2::GzBuilder::new().mtime(0).write(f, Compression::new(6));
-    gz.write_all(body).and_then(|()| gz.finish().map(drop)).map_err(|e| Error::io(path, e))
+    gz.write_all(body).and_then(|()| gz.finish().map(drop)).map_err(named(path))
 }
 
 /// Settings of a large corpus.
@@ -814,7 +817,7 @@ pub fn write_sample(root: &Path) -> Result<usize> {
     write_delivery(root, None, MEMBER_C, "eu-west-1", at("2024-10-25T06:05:00Z"), "EMPTYRECORDS0001", &[])?;
     // A digest file: integrity metadata, not events.
     let digest_dir = root.join(format!("AWSLogs/{MGMT}/CloudTrail-Digest/us-east-1/2024/10/26"));
-    std::fs::create_dir_all(&digest_dir).map_err(|e| Error::io(&digest_dir, e))?;
+    std::fs::create_dir_all(&digest_dir).map_err(named(&digest_dir))?;
     let digest = json!({
         "awsAccountId": MGMT, "digestStartTime": "2024-10-25T23:00:00Z", "digestEndTime": "2024-10-26T00:00:00Z",
         "digestS3Bucket": "org-cloudtrail-logs", "digestS3Object": format!("AWSLogs/{MGMT}/CloudTrail-Digest/us-east-1/2024/10/26/{MGMT}_CloudTrail-Digest_us-east-1_org-trail_us-east-1_20241026T000000Z.json.gz"),

@@ -4,21 +4,15 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::json::{self, Entries, ObjectError, string_value};
 use super::rows::{Col, Level, append_object, write_unmapped};
 use super::scan::{Container, Item, Locator, Scanner};
-use crate::lake::PartitionKey;
+use crate::index::EventId;
+use crate::layout::PartitionKey;
 use crate::schema::{self, EVENT};
-
-/// The identity of an event for de-duplication: a hash of (recipientAccountId, eventID) and one of its content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EventId {
-    pub id: u64,
-    pub content: u64,
-}
 
 /// Rows of one partition from one file.
 #[derive(Debug)]
@@ -309,8 +303,8 @@ impl<'c> Sink<'c> {
         let Some(time_raw) = find(conv.event_time) else {
             return Err(NotAnEvent::Reject("no eventTime: the event cannot be placed in a date partition".into()));
         };
-        let time = string_value(time_raw.get()).and_then(|s| trailsql_udfs::time::parse_cloudtrail_time(&s));
-        let Some(day) = time.and_then(trailsql_udfs::time::utc_date).map(|(d, _)| d) else {
+        let time = string_value(time_raw.get()).and_then(|s| crate::time::parse_cloudtrail_time(&s));
+        let Some(day) = time.and_then(crate::time::utc_date).map(|(d, _)| d) else {
             return Err(NotAnEvent::Reject(format!("eventTime {} is not a time", time_raw.get())));
         };
         let recipient = find(conv.recipient).and_then(|r| string_value(r.get()));

@@ -2,7 +2,7 @@
 //!
 //! Worker threads read, decompress and parse files into Arrow rows (one file at a time each, so memory does not
 //! grow with the number of files); one task de-duplicates against the lake and buffers rows per partition; the
-//! blocking pool encodes Parquet. Everything a run writes is staged, then committed at once (see `lake.rs`).
+//! blocking pool encodes Parquet. Everything a run writes is staged, then committed at once (see `manifest.rs`).
 
 pub mod json;
 pub mod record;
@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, Result};
-use crate::lake::{Commit, Lake, SourceEntry, Totals, rejects_path, staging_path};
+use crate::layout::{rejects_path, staging_path};
+use crate::manifest::{Commit, SourceEntry, Totals};
 use crate::storage::{Location, Storage};
+use crate::store::Lake;
 use record::{Converter, Reject};
 use source::{Filters, Limits, Msg, Status};
 use writer::{Writer, WriterConfig};
@@ -70,7 +72,6 @@ impl Default for ConvertOptions {
 /// What a convert run did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
-    pub run: String,
     pub files_read: u64,
     pub files_unchanged: u64,
     /// Files skipped, by reason (digest, empty, not JSON, hidden).
@@ -251,7 +252,7 @@ async fn convert_locked(
     opts: &ConvertOptions,
     found: source::Walked,
     start: &RunStart,
-    guard: &crate::lake::LockGuard,
+    guard: &crate::lock::LockGuard,
 ) -> Result<Summary> {
     let run = start.id.as_str();
     let commits = lake.commits().await?;
@@ -259,7 +260,7 @@ async fn convert_locked(
     let manifest = Arc::new(Lake::manifest(&commits));
     let next_seq = commits.last().map_or(1, |(s, _)| s + 1);
 
-    let mut summary = Summary { run: run.to_string(), recovered, ..Summary::default() };
+    let mut summary = Summary { recovered, ..Summary::default() };
     let source::Walked { files, hidden, failed: unreadable } = found;
     if hidden > 0 {
         summary.files_skipped.insert("hidden".into(), hidden);

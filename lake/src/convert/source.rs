@@ -14,7 +14,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::record::{Converter, FileOutput};
 use crate::error::{Error, Result};
-use crate::lake::{Manifest, SourceEntry, account_from_key};
+use crate::layout::{Delivery, account_from_key};
+use crate::manifest::{Manifest, SourceEntry};
 
 /// Where a source object is.
 #[derive(Debug, Clone)]
@@ -80,25 +81,6 @@ pub struct Filters {
     pub to: Option<chrono::NaiveDate>,
 }
 
-/// The account, Region and folder date of an object key in the delivery layout.
-pub fn layout_of(key: &str) -> Option<(&str, &str, chrono::NaiveDate)> {
-    let parts: Vec<&str> = key.split(['/', '\\']).collect();
-    let i = parts.iter().position(|p| *p == "AWSLogs")?;
-    let mut j = i + 1;
-    if parts.get(j)?.starts_with("o-") {
-        j += 1;
-    }
-    let account = parts.get(j)?;
-    if !parts.get(j + 1)?.starts_with("CloudTrail") {
-        return None;
-    }
-    let region = parts.get(j + 2)?;
-    let y = parts.get(j + 3)?.parse().ok()?;
-    let m = parts.get(j + 4)?.parse().ok()?;
-    let d = parts.get(j + 5)?.parse().ok()?;
-    Some((account, region, chrono::NaiveDate::from_ymd_opt(y, m, d)?))
-}
-
 impl Filters {
     pub fn is_empty(&self) -> bool {
         self == &Filters::default()
@@ -122,7 +104,9 @@ impl Filters {
         if self.is_empty() {
             return true;
         }
-        layout_of(key).is_some_and(|(a, r, d)| self.account(a) && self.region(r) && self.date(d))
+        Delivery::of(key)
+            .and_then(|d| Some((d.account, d.region_date?)))
+            .is_some_and(|(a, (r, d))| self.account(a) && self.region(r) && self.date(d))
     }
 }
 

@@ -12,15 +12,15 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
+use crate::time::{format_cloudtrail_time, parse_cloudtrail_time};
+use arrow::array::{
     Array, ArrayRef, BooleanBuilder, ListArray, NullBufferBuilder, StringBuilder, StructArray,
     TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::datatypes::{Field as ArrowField, Fields};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{Field as ArrowField, Fields};
 use rustc_hash::FxBuildHasher;
 use serde_json::value::RawValue;
-use trailsql_udfs::time::{format_cloudtrail_time, parse_cloudtrail_time};
 
 use super::json::{Entries, compact, elements, entries, push_json_string, string_value};
 use crate::schema::{self, BoolForm, Field, Kind};

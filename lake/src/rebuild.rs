@@ -6,10 +6,10 @@
 
 use std::collections::HashSet;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use crate::time::format_cloudtrail_time;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::TimestampMicrosecondType;
 use serde_json::{Map, Value};
-use trailsql_udfs::time::format_cloudtrail_time;
 
 use crate::error::{Error, Result};
 use crate::schema::{self, BoolForm, EVENT, Field, Kind};
