@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::cli::{Cli, Command, ConvertArgs, DEFAULT_LAKE, OutputArgs, QueriesArgs, QueryArgs, ReplArgs, RunArgs};
 use crate::error::{Error, Result};
+use crate::outcome::Outcome;
 use crate::print::{self, Format, PrintOptions};
 use crate::session::{self, SessionOptions};
 use trailsql_lake::convert::source::Filters;
@@ -12,15 +13,6 @@ use trailsql_lake::convert::{self, ConvertOptions, source::Limits};
 use trailsql_lake::storage::{Location, S3Options, Storage, open_lake};
 
 /// How a command ended, when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything went as asked.
-    Success,
-    /// The command ran and found something to report: a file that could not be read, rows under
-    /// `--fail-on-rows`.
-    Found,
-}
-
 fn lake_location(cli: &Cli) -> Result<Location> {
     Ok(Location::parse(cli.lake.as_deref().unwrap_or(DEFAULT_LAKE))?)
 }
@@ -79,8 +71,11 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         }
         #[cfg(feature = "ballista")]
         Some(Command::BallistaScheduler(args)) => {
-            crate::ballista::run_scheduler(&crate::ballista::SchedulerOptions { bind: args.bind }, storage.clone())
-                .await?;
+            crate::session::ballista::run_scheduler(
+                &crate::session::ballista::SchedulerOptions { bind: args.bind },
+                storage.clone(),
+            )
+            .await?;
             Ok(Outcome::Success)
         }
         #[cfg(feature = "ballista")]
@@ -91,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 }
                 None => (args.scheduler.as_str(), 50050),
             };
-            let opts = crate::ballista::ExecutorOptions {
+            let opts = crate::session::ballista::ExecutorOptions {
                 scheduler_host: host.to_string(),
                 scheduler_port: port,
                 bind_host: args.bind_host.clone(),
@@ -103,7 +98,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 work_dir: args.work_dir.clone(),
             };
-            crate::ballista::run_executor(&opts, storage.clone()).await?;
+            crate::session::ballista::run_executor(&opts, storage.clone()).await?;
             Ok(Outcome::Success)
         }
         #[cfg(not(feature = "ballista"))]

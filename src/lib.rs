@@ -1,17 +1,14 @@
 //! trailsql: a SQL engine over AWS CloudTrail logs, on Apache DataFusion.
 
 pub mod app;
-#[cfg(feature = "ballista")]
-pub mod ballista;
 pub mod cli;
 pub mod ddl;
 pub mod embedded;
 pub mod error;
 pub mod exec;
-pub mod lazy_views;
+pub mod outcome;
 pub mod print;
 pub mod queries;
 pub mod repl;
 pub mod session;
 pub mod sqltext;
-pub mod stores;

@@ -3,29 +3,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use trailsql::app::{self, Outcome};
 use trailsql::cli::Cli;
+use trailsql::error::Error;
+use trailsql::{app, outcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("trailsql: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return outcome::exit_code(Err(Error::Other(format!("cannot start the runtime: {e}")))),
     };
-    match runtime.block_on(app::run(cli)) {
-        Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Found) => ExitCode::from(1),
-        // `trailsql ... | head` closing the pipe early is a normal end.
-        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trailsql: {}", trailsql::error::redact_credentials(&e.to_string()));
-            ExitCode::from(2)
-        }
-    }
+    outcome::exit_code(runtime.block_on(app::run(cli)))
 }
 
 /// Logs go to stderr as `RUST_LOG` says (`RUST_LOG=info`, `RUST_LOG=ballista=debug`). The Ballista processes run

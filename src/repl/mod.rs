@@ -15,8 +15,8 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Config, Editor};
 
-use crate::app::Outcome;
 use crate::error::{Error, Result};
+use crate::outcome::Outcome;
 use crate::print::{self, PrintOptions};
 use crate::session::Session;
 use catalog::Catalog;

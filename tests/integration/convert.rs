@@ -240,7 +240,7 @@ fn rerun_changes_nothing_and_new_files_convert_alone() {
     evs.push(event("f0-extra", acct, "2024-10-25T10:01:00Z"));
     write(&src.join("f0.json"), json!({"Records": evs}).to_string().as_bytes());
     let fourth = convert_lib(&[&src], &lake);
-    assert_eq!((fourth.files_read, fourth.duplicates, fourth.events_written), (1, 20, 1));
+    assert_eq!((fourth.files_read, fourth.counts.duplicates, fourth.events_written), (1, 20, 1));
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn duplicates_are_dropped_and_conflicts_kept() {
     write(&src.join("1.json"), json!({"Records": [a.clone(), a.clone()]}).to_string().as_bytes());
     write(&src.join("2.json"), json!({"Records": [a, b]}).to_string().as_bytes());
     let s = convert_lib(&[&src], &lake);
-    assert_eq!((s.events_read, s.duplicates, s.conflicts, s.events_written), (4, 2, 1, 2));
+    assert_eq!((s.counts.events, s.counts.duplicates, s.counts.conflicts, s.events_written), (4, 2, 1, 2));
     assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail WHERE eventid = 'same-id'"), 2);
 }
 

@@ -610,16 +610,16 @@ fn generated_hostile_files_are_accounted_for_and_mutated_ones_never_panic() {
     }
     let s = convert_summary(&clean, &dir.path().join("lake-clean"));
     assert!(s.ok(), "{}", s.render());
-    assert_eq!(s.events_written + s.rejects, expected, "{}", s.render());
-    assert_eq!(s.duplicates, 0);
+    assert_eq!(s.events_written + s.counts.rejects, expected, "{}", s.render());
+    assert_eq!(s.counts.duplicates, 0);
     assert_eq!(count(&dir.path().join("lake-clean"), "SELECT count(*) FROM cloudtrail"), s.events_written as i64);
 
     let lake = dir.path().join("lake-mutated");
     let s = convert_summary(&broken, &lake);
-    assert_eq!(s.events_read, s.events_written + s.duplicates, "{}", s.render());
+    assert_eq!(s.counts.events, s.events_written + s.counts.duplicates, "{}", s.render());
     assert_eq!(count(&lake, "SELECT count(*) FROM cloudtrail"), s.events_written as i64);
     let failed = s.files_failed.len() as u64;
-    assert_eq!(rejects(&lake).len() as u64, s.rejects + failed, "every reject and failed file has its line");
+    assert_eq!(rejects(&lake).len() as u64, s.counts.rejects + failed, "every reject and failed file has its line");
 }
 
 // Item 15: thousands of partitions in one run cost what their rows cost, not a set of column builders each.

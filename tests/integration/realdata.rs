@@ -103,9 +103,13 @@ fn realdata_is_converted_with_nothing_lost_and_rebuilds_exactly() {
     let event_rejects =
         rejects.iter().filter(|r| !r["reason"].as_str().unwrap().starts_with("unreadable file")).count() as u64;
     let rows = count(&lake, "SELECT count(*) FROM cloudtrail") as u64;
-    assert_eq!(rows + event_rejects + summary.duplicates, input.len() as u64, "lake + rejects + duplicates = input");
+    assert_eq!(
+        rows + event_rejects + summary.counts.duplicates,
+        input.len() as u64,
+        "lake + rejects + duplicates = input"
+    );
     assert_eq!(event_rejects, input.iter().filter(|e| !placeable(e)).count() as u64);
-    assert!(summary.duplicates > 0 && summary.conflicts > 0, "the real data has both: {summary:?}");
+    assert!(summary.counts.duplicates > 0 && summary.counts.conflicts > 0, "the real data has both: {summary:?}");
 
     // Each event in the lake, rebuilt from its row, is one of the input events, as often as it came (identical
     // copies of one (recipientAccountId, eventID) once).

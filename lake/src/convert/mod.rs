@@ -23,10 +23,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, Result};
 use crate::layout::{rejects_path, staging_path};
-use crate::manifest::{Commit, SourceEntry, Totals};
+use crate::manifest::{Commit, Counts, Manifest, SourceEntry};
 use crate::storage::{Location, Storage};
 use crate::store::Lake;
-use record::{Converter, Reject};
+use record::{Converter, FileOutput, Reject};
 use source::{Filters, Limits, Msg, Status};
 use writer::{Writer, WriterConfig};
 
@@ -78,11 +78,9 @@ pub struct Summary {
     pub files_skipped: BTreeMap<String, u64>,
     /// Files that could not be read, with the reason.
     pub files_failed: Vec<(String, String)>,
-    pub events_read: u64,
+    /// Events read from the sources, and what became of them.
+    pub counts: Counts,
     pub events_written: u64,
-    pub duplicates: u64,
-    pub conflicts: u64,
-    pub rejects: u64,
     pub stored_bytes: u64,
     pub json_bytes: u64,
     pub bytes_out: u64,
@@ -113,15 +111,15 @@ impl Summary {
             secs
         );
         let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<20} {v}\n"));
-        line("events read", group(self.events_read));
+        line("events read", group(self.counts.events));
         line("events written", group(self.events_written));
-        line("duplicates dropped", group(self.duplicates));
-        line("id conflicts kept", group(self.conflicts));
+        line("duplicates dropped", group(self.counts.duplicates));
+        line("id conflicts kept", group(self.counts.conflicts));
         line(
             "rejected",
             match &self.rejects_file {
-                Some(f) if self.rejects > 0 => format!("{} (in {f})", group(self.rejects)),
-                _ => group(self.rejects),
+                Some(f) if self.counts.rejects > 0 => format!("{} (in {f})", group(self.counts.rejects)),
+                _ => group(self.counts.rejects),
             },
         );
         line("bytes in", format!("{} stored, {} JSON", human_bytes(self.stored_bytes), human_bytes(self.json_bytes)));
@@ -142,7 +140,7 @@ impl Summary {
             "throughput",
             format!(
                 "{} events/s, {}/s of JSON",
-                group((self.events_read as f64 / secs) as u64),
+                group((self.counts.events as f64 / secs) as u64),
                 human_bytes((self.json_bytes as f64 / secs) as u64)
             ),
         );
@@ -196,15 +194,6 @@ fn rand_seed() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
 }
 
-/// Counts of one source object, gathered from its outputs until it is done.
-#[derive(Default)]
-struct UnitCounts {
-    events: u64,
-    duplicates: u64,
-    conflicts: u64,
-    rejects: u64,
-}
-
 /// The source objects of the run: local files walked, S3 prefixes listed, in order.
 async fn find_sources(lake: &Lake, opts: &ConvertOptions, storage: &Storage) -> Result<source::Walked> {
     let mut files = Vec::new();
@@ -247,6 +236,8 @@ struct RunStart {
     at: String,
 }
 
+/// A run, once it holds the lock: finish or discard interrupted runs, read every source into the writer, then
+/// commit what was written.
 async fn convert_locked(
     lake: &Lake,
     opts: &ConvertOptions,
@@ -254,199 +245,37 @@ async fn convert_locked(
     start: &RunStart,
     guard: &crate::lock::LockGuard,
 ) -> Result<Summary> {
-    let run = start.id.as_str();
     let commits = lake.commits().await?;
     let recovered = lake.recover(&commits).await?;
     let manifest = Arc::new(Lake::manifest(&commits));
     let next_seq = commits.last().map_or(1, |(s, _)| s + 1);
 
-    let mut summary = Summary { recovered, ..Summary::default() };
     let source::Walked { files, hidden, failed: unreadable } = found;
+    let bar = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
+    let mut gather = Gather::new(lake, opts, &start.id, files.len(), bar.clone())?;
+    gather.summary.recovered = recovered;
     if hidden > 0 {
-        summary.files_skipped.insert("hidden".into(), hidden);
+        gather.summary.files_skipped.insert("hidden".into(), hidden);
     }
-
-    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let bar = if opts.progress {
-        let bar = ProgressBar::new(total_bytes);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let file_count = files.len();
-
-    // Workers: threads that read and parse, one file at a time each.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(opts.threads.max(1) * 2);
-    let queue = Arc::new(std::sync::Mutex::new(files.into_iter()));
-    let mut conv = Converter::new(opts.max_record);
-    // What the readers hold of a large file counts against the memory limit too: half of it, shared by them.
-    conv.chunk_bytes = opts.piece_bytes.min(opts.memory_budget / (2 * opts.threads.max(1))).max(64 << 10);
-    let conv = Arc::new(conv);
-    let rt = tokio::runtime::Handle::current();
-    let mut workers = Vec::new();
-    for _ in 0..opts.threads.max(1) {
-        let (tx, queue, conv, manifest, bar, rt) =
-            (tx.clone(), queue.clone(), conv.clone(), manifest.clone(), bar.clone(), rt.clone());
-        let limits = opts.limits;
-        workers.push(std::thread::spawn(move || {
-            loop {
-                let next = queue.lock().expect("queue lock").next();
-                let Some(file) = next else { break };
-                let progress = |n: u64| bar.inc(n);
-                let mut send = |m: Msg| {
-                    // The receiver only goes away when the run has failed; then there is nothing left to do.
-                    let _ = tx.blocking_send(m);
-                };
-                let reader = source::Reader { conv: &conv, manifest: &manifest, limits, rt: &rt, progress: &progress };
-                reader.process_file(&file, &mut send);
-            }
-        }));
-    }
-    drop(tx);
-
-    let mut writer = Writer::new(
-        lake.clone(),
-        WriterConfig {
-            run: run.to_string(),
-            memory_budget: opts.memory_budget,
-            index_budget: 8_000_000,
-            compact_below: opts.compact_below,
-            parallel: opts.threads.max(1),
-        },
-    );
-    let mut rejects_file = tempfile::tempfile().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let mut rejects_out = std::io::BufWriter::new(&mut rejects_file);
-    let mut counts: HashMap<String, UnitCounts> = HashMap::new();
-    let mut spools: HashMap<String, spool::Spool> = HashMap::new();
-    let mut entries: Vec<SourceEntry> = Vec::new();
-    let mut done_files = 0usize;
     for (path, why) in unreadable {
-        write_reject(
-            &mut rejects_out,
-            &Reject { source: path.clone(), reason: format!("unreadable: {why}"), raw: None },
-        )?;
-        summary.files_failed.push((path, why));
+        gather.failed(path, format!("unreadable: {why}"), why)?;
     }
-
+    let (mut rx, readers) = start_readers(files, opts, manifest, &bar);
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Output { unit, out } => {
-                for r in &out.rejects {
-                    write_reject(&mut rejects_out, r)?;
-                }
-                if out.partial {
-                    // `or_insert_with` cannot pass on the error of creating the spool's file.
-                    let spool = match spools.entry(unit.clone()) {
-                        Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(spool::Spool::new()?),
-                    };
-                    spool.push(out.parts)?;
-                } else {
-                    // The file was read to its end: its earlier pieces may now enter the lake, then its last.
-                    let earlier = spools.remove(&unit).map(spool::Spool::replay).transpose()?;
-                    let c = counts.entry(unit.clone()).or_default();
-                    for part in earlier.into_iter().flatten().chain(out.parts.into_iter().map(Ok)) {
-                        let (d, k) = writer.add(part?).await?;
-                        c.duplicates += d;
-                        c.conflicts += k;
-                    }
-                }
-                let c = counts.entry(unit).or_default();
-                c.events += out.events;
-                c.rejects += out.rejects.len() as u64;
-            }
-            Msg::Done { mut entry, status, json_bytes, stored_bytes } => {
-                // Pieces of a file that failed before its end are dropped with their spool: nothing of a failed
-                // file enters the lake.
-                spools.remove(&entry.source);
-                let c = counts.remove(&entry.source).unwrap_or_default();
-                summary.events_read += c.events;
-                summary.duplicates += c.duplicates;
-                summary.conflicts += c.conflicts;
-                summary.rejects += c.rejects;
-                summary.json_bytes += json_bytes;
-                summary.stored_bytes += stored_bytes;
-                entry.events = c.events;
-                entry.duplicates = c.duplicates;
-                entry.conflicts = c.conflicts;
-                entry.rejects = c.rejects;
-                let is_member = entry.source.contains('!');
-                if !is_member && status != Status::Archive {
-                    done_files += 1;
-                }
-                match status {
-                    Status::Converted => {
-                        summary.files_read += 1;
-                        entries.push(entry);
-                    }
-                    Status::Skipped(why) => {
-                        *summary.files_skipped.entry(why).or_default() += 1;
-                        entries.push(entry);
-                    }
-                    Status::Archive => entries.push(entry),
-                    Status::Unchanged => summary.files_unchanged += 1,
-                    Status::Failed(why) => {
-                        let reject = Reject {
-                            source: entry.source.clone(),
-                            reason: format!("unreadable file: {why}"),
-                            raw: None,
-                        };
-                        write_reject(&mut rejects_out, &reject)?;
-                        summary.files_failed.push((entry.source, why));
-                    }
-                }
-                bar.set_message(format!("files {done_files}/{file_count}, events {}", group(summary.events_read)));
+            Msg::Output { unit, out } => gather.output(unit, out).await?,
+            Msg::Done { entry, status, json_bytes, stored_bytes } => {
+                gather.done(entry, status, json_bytes, stored_bytes)?
             }
         }
     }
-    for w in workers {
-        w.join().map_err(|_| Error::Other("a reader thread panicked".into()))?;
+    for r in readers {
+        r.join().map_err(|_| Error::Other("a reader thread panicked".into()))?;
     }
     bar.finish_and_clear();
 
-    let written = writer.finish().await?;
-    summary.events_written = written.stats.rows_written;
-    summary.bytes_out = written.stats.bytes_written;
-    summary.files_written = written.stats.files_written;
-    summary.files_compacted = written.stats.files_compacted;
-    let mut added = written.added;
-
-    rejects_out.flush().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    drop(rejects_out);
-    let rejects_written = summary.rejects + summary.files_failed.len() as u64;
-    if rejects_written > 0 {
-        use std::io::Seek;
-        rejects_file.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let path = rejects_path(run);
-        lake.put_file(&staging_path(run, &path), rejects_file).await?;
-        summary.rejects_file = Some(format!("{}/{path}", lake.name.trim_end_matches('/')));
-        added.push(path);
-    }
-
-    if !entries.is_empty() || !added.is_empty() || !written.removed.is_empty() {
-        let commit = Commit {
-            version: 1,
-            run: run.to_string(),
-            tool: format!("trailsql {}", env!("CARGO_PKG_VERSION")),
-            started: start.at.clone(),
-            finished: chrono::Utc::now().to_rfc3339(),
-            sources: entries,
-            added,
-            removed: written.removed,
-            totals: Totals {
-                events: summary.events_written,
-                duplicates: summary.duplicates,
-                conflicts: summary.conflicts,
-                rejects: rejects_written,
-            },
-        };
+    let (mut summary, commit) = gather.finish(lake, start).await?;
+    if let Some(commit) = commit {
         failpoint("before-commit");
         guard.check(lake).await?;
         lake.write_commit(next_seq, &commit).await?;
@@ -457,16 +286,242 @@ async fn convert_locked(
     Ok(summary)
 }
 
-/// Crashes the process at a named point when `TRAILSQL_FAILPOINT` names it: how the tests prove that a run
-/// killed there is recovered.
-fn failpoint(name: &str) {
-    if std::env::var("TRAILSQL_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("trailsql: failpoint {name}");
-        std::process::abort();
+fn progress_bar(enabled: bool, total_bytes: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Reader threads: each reads, decompresses and parses one file at a time and sends what it found.
+fn start_readers(
+    files: Vec<source::SourceFile>,
+    opts: &ConvertOptions,
+    manifest: Arc<Manifest>,
+    bar: &ProgressBar,
+) -> (tokio::sync::mpsc::Receiver<Msg>, Vec<std::thread::JoinHandle<()>>) {
+    let threads = opts.threads.max(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(threads * 2);
+    let queue = Arc::new(std::sync::Mutex::new(files.into_iter()));
+    let mut conv = Converter::new(opts.max_record);
+    // What the readers hold of a large file counts against the memory limit too: half of it, shared by them.
+    conv.chunk_bytes = opts.piece_bytes.min(opts.memory_budget / (2 * threads)).max(64 << 10);
+    let conv = Arc::new(conv);
+    let rt = tokio::runtime::Handle::current();
+    let readers = (0..threads)
+        .map(|_| {
+            let (tx, queue, conv, manifest, bar, rt) =
+                (tx.clone(), queue.clone(), conv.clone(), manifest.clone(), bar.clone(), rt.clone());
+            let limits = opts.limits;
+            std::thread::spawn(move || {
+                loop {
+                    let next = queue.lock().expect("queue lock").next();
+                    let Some(file) = next else { break };
+                    let progress = |n: u64| bar.inc(n);
+                    let mut send = |m: Msg| {
+                        // The receiver only goes away when the run has failed; then there is nothing left to do.
+                        let _ = tx.blocking_send(m);
+                    };
+                    let reader =
+                        source::Reader { conv: &conv, manifest: &manifest, limits, rt: &rt, progress: &progress };
+                    reader.process_file(&file, &mut send);
+                }
+            })
+        })
+        .collect();
+    (rx, readers)
+}
+
+/// What the run gathers from its readers: rows into the writer, rejects into their file, counts into the summary
+/// and the manifest's entries.
+struct Gather {
+    writer: Writer,
+    rejects: RejectsFile,
+    /// Counts of the source objects still being read.
+    open: HashMap<String, Counts>,
+    /// Earlier pieces of large files, held back until the file is read to its end.
+    spools: HashMap<String, spool::Spool>,
+    entries: Vec<SourceEntry>,
+    summary: Summary,
+    bar: ProgressBar,
+    files: usize,
+    files_done: usize,
+}
+
+impl Gather {
+    fn new(lake: &Lake, opts: &ConvertOptions, run: &str, files: usize, bar: ProgressBar) -> Result<Gather> {
+        let writer = Writer::new(
+            lake.clone(),
+            WriterConfig {
+                run: run.to_string(),
+                memory_budget: opts.memory_budget,
+                index_budget: 8_000_000,
+                compact_below: opts.compact_below,
+                parallel: opts.threads.max(1),
+            },
+        );
+        Ok(Gather {
+            writer,
+            rejects: RejectsFile::new()?,
+            open: HashMap::new(),
+            spools: HashMap::new(),
+            entries: Vec::new(),
+            summary: Summary::default(),
+            bar,
+            files,
+            files_done: 0,
+        })
+    }
+
+    /// Rows and rejects of a source object, or of one piece of a large one.
+    async fn output(&mut self, unit: String, out: FileOutput) -> Result<()> {
+        for r in &out.rejects {
+            self.rejects.write(r)?;
+        }
+        if out.partial {
+            // `or_insert_with` cannot pass on the error of creating the spool's file.
+            let spool = match self.spools.entry(unit.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(spool::Spool::new()?),
+            };
+            spool.push(out.parts)?;
+        } else {
+            // The file was read to its end: its earlier pieces may now enter the lake, then its last.
+            let earlier = self.spools.remove(&unit).map(spool::Spool::replay).transpose()?;
+            let c = self.open.entry(unit.clone()).or_default();
+            for part in earlier.into_iter().flatten().chain(out.parts.into_iter().map(Ok)) {
+                let (d, k) = self.writer.add(part?).await?;
+                c.duplicates += d;
+                c.conflicts += k;
+            }
+        }
+        *self.open.entry(unit).or_default() +=
+            Counts { events: out.events, rejects: out.rejects.len() as u64, ..Counts::default() };
+        Ok(())
+    }
+
+    /// A source object is done: its counts go into its manifest entry and the summary.
+    fn done(&mut self, mut entry: SourceEntry, status: Status, json_bytes: u64, stored_bytes: u64) -> Result<()> {
+        // Pieces of a file that failed before its end are dropped with their spool: nothing of a failed file enters
+        // the lake.
+        self.spools.remove(&entry.source);
+        entry.counts = self.open.remove(&entry.source).unwrap_or_default();
+        let summary = &mut self.summary;
+        summary.counts += entry.counts;
+        summary.json_bytes += json_bytes;
+        summary.stored_bytes += stored_bytes;
+        let is_member = entry.source.contains('!');
+        if !is_member && status != Status::Archive {
+            self.files_done += 1;
+        }
+        match status {
+            Status::Converted => {
+                summary.files_read += 1;
+                self.entries.push(entry);
+            }
+            Status::Skipped(why) => {
+                *summary.files_skipped.entry(why).or_default() += 1;
+                self.entries.push(entry);
+            }
+            Status::Archive => self.entries.push(entry),
+            Status::Unchanged => summary.files_unchanged += 1,
+            Status::Failed(why) => self.failed(entry.source, format!("unreadable file: {why}"), why)?,
+        }
+        let events = group(self.summary.counts.events);
+        self.bar.set_message(format!("files {}/{}, events {events}", self.files_done, self.files));
+        Ok(())
+    }
+
+    /// A file of which nothing was converted: a reject line, and a failure in the summary.
+    fn failed(&mut self, source: String, reason: String, why: String) -> Result<()> {
+        self.rejects.write(&Reject { source: source.clone(), reason, raw: None })?;
+        self.summary.files_failed.push((source, why));
+        Ok(())
+    }
+
+    /// Writes what is buffered and compacts, stages the rejects, and returns the summary and the commit record
+    /// (none when the run changed nothing).
+    async fn finish(self, lake: &Lake, start: &RunStart) -> Result<(Summary, Option<Commit>)> {
+        let Gather { writer, rejects, entries, mut summary, .. } = self;
+        let written = writer.finish().await?;
+        summary.events_written = written.stats.rows_written;
+        summary.bytes_out = written.stats.bytes_written;
+        summary.files_written = written.stats.files_written;
+        summary.files_compacted = written.stats.files_compacted;
+        let mut added = written.added;
+        let rejects_written = rejects.lines;
+        if let Some(path) = rejects.stage(lake, &start.id).await? {
+            summary.rejects_file = Some(format!("{}/{path}", lake.name.trim_end_matches('/')));
+            added.push(path);
+        }
+        if entries.is_empty() && added.is_empty() && written.removed.is_empty() {
+            return Ok((summary, None));
+        }
+        let commit = Commit {
+            version: 1,
+            run: start.id.clone(),
+            tool: format!("trailsql {}", env!("CARGO_PKG_VERSION")),
+            started: start.at.clone(),
+            finished: chrono::Utc::now().to_rfc3339(),
+            sources: entries,
+            added,
+            removed: written.removed,
+            totals: Counts { events: summary.events_written, rejects: rejects_written, ..summary.counts },
+        };
+        Ok((summary, Some(commit)))
     }
 }
 
-fn write_reject(out: &mut impl Write, r: &Reject) -> Result<()> {
-    let line = serde_json::to_string(r).expect("a reject serialises");
-    writeln!(out, "{line}").map_err(|e| Error::io(std::env::temp_dir(), e))
+/// The run's rejects, one JSON line each, in a temporary file until they are staged with the commit.
+struct RejectsFile {
+    out: std::io::BufWriter<std::fs::File>,
+    lines: u64,
+}
+
+impl RejectsFile {
+    fn new() -> Result<RejectsFile> {
+        let file = tempfile::tempfile().map_err(tmp_err)?;
+        Ok(RejectsFile { out: std::io::BufWriter::new(file), lines: 0 })
+    }
+
+    fn write(&mut self, r: &Reject) -> Result<()> {
+        let line = serde_json::to_string(r).expect("a reject serialises");
+        writeln!(self.out, "{line}").map_err(tmp_err)?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Stages the file when it holds anything; returns its path in the lake.
+    async fn stage(self, lake: &Lake, run: &str) -> Result<Option<String>> {
+        use std::io::Seek;
+        if self.lines == 0 {
+            return Ok(None);
+        }
+        let mut file = self.out.into_inner().map_err(|e| tmp_err(e.into_error()))?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(tmp_err)?;
+        let path = rejects_path(run);
+        lake.put_file(&staging_path(run, &path), file).await?;
+        Ok(Some(path))
+    }
+}
+
+fn tmp_err(e: std::io::Error) -> Error {
+    Error::io(std::env::temp_dir(), e)
+}
+
+/// Crashes the process at a named point when `TRAILSQL_FAILPOINT` names it: how the tests prove that a run
+/// killed there is recovered. Debug builds only: a release build never aborts on an environment variable.
+fn failpoint(name: &str) {
+    if cfg!(debug_assertions) && std::env::var("TRAILSQL_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("trailsql: failpoint {name}");
+        std::process::abort();
+    }
 }

@@ -385,16 +385,9 @@ impl Reader<'_> {
     pub fn process_file(&self, file: &SourceFile, send: &mut dyn FnMut(Msg)) {
         let Reader { manifest, rt, progress, .. } = *self;
         let entry = SourceEntry {
-            source: file.name.clone(),
-            size: file.size,
             mtime: file.mtime,
             etag: file.etag.clone(),
-            hash: None,
-            events: 0,
-            duplicates: 0,
-            conflicts: 0,
-            rejects: 0,
-            skipped: None,
+            ..SourceEntry::new(file.name.clone(), file.size)
         };
         if manifest.get(&file.name).is_some_and(|done| file.unchanged(done)) {
             progress(file.size);
@@ -530,16 +523,8 @@ impl Reader<'_> {
             let name = member.name().to_string();
             let unit = format!("{}!{name}", file.name);
             let m_entry = SourceEntry {
-                source: unit.clone(),
-                size: member.size(),
-                mtime: None,
-                etag: None,
                 hash: Some(format!("crc32:{:08x}", member.crc32())),
-                events: 0,
-                duplicates: 0,
-                conflicts: 0,
-                rejects: 0,
-                skipped: None,
+                ..SourceEntry::new(unit.clone(), member.size())
             };
             if manifest.get(&unit).is_some_and(|d| d.size == m_entry.size && d.hash == m_entry.hash) {
                 send(Msg::Done { entry: m_entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });

@@ -1,5 +1,10 @@
 //! The one session builder: every entry point (REPL, `run`, `query`, tests) gets its SessionContext here.
 
+#[cfg(feature = "ballista")]
+pub mod ballista;
+pub mod lazy_views;
+pub mod stores;
+
 use std::sync::Arc;
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
@@ -11,8 +16,8 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::error::Result;
-use crate::lazy_views::LazyViews;
-use crate::stores::BucketStores;
+use lazy_views::LazyViews;
+use stores::BucketStores;
 use trailsql_lake::schema;
 use trailsql_lake::storage::{OpenLake, Storage};
 
@@ -98,7 +103,7 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     let ctx = match &opts.ballista {
         None => ctx,
         #[cfg(feature = "ballista")]
-        Some(cluster) => crate::ballista::context(cluster, ctx.state()).await?,
+        Some(cluster) => ballista::context(cluster, ctx.state()).await?,
         #[cfg(not(feature = "ballista"))]
         Some(_) => return Err(without_ballista()),
     };

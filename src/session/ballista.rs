@@ -16,8 +16,8 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::Cluster;
 use crate::error::{Error, Result};
-use crate::session::Cluster;
 use trailsql_lake::storage::Storage;
 
 /// A Ballista context that starts from `base`: its configuration, runtime (object stores) and functions.
@@ -59,7 +59,7 @@ fn for_replanning(state: SessionState) -> SessionState {
 fn state_with_functions(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> datafusion::error::Result<SessionState> {
     let mut state =
         SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
-    crate::session::register_functions(&mut state)?;
+    super::register_functions(&mut state)?;
     Ok(for_replanning(state))
 }
 
@@ -75,7 +75,7 @@ pub async fn run_scheduler(opts: &SchedulerOptions, storage: Arc<Storage>) -> Re
     use ballista_scheduler::config::SchedulerConfig;
 
     // One runtime, so that every session shares the bucket stores it builds.
-    let runtime = crate::session::runtime(storage)?;
+    let runtime = super::runtime(storage)?;
     let builder = move |config: SessionConfig| state_with_functions(config, runtime.clone());
     let config = SchedulerConfig {
         bind_host: opts.bind.ip().to_string(),
@@ -108,7 +108,7 @@ pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Resu
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 
     // One runtime, so that every session shares the bucket stores it builds.
-    let runtime = crate::session::runtime(storage)?;
+    let runtime = super::runtime(storage)?;
     let functions = state_with_functions(SessionConfig::new(), runtime.clone())?;
     let registry = BallistaFunctionRegistry::from(&functions);
     let config = ExecutorProcessConfig {
