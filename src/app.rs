@@ -150,9 +150,9 @@ async fn run_query(cli: &Cli, args: &QueryArgs, storage: &Arc<Storage>) -> Resul
     let opts = print_options(&args.output)?;
     let out = crate::exec::execute(&session, &args.sql).await?;
     let mut sink = output_sink(args.output.output.as_deref())?;
-    print::print_batches(&mut sink, &out.schema, &out.batches, &opts)?;
+    let rows = print::print_stream(&mut sink, &out.schema, out.batches, &opts).await?;
     sink.flush().map_err(|e| Error::io("output", e))?;
-    note_if_empty(cli, &session, Some(out.rows())).await;
+    note_if_empty(cli, &session, Some(rows)).await;
     Ok(Outcome::Success)
 }
 
@@ -180,15 +180,13 @@ async fn run_files(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<
     let mut printed = 0usize;
     let mut last_rows = None;
     for query in &targets {
-        let mut print = |out: &crate::exec::Output| -> Result<()> {
+        for stmt in crate::exec::bind(query, &params)? {
+            let Some(out) = stmt.execute(&session).await? else { continue };
             if printed > 0 && opts.format == Format::Table {
                 writeln!(sink).map_err(|e| Error::io("output", e))?;
             }
             printed += 1;
-            print::print_batches(&mut sink, &out.schema, &out.batches, &opts).map(drop)
-        };
-        if let Some(rows) = crate::exec::run_script(&session, query, &params, &mut print).await? {
-            last_rows = Some(rows);
+            last_rows = Some(print::print_stream(&mut sink, &out.schema, out.batches, &opts).await?);
         }
     }
     sink.flush().map_err(|e| Error::io("output", e))?;

@@ -162,7 +162,7 @@ impl Rewrite {
             "json_get_str" => json(&a[1..]),
             // Text that is not a number is NULL, as in DataFusion, never an error (Spark's ANSI mode).
             "json_get_int" => format!("TRY_CAST({} AS BIGINT)", json(&a[1..])),
-            // The same formats as lake/src/time.rs: ISO 8601, and the STS form with or without its second comma.
+            // The same formats as trailsql-trailsql-lake/src/time.rs: ISO 8601, and the STS form with or without its second comma.
             // try_to_timestamp, not to_timestamp: in Spark's default ANSI mode the latter raises on text it cannot
             // parse; the session time zone must be UTC (the README says so).
             "cloudtrail_time" if spark => format!(

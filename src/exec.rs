@@ -2,25 +2,29 @@
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::session::Session;
 
-/// The result of one statement.
+/// The result of one statement: its schema, and its batches as they are computed.
 pub struct Output {
     pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
+    pub batches: BoxStream<'static, Result<RecordBatch>>,
 }
 
 impl Output {
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
+    /// Every batch, for callers that need the whole result (tests, small lookups).
+    pub async fn collect(self) -> Result<Vec<RecordBatch>> {
+        futures::TryStreamExt::try_collect(self.batches).await
     }
 }
 
-/// Plans and runs one SQL statement.
+/// Plans one SQL statement and starts it.
 pub async fn execute(session: &Session, sql: &str) -> Result<Output> {
-    Ok(statement(session, sql, Vec::new()).await?)
+    let (schema, stream) = statement(session, sql, Vec::new()).await?;
+    Ok(Output { schema, batches: stream.map(|b| b.map_err(Error::from)).boxed() })
 }
 
 type Params = Vec<(String, datafusion::common::ScalarValue)>;
@@ -32,45 +36,50 @@ type Params = Vec<(String, datafusion::common::ScalarValue)>;
 /// Turning it off everywhere costs `privileged_sessions` about a fifth of its speed, so only a statement that
 /// fails that way is planned again without it. The failure comes while optimizing, before anything runs, so the
 /// retry repeats no side effect.
-async fn statement(session: &Session, sql: &str, values: Params) -> datafusion::error::Result<Output> {
-    match plan_and_collect(&session.ctx, sql, values.clone()).await {
+async fn statement(session: &Session, sql: &str, values: Params) -> datafusion::error::Result<Started> {
+    match plan_and_start(&session.ctx, sql, values.clone()).await {
         Err(e) if e.to_string().contains("Optimizer rule 'optimize_projections' failed") => {
             let mut state = session.ctx.state();
             state.config_mut().options_mut().optimizer.enable_leaf_expression_pushdown = false;
-            plan_and_collect(&datafusion::prelude::SessionContext::new_with_state(state), sql, values).await
+            plan_and_start(&datafusion::prelude::SessionContext::new_with_state(state), sql, values).await
         }
         other => other,
     }
 }
 
-async fn plan_and_collect(
+type Started = (SchemaRef, datafusion::execution::SendableRecordBatchStream);
+
+async fn plan_and_start(
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
     values: Params,
-) -> datafusion::error::Result<Output> {
+) -> datafusion::error::Result<Started> {
     let mut df = ctx.sql(sql).await?;
     if !values.is_empty() {
         df = df.with_param_values(values)?;
     }
     let schema = df.schema().inner().clone();
-    let batches = df.collect().await?;
-    Ok(Output { schema, batches })
+    Ok((schema, df.execute_stream().await?))
 }
 
-/// Runs every statement of a SQL file (or saved query) with bound parameters, handing each result to `sink`.
-/// Returns the row count of the last statement that returned rows.
+/// A statement of a SQL file (or saved query), its parameters bound, ready to run.
+pub struct Bound {
+    pub sql: String,
+    /// 1-based line of the statement in its file.
+    pub line: usize,
+    file: String,
+    values: Params,
+}
+
+/// The statements of a SQL file (or saved query) with their parameters bound.
 ///
 /// Parameters are bound as values (`$name` placeholders), never spliced into the SQL text. A statement's
 /// parameter comes from `params`, else from the query's declared default; a missing one is an error that names it.
-pub async fn run_script(
-    session: &Session,
+pub fn bind(
     query: &crate::queries::SavedQuery,
     params: &std::collections::BTreeMap<String, String>,
-    sink: &mut dyn FnMut(&Output) -> Result<()>,
-) -> Result<Option<usize>> {
-    use crate::error::Error;
+) -> Result<Vec<Bound>> {
     let statements = crate::sqltext::split_statements(&query.sql);
-    let mut used = std::collections::BTreeSet::new();
     for name in params.keys() {
         if !query.params.iter().any(|p| &p.name == name)
             && !statements.iter().any(|s| crate::sqltext::placeholders(&s.sql).contains(name))
@@ -83,35 +92,51 @@ pub async fn run_script(
             )));
         }
     }
-    let mut last_rows = None;
-    for stmt in &statements {
-        let at = |message: String| Error::Query { file: query.origin_name(), line: stmt.line, message };
-        let mut values = Vec::new();
-        for name in crate::sqltext::placeholders(&stmt.sql) {
-            let value = params
-                .get(&name)
-                .cloned()
-                .or_else(|| query.params.iter().find(|p| p.name == name).and_then(|p| p.default.clone()))
-                .ok_or_else(|| at(format!("missing parameter ${name}: give --param {name}=VALUE")))?;
-            used.insert(name.clone());
-            values.push((name, datafusion::common::ScalarValue::Utf8(Some(value))));
-        }
-        let out = statement(session, &stmt.sql, values)
+    statements
+        .into_iter()
+        .map(|stmt| {
+            let mut values = Vec::new();
+            for name in crate::sqltext::placeholders(&stmt.sql) {
+                let value = params
+                    .get(&name)
+                    .cloned()
+                    .or_else(|| query.params.iter().find(|p| p.name == name).and_then(|p| p.default.clone()))
+                    .ok_or_else(|| Error::Query {
+                        file: query.origin_name(),
+                        line: stmt.line,
+                        message: format!("missing parameter ${name}: give --param {name}=VALUE"),
+                    })?;
+                values.push((name, datafusion::common::ScalarValue::Utf8(Some(value))));
+            }
+            Ok(Bound { sql: stmt.sql, line: stmt.line, file: query.origin_name(), values })
+        })
+        .collect()
+}
+
+impl Bound {
+    /// Plans and starts the statement; errors, planning's and those of its batches, name the file and line. A
+    /// statement that returns no columns (`CREATE VIEW`, `SET`) gives `None`, once it has run.
+    pub async fn execute(&self, session: &Session) -> Result<Option<Output>> {
+        let (schema, mut stream) = statement(session, &self.sql, self.values.clone())
             .await
-            .map_err(|e| relocate(e.to_string(), stmt.line, &query.origin_name()))?;
-        if !out.schema.fields().is_empty() {
-            last_rows = Some(out.rows());
-            sink(&out)?;
+            .map_err(|e| relocate(e.to_string(), self.line, &self.file))?;
+        if schema.fields().is_empty() {
+            while let Some(b) = stream.next().await {
+                b.map_err(|e| relocate(e.to_string(), self.line, &self.file))?;
+            }
+            return Ok(None);
         }
+        let (line, file) = (self.line, self.file.clone());
+        let batches = stream.map(move |b| b.map_err(|e| relocate(e.to_string(), line, &file))).boxed();
+        Ok(Some(Output { schema, batches }))
     }
-    Ok(last_rows)
 }
 
 /// An error of a statement, with the line numbers of SQL syntax errors turned into lines of the file.
-fn relocate(message: String, stmt_line: usize, file: &str) -> crate::error::Error {
+fn relocate(message: String, stmt_line: usize, file: &str) -> Error {
     let line = message
         .find("Line: ")
         .and_then(|i| message[i + 6..].split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
         .map_or(stmt_line, |l| stmt_line + l.saturating_sub(1));
-    crate::error::Error::Query { file: file.to_string(), line, message }
+    Error::Query { file: file.to_string(), line, message }
 }

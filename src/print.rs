@@ -149,83 +149,139 @@ fn cells(batch: &RecordBatch) -> Result<Vec<Vec<String>>> {
     Ok((0..flat.num_rows()).map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect()).collect())
 }
 
-/// Prints a result. Returns the number of rows it had.
+/// Prints a result whole. Returns the number of rows it had.
 pub fn print_batches(
     out: &mut dyn Write,
     schema: &SchemaRef,
     batches: &[RecordBatch],
     opts: &PrintOptions,
 ) -> Result<usize> {
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let io = |e: std::io::Error| Error::io("output", e);
-    match opts.format {
-        Format::Table => print_table(out, schema, batches, total, opts).map_err(io)?,
-        Format::Csv | Format::Tsv => {
-            let delimiter = if opts.format == Format::Csv { b',' } else { b'\t' };
-            let flat: Vec<RecordBatch> = batches.iter().map(flatten).collect::<Result<_>>()?;
-            let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .with_delimiter(delimiter)
-                .build(&mut *out);
-            if flat.is_empty() {
-                // A header alone still tells a script what the columns are.
-                let empty = flatten(&RecordBatch::new_empty(schema.clone()))?;
-                w.write(&empty)?;
-            }
-            for b in &flat {
-                w.write(b)?;
-            }
-        }
-        Format::Json => {
-            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut *out);
-            for b in batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-            drop(w);
-            // An empty result is still a JSON document.
-            if total == 0 {
-                write!(out, "[]").map_err(io)?;
-            }
-            writeln!(out).map_err(io)?;
-        }
-        Format::Ndjson => {
-            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut *out);
-            for b in batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-        }
-        Format::Parquet => {
-            let mut buf = Vec::new();
-            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), None)?;
-            for b in batches {
-                w.write(b)?;
-            }
-            w.close()?;
-            out.write_all(&buf).map_err(io)?;
-        }
+    let mut printer = Printer::new(out, schema, opts)?;
+    for b in batches {
+        printer.write(b)?;
     }
-    Ok(total)
+    printer.finish()
+}
+
+/// Prints a result as its batches arrive, so that a large one neither waits for its end nor is held in memory.
+/// Only a table keeps rows, at most `maxrows` of them, for its column widths.
+pub async fn print_stream(
+    out: &mut dyn Write,
+    schema: &SchemaRef,
+    mut batches: impl futures::Stream<Item = Result<RecordBatch>> + Unpin,
+    opts: &PrintOptions,
+) -> Result<usize> {
+    use futures::StreamExt;
+    let mut printer = Printer::new(out, schema, opts)?;
+    while let Some(b) = batches.next().await {
+        printer.write(&b?)?;
+    }
+    printer.finish()
+}
+
+/// A result being printed in one format.
+pub struct Printer<'a> {
+    schema: SchemaRef,
+    opts: &'a PrintOptions,
+    rows: usize,
+    sink: Sink<'a>,
+}
+
+enum Sink<'a> {
+    Table {
+        out: &'a mut dyn Write,
+        shown: Vec<Vec<String>>,
+    },
+    Csv(datafusion::arrow::csv::Writer<&'a mut dyn Write>),
+    Json(datafusion::arrow::json::ArrayWriter<&'a mut dyn Write>),
+    Ndjson(datafusion::arrow::json::LineDelimitedWriter<&'a mut dyn Write>),
+    /// The writer's buffer goes out after each batch: it holds no more than the row group being encoded.
+    Parquet {
+        out: &'a mut dyn Write,
+        w: datafusion::parquet::arrow::ArrowWriter<Vec<u8>>,
+    },
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::io("output", e)
+}
+
+impl<'a> Printer<'a> {
+    pub fn new(out: &'a mut dyn Write, schema: &SchemaRef, opts: &'a PrintOptions) -> Result<Printer<'a>> {
+        let sink = match opts.format {
+            Format::Table => Sink::Table { out, shown: Vec::new() },
+            Format::Csv | Format::Tsv => {
+                let delimiter = if opts.format == Format::Csv { b',' } else { b'\t' };
+                Sink::Csv(
+                    datafusion::arrow::csv::WriterBuilder::new().with_header(true).with_delimiter(delimiter).build(out),
+                )
+            }
+            Format::Json => Sink::Json(datafusion::arrow::json::ArrayWriter::new(out)),
+            Format::Ndjson => Sink::Ndjson(datafusion::arrow::json::LineDelimitedWriter::new(out)),
+            Format::Parquet => Sink::Parquet {
+                out,
+                w: datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), None)?,
+            },
+        };
+        Ok(Printer { schema: schema.clone(), opts, rows: 0, sink })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows();
+        match &mut self.sink {
+            Sink::Table { shown, .. } => {
+                let room = self.opts.maxrows.unwrap_or(usize::MAX).saturating_sub(shown.len());
+                if room > 0 {
+                    shown.extend(cells(&batch.slice(0, room.min(batch.num_rows())))?);
+                }
+            }
+            Sink::Csv(w) => w.write(&flatten(batch)?)?,
+            Sink::Json(w) => w.write(batch)?,
+            Sink::Ndjson(w) => w.write(batch)?,
+            Sink::Parquet { out, w } => {
+                w.write(batch)?;
+                // The file writer counts the bytes it has written, not where they are: its buffer can be drained.
+                out.write_all(w.inner_mut()).map_err(io_err)?;
+                w.inner_mut().clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the output; returns the number of rows printed or counted.
+    pub fn finish(self) -> Result<usize> {
+        let Printer { schema, opts, rows, sink } = self;
+        match sink {
+            Sink::Table { out, shown } => print_table(out, &schema, &shown, rows, opts).map_err(io_err)?,
+            Sink::Csv(mut w) => {
+                if rows == 0 {
+                    // A header alone still tells a script what the columns are.
+                    w.write(&flatten(&RecordBatch::new_empty(schema))?)?;
+                }
+            }
+            Sink::Json(mut w) => {
+                w.finish()?;
+                let out = w.into_inner();
+                // An empty result is still a JSON document.
+                if rows == 0 {
+                    write!(out, "[]").map_err(io_err)?;
+                }
+                writeln!(out).map_err(io_err)?;
+            }
+            Sink::Ndjson(mut w) => w.finish()?,
+            Sink::Parquet { out, w } => out.write_all(&w.into_inner()?).map_err(io_err)?,
+        }
+        Ok(rows)
+    }
 }
 
 fn print_table(
     out: &mut dyn Write,
     schema: &SchemaRef,
-    batches: &[RecordBatch],
+    rows: &[Vec<String>],
     total: usize,
     opts: &PrintOptions,
 ) -> std::io::Result<()> {
-    let limit = opts.maxrows.unwrap_or(usize::MAX);
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for b in batches {
-        if rows.len() >= limit {
-            break;
-        }
-        let take = (limit - rows.len()).min(b.num_rows());
-        let cells = cells(&b.slice(0, take)).map_err(|e| std::io::Error::other(e.to_string()))?;
-        rows.extend(cells);
-    }
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     if opts.expanded {
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
@@ -241,7 +297,7 @@ fn print_table(
         // datafusion-cli's look: a rule under the header, none between rows.
         table.load_preset("||--+-++|    ++++++");
         table.set_header(names.iter().map(|n| terminal_safe(n)));
-        for row in &rows {
+        for row in rows {
             table.add_row(row.iter().map(|c| cut(c, opts.max_cell_width)));
         }
         writeln!(out, "{table}")?;

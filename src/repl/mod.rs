@@ -207,13 +207,8 @@ impl Repl {
         params: &std::collections::BTreeMap<String, String>,
     ) -> bool {
         let start = Instant::now();
-        let mut results: Vec<crate::exec::Output> = Vec::new();
-        let mut collect = |out: &crate::exec::Output| {
-            results.push(crate::exec::Output { schema: out.schema.clone(), batches: out.batches.clone() });
-            Ok(())
-        };
         let outcome = tokio::select! {
-            r = crate::exec::run_script(&self.session, query, params, &mut collect) => Some(r),
+            r = self.run_statements(query, params, start) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         };
         match outcome {
@@ -229,17 +224,7 @@ impl Repl {
                 self.error(&message);
                 false
             }
-            Some(Ok(_)) => {
-                let elapsed = start.elapsed();
-                for out in &results {
-                    if let Err(e) = self.show(out, elapsed) {
-                        self.error(&e.to_string());
-                    }
-                }
-                let changes_catalog = crate::sqltext::split_statements(&query.sql).iter().any(|s| {
-                    let head = s.sql.trim_start().to_ascii_uppercase();
-                    head.starts_with("CREATE") || head.starts_with("DROP")
-                });
+            Some(Ok(changes_catalog)) => {
                 if changes_catalog {
                     self.refresh().await;
                 }
@@ -248,24 +233,45 @@ impl Repl {
         }
     }
 
-    /// Prints a result, then its row count and time.
-    fn show(&mut self, out: &crate::exec::Output, elapsed: std::time::Duration) -> Result<()> {
-        let rows = out.rows();
-        let footer = if self.timing {
-            format!("{rows} row{} in {:.3} s", if rows == 1 { "" } else { "s" }, elapsed.as_secs_f64())
-        } else {
-            format!("{rows} row{}", if rows == 1 { "" } else { "s" })
+    /// Runs the statements of a query text, printing each result as it comes. True when one of them may have
+    /// changed the catalog (created or dropped something), so that completion learns of it.
+    async fn run_statements(
+        &mut self,
+        query: &crate::queries::SavedQuery,
+        params: &std::collections::BTreeMap<String, String>,
+        start: Instant,
+    ) -> Result<bool> {
+        let mut changes_catalog = false;
+        for stmt in crate::exec::bind(query, params)? {
+            let head = stmt.sql.trim_start().to_ascii_uppercase();
+            changes_catalog |= head.starts_with("CREATE") || head.starts_with("DROP");
+            if let Some(out) = stmt.execute(&self.session).await? {
+                self.show(out, start).await?;
+            }
+        }
+        Ok(changes_catalog)
+    }
+
+    /// Prints a result as it comes, then its row count and time.
+    async fn show(&mut self, out: crate::exec::Output, start: Instant) -> Result<()> {
+        let footer = |rows: usize| {
+            let s = if rows == 1 { "" } else { "s" };
+            if self.timing {
+                format!("{rows} row{s} in {:.3} s", start.elapsed().as_secs_f64())
+            } else {
+                format!("{rows} row{s}")
+            }
         };
         match &mut self.output {
             Some((_, file)) => {
-                print::print_batches(file, &out.schema, &out.batches, &self.print)?;
-                eprintln!("{footer}");
+                let rows = print::print_stream(file, &out.schema, out.batches, &self.print).await?;
+                eprintln!("{}", footer(rows));
             }
             None => {
-                let mut stdout = std::io::stdout().lock();
-                print::print_batches(&mut stdout, &out.schema, &out.batches, &self.print)?;
+                let mut stdout = std::io::stdout();
+                let rows = print::print_stream(&mut stdout, &out.schema, out.batches, &self.print).await?;
                 if self.print.format == print::Format::Table {
-                    writeln!(stdout, "{footer}").map_err(|e| Error::io("standard output", e))?;
+                    writeln!(stdout, "{}", footer(rows)).map_err(|e| Error::io("standard output", e))?;
                 }
             }
         }

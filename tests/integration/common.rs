@@ -85,7 +85,7 @@ pub fn query(lake: &Path, sql: &str) -> Vec<RecordBatch> {
             session::build(&lake, &SessionOptions { target_partitions: Some(2), ..SessionOptions::default() }, storage)
                 .await
                 .unwrap();
-        trailsql::exec::execute(&s, sql).await.unwrap().batches
+        trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap()
     })
 }
 

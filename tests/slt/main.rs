@@ -82,13 +82,12 @@ impl sqllogictest::AsyncDB for Db {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
         let out = trailsql::exec::execute(&self.session, sql).await.map_err(|e| DbError(e.to_string()))?;
-        if out.schema.fields().is_empty() {
+        let columns = out.schema.fields().len();
+        let batches = out.collect().await.map_err(|e| DbError(e.to_string()))?;
+        if columns == 0 {
             return Ok(DBOutput::StatementComplete(0));
         }
-        Ok(DBOutput::Rows {
-            types: vec![DefaultColumnType::Any; out.schema.fields().len()],
-            rows: cells(&out.batches)?,
-        })
+        Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows: cells(&batches)? })
     }
 
     async fn shutdown(&mut self) {}

@@ -1,0 +1,188 @@
+//! The commit protocol: commit records, the manifest of converted sources they add up to, and crash recovery.
+//!
+//! A run writes everything under `_staging/<run>/`, then writes its commit record (one atomic put), then moves the
+//! files into place and deletes what compaction replaced. Readers skip names starting with `_`. A run killed before
+//! its commit record leaves only staging, which the next run deletes; one killed after it is finished by the next
+//! run from the record. Either way every event is in the lake once.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layout::{MANIFEST_DIR, STAGING_DIR, staging_path};
+use crate::store::Lake;
+
+/// What one source object contributed, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceEntry {
+    pub source: String,
+    pub size: u64,
+    /// Modification time in nanoseconds, for local files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
+    /// ETag, for objects in S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Content hash (xxh3-64 of the bytes as stored, or the CRC-32 of a zip member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Set for a digest file or another object that holds no events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+impl SourceEntry {
+    /// The entry of a source object before it is read: nothing counted, no hash yet.
+    pub fn new(source: String, size: u64) -> SourceEntry {
+        SourceEntry { source, size, mtime: None, etag: None, hash: None, counts: Counts::default(), skipped: None }
+    }
+}
+
+/// The events of a source object, of a run, or of a commit: the one set of counters every report adds up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Read from the source; in a commit's totals, written to the lake.
+    #[serde(default)]
+    pub events: u64,
+    #[serde(default)]
+    pub duplicates: u64,
+    #[serde(default)]
+    pub conflicts: u64,
+    #[serde(default)]
+    pub rejects: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.events += o.events;
+        self.duplicates += o.duplicates;
+        self.conflicts += o.conflicts;
+        self.rejects += o.rejects;
+    }
+}
+
+/// A commit record: everything one run changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Commit {
+    pub version: u32,
+    pub run: String,
+    pub tool: String,
+    pub started: String,
+    pub finished: String,
+    pub sources: Vec<SourceEntry>,
+    /// Final paths of the files the run adds; each is staged under `_staging/<run>/` until the commit is applied.
+    pub added: Vec<String>,
+    /// Files the run replaces (compaction).
+    pub removed: Vec<String>,
+    pub totals: Counts,
+}
+
+/// The sources already in the lake, by source name.
+pub type Manifest = HashMap<String, SourceEntry>;
+
+impl Lake {
+    /// All commit records, oldest first, with their sequence numbers.
+    pub async fn commits(&self) -> Result<Vec<(u64, Commit)>> {
+        let mut out = Vec::new();
+        for (path, _) in self.list(MANIFEST_DIR).await? {
+            let Some(name) = path.rsplit('/').next().and_then(|n| n.strip_suffix(".json")) else { continue };
+            let Some(seq) = name.split('-').next().and_then(|s| s.parse::<u64>().ok()) else { continue };
+            let body = self.get(&path).await?;
+            let commit: Commit =
+                serde_json::from_slice(&body).map_err(|e| self.err(format!("unreadable commit record {path}: {e}")))?;
+            out.push((seq, commit));
+        }
+        out.sort_by_key(|(seq, _)| *seq);
+        Ok(out)
+    }
+
+    /// The sources already converted.
+    pub fn manifest(commits: &[(u64, Commit)]) -> Manifest {
+        let mut m = Manifest::new();
+        for (_, c) in commits {
+            for s in &c.sources {
+                m.insert(s.source.clone(), s.clone());
+            }
+        }
+        m
+    }
+
+    /// Writes a commit record: the point at which a run's changes become part of the lake.
+    pub async fn write_commit(&self, seq: u64, commit: &Commit) -> Result<()> {
+        let body = serde_json::to_vec_pretty(commit).expect("commit serialises");
+        self.put(&format!("{MANIFEST_DIR}/{seq:010}-{}.json", commit.run), Bytes::from(body)).await
+    }
+
+    /// Moves a committed run's staged files into place and deletes what it replaced. Safe to repeat.
+    pub async fn apply(&self, commit: &Commit) -> Result<()> {
+        for path in &commit.added {
+            let staged = Path::from(staging_path(&commit.run, path));
+            match self.store.rename(&staged, &Path::from(path.as_str())).await {
+                Ok(()) => {}
+                // Already moved by an earlier, interrupted apply.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for path in &commit.removed {
+            self.delete(path).await?;
+        }
+        self.delete_prefix(&format!("{STAGING_DIR}/{}", commit.run)).await
+    }
+
+    /// Finishes committed runs that were interrupted and deletes the staging of runs that never committed.
+    /// Returns the number of runs finished and discarded.
+    ///
+    /// Only the lock holder recovers, and every run recovers before it commits, so only the newest commit can be
+    /// unfinished without staging left to show it: an object store keeps no empty staging "directory" once all of
+    /// a run's files are moved, so a run killed while deleting what its compaction replaced is visible only in its
+    /// record. Those deletions are repeated (deleting what is gone is free).
+    pub async fn recover(&self, commits: &[(u64, Commit)]) -> Result<(usize, usize)> {
+        let staged = self.list(STAGING_DIR).await?;
+        let mut runs: Vec<String> = staged
+            .iter()
+            .filter_map(|(p, _)| p.strip_prefix(&format!("{STAGING_DIR}/"))?.split('/').next().map(String::from))
+            .collect();
+        // A run killed in the middle of a write leaves the store's partial file (`name#N`), which listings skip:
+        // a local lake's staging directories are read as well, so that such a run is found and removed.
+        if let Some(root) = &self.local_root
+            && let Ok(entries) = std::fs::read_dir(root.join(STAGING_DIR))
+        {
+            runs.extend(entries.flatten().filter_map(|e| e.file_name().into_string().ok()));
+        }
+        runs.sort();
+        runs.dedup();
+        let (mut finished, mut discarded) = (0, 0);
+        for run in runs {
+            match commits.iter().find(|(_, c)| c.run == run) {
+                Some((_, c)) => {
+                    self.apply(c).await?;
+                    finished += 1;
+                }
+                None => {
+                    self.delete_prefix(&format!("{STAGING_DIR}/{run}")).await?;
+                    if let Some(root) = &self.local_root {
+                        match std::fs::remove_dir_all(root.join(STAGING_DIR).join(&run)) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(Error::io(root.join(STAGING_DIR).join(&run), e)),
+                        }
+                    }
+                    discarded += 1;
+                }
+            }
+        }
+        if let Some((_, last)) = commits.last() {
+            for path in &last.removed {
+                self.delete(path).await?;
+            }
+        }
+        Ok((finished, discarded))
+    }
+}
