@@ -110,7 +110,7 @@ impl Completer for ReplHelper {
         if word.is_empty() {
             return Ok((start, Vec::new()));
         }
-        let keywords = sqlparser_keywords();
+        let keywords = datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
         let tables = words.catalog.tables.iter().map(|t| t.name.as_str());
         let columns: Vec<String> =
             words.catalog.tables.iter().flat_map(|t| t.fields.iter().map(|f| f.name().clone())).collect();
@@ -120,69 +120,31 @@ impl Completer for ReplHelper {
     }
 }
 
-/// SQL keywords, as the parser knows them.
-fn sqlparser_keywords() -> &'static [&'static str] {
-    datafusion::sql::sqlparser::keywords::ALL_KEYWORDS
-}
-
 const BOLD_BLUE: &str = "\x1b[1;34m";
 const GREEN: &str = "\x1b[32m";
 const YELLOW: &str = "\x1b[33m";
 const GREY: &str = "\x1b[90m";
 const RESET: &str = "\x1b[0m";
 
-/// Colors SQL: keywords, strings, numbers and comments. Meta-commands are left plain.
+/// Colors SQL: keywords, strings, numbers and comments, as the parser's tokenizer reads them. Meta-commands are
+/// left plain.
 pub fn highlight_sql(line: &str) -> String {
-    let keywords = sqlparser_keywords();
+    use crate::sqltext::Class;
     let mut out = String::with_capacity(line.len() * 2);
-    let chars: Vec<char> = line.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' {
-            let mut j = i + 1;
-            while j < chars.len() && chars[j] != '\'' {
-                j += 1;
+    for (class, text) in crate::sqltext::classify(line) {
+        let color = match class {
+            Class::Keyword => BOLD_BLUE,
+            Class::String => GREEN,
+            Class::Number => YELLOW,
+            Class::Comment => GREY,
+            Class::Other => {
+                out.push_str(text);
+                continue;
             }
-            let end = (j + 1).min(chars.len());
-            out.push_str(GREEN);
-            out.extend(&chars[i..end]);
-            out.push_str(RESET);
-            i = end;
-        } else if c == '-' && chars.get(i + 1) == Some(&'-') {
-            let end = chars[i..].iter().position(|c| *c == '\n').map_or(chars.len(), |p| i + p);
-            out.push_str(GREY);
-            out.extend(&chars[i..end]);
-            out.push_str(RESET);
-            i = end;
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let mut j = i;
-            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
-                j += 1;
-            }
-            let word: String = chars[i..j].iter().collect();
-            let upper = word.to_ascii_uppercase();
-            if keywords.binary_search(&upper.as_str()).is_ok() {
-                out.push_str(BOLD_BLUE);
-                out.push_str(&word);
-                out.push_str(RESET);
-            } else {
-                out.push_str(&word);
-            }
-            i = j;
-        } else if c.is_ascii_digit() && (i == 0 || !(chars[i - 1].is_ascii_alphanumeric() || chars[i - 1] == '_')) {
-            let mut j = i;
-            while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.') {
-                j += 1;
-            }
-            out.push_str(YELLOW);
-            out.extend(&chars[i..j]);
-            out.push_str(RESET);
-            i = j;
-        } else {
-            out.push(c);
-            i += 1;
-        }
+        };
+        out.push_str(color);
+        out.push_str(text);
+        out.push_str(RESET);
     }
     out
 }
@@ -265,11 +227,13 @@ mod tests {
 
     #[test]
     fn highlighting_colors_keywords_strings_numbers() {
-        let h = highlight_sql("SELECT 'x', 42 FROM t -- c");
+        let h = highlight_sql("SELECT 'x', 42 FROM \"from\" /* c */ -- c");
         assert!(h.contains(&format!("{BOLD_BLUE}SELECT{RESET}")));
         assert!(h.contains(&format!("{GREEN}'x'{RESET}")));
         assert!(h.contains(&format!("{YELLOW}42{RESET}")));
+        assert!(h.contains(&format!("{GREY}/* c */{RESET}")));
         assert!(h.contains(&format!("{GREY}-- c{RESET}")));
+        assert!(h.contains(" \"from\" "), "a quoted identifier is not a keyword: {h}");
     }
 
     #[test]

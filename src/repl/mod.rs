@@ -179,12 +179,8 @@ impl Repl {
             self.error(&shown);
             return true;
         }
-        for stmt in crate::sqltext::split_statements(entry) {
-            let query = crate::queries::SavedQuery::parse(&stmt.sql, "statement", "input");
-            if !self.run_query(&query, &Default::default()).await {
-                break;
-            }
-        }
+        let query = crate::queries::SavedQuery::parse(entry, "statement", "input");
+        self.run_query(&query, &Default::default()).await;
         true
     }
 
@@ -243,8 +239,7 @@ impl Repl {
     ) -> Result<bool> {
         let mut changes_catalog = false;
         for stmt in crate::exec::bind(query, params)? {
-            let head = stmt.sql.trim_start().to_ascii_uppercase();
-            changes_catalog |= head.starts_with("CREATE") || head.starts_with("DROP");
+            changes_catalog |= crate::sqltext::changes_catalog(&stmt.sql);
             if let Some(out) = stmt.execute(&self.session).await? {
                 self.show(out, start).await?;
             }

@@ -127,6 +127,40 @@ fn output_formats_and_files() {
     assert!(stdout(&list).contains("access_key_activity,\"Everything one access key did"), "{}", stdout(&list));
 }
 
+/// Results stream: the first rows of a result far too large to hold (ten billion rows) are printed while it is
+/// computed, and a reader that stops early (`| head -1`) ends the run cleanly. Collecting the result first, as
+/// before, never printed anything here.
+#[test]
+fn results_stream_to_a_reader_that_stops_early() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = bin()
+        .args(["query", "--format", "ndjson", "--lake"])
+        .arg(sample_lake())
+        .arg("SELECT value FROM generate_series(1, 10000000000)")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert_eq!(first.trim(), r#"{"value":1}"#);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the run went on after its reader had stopped");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+}
+
 /// A query over an empty lake answers with no rows, as it should, and says on standard error that the lake holds
 /// nothing, so that "no privileged sessions" and "no logs converted yet" do not look alike.
 #[test]
