@@ -1,4 +1,4 @@
-//! Command-line arguments, parsed once into plain structs; `main.rs` turns them into settings.
+//! Command-line arguments, parsed once into plain structs; `app.rs` turns them into settings.
 
 use std::path::PathBuf;
 

@@ -42,9 +42,10 @@ fn is_word_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '\\'
 }
 
-/// Whether `pos` is inside a single-quoted string of the line.
-fn in_quotes(line: &str) -> bool {
-    line.chars().filter(|c| *c == '\'').count() % 2 == 1
+/// Whether the text ends inside an open single-quoted string (the tokenizer leaves it unclassified), where a file
+/// path is being typed.
+fn in_quotes(before: &str) -> bool {
+    matches!(crate::sqltext::classify(before).last(), Some((crate::sqltext::Class::Other, rest)) if rest.starts_with('\''))
 }
 
 /// Candidates that start with `prefix`, case-insensitively, written in the case the user started with.
@@ -234,6 +235,15 @@ mod tests {
         assert!(h.contains(&format!("{GREY}/* c */{RESET}")));
         assert!(h.contains(&format!("{GREY}-- c{RESET}")));
         assert!(h.contains(" \"from\" "), "a quoted identifier is not a keyword: {h}");
+    }
+
+    #[test]
+    fn file_paths_are_completed_inside_open_quotes_only() {
+        assert!(in_quotes("SELECT * FROM 'data/x"));
+        assert!(in_quotes("SELECT 'it''s', * FROM 'data/x"));
+        assert!(!in_quotes("SELECT 'a' FROM t WHERE x"));
+        assert!(!in_quotes("SELECT \"it's\" FROM t"));
+        assert!(!in_quotes("SELECT 1 -- don't"));
     }
 
     #[test]
