@@ -42,6 +42,8 @@ pub enum Command {
     Run(RunArgs),
     /// List the saved queries and their parameters
     Queries(QueriesArgs),
+    /// Run Sigma rules (YAML files or directories) for CloudTrail over the lake: one row per rule and matching event
+    Sigma(SigmaArgs),
     /// The interactive SQL shell (also what `trailsql` alone starts)
     Repl(ReplArgs),
     /// Print the CREATE TABLE and the views of the lake for Athena, Trino or Spark
@@ -172,6 +174,33 @@ pub struct RunArgs {
     pub params: Vec<(String, String)>,
 
     /// Exit with 1 when the last query returns rows (for alerting and CI gates)
+    #[arg(long)]
+    pub fail_on_rows: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SigmaArgs {
+    /// Sigma rule files, or directories of them (.yml, .yaml, searched recursively)
+    #[arg(required = true)]
+    pub rules: Vec<PathBuf>,
+
+    /// Run only the rules of this level or above: informational, low, medium, high, critical
+    #[arg(long)]
+    pub level: Option<String>,
+
+    /// Print the SQL of each rule instead of running the rules
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Run the supported rules and exit 0 even if some rules use constructs that are not supported (they are
+    /// still listed); without it such rules make the exit code 2
+    #[arg(long)]
+    pub skip_unsupported: bool,
+
+    /// Exit with 1 when any rule matches (for alerting and CI gates)
     #[arg(long)]
     pub fail_on_rows: bool,
 

@@ -20,6 +20,8 @@ pub enum Meta {
     MaxRows(Option<usize>),
     /// `\i FILE`.
     Include(PathBuf),
+    /// `\sigma FILE|DIR`.
+    Sigma(PathBuf),
     Queries,
     /// `\run NAME [k=v ...]`.
     Run {
@@ -44,6 +46,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("\\maxrows", "N|all", "rows shown in table format"),
     ("\\i", "FILE", "run the statements and meta-commands of a file"),
     ("\\queries", "", "list the saved queries"),
+    ("\\sigma", "FILE|DIR", "run Sigma rules for CloudTrail over the lake"),
     ("\\run", "NAME [k=v ...]", "run a saved query with parameters"),
     ("\\o", "[FILE]", "send results to a file; alone, back to the screen"),
     ("\\x", "[on|off]", "expanded display: one field per line"),
@@ -89,6 +92,7 @@ impl std::str::FromStr for Meta {
                 })
             }
             "\\i" => Meta::Include(PathBuf::from(need("a file")?)),
+            "\\sigma" => Meta::Sigma(PathBuf::from(need("a rule file or directory")?)),
             "\\queries" => Meta::Queries,
             "\\run" => {
                 let mut words = rest.split_whitespace();
@@ -121,6 +125,7 @@ mod tests {
             ("\\maxrows 20", Meta::MaxRows(Some(20))),
             ("\\maxrows all", Meta::MaxRows(None)),
             ("\\i hunt.sql", Meta::Include("hunt.sql".into())),
+            ("\\sigma rules/", Meta::Sigma("rules/".into())),
             ("\\queries", Meta::Queries),
             (
                 "\\run access_key_activity key=AKIA1",

@@ -348,6 +348,12 @@ impl Repl {
             Meta::Timing(on) => self.timing = on,
             Meta::MaxRows(n) => self.print.maxrows = n,
             Meta::Expanded(v) => self.print.expanded = v.unwrap_or(!self.print.expanded),
+            Meta::Sigma(path) => {
+                let set = crate::sigma::load(&[path], None)?;
+                let sql = crate::sigma::fused_sql(&set.rules);
+                self.run_query(&crate::queries::SavedQuery::parse(&sql, "sigma", "rules"), &Default::default()).await;
+                eprint!("{}", crate::sigma::summary(&set, None));
+            }
             Meta::Include(path) => {
                 if self.includes >= MAX_INCLUDE_DEPTH {
                     return Err(Error::Usage(format!(

@@ -14,3 +14,4 @@ mod realdata;
 mod repl;
 mod run;
 mod s3;
+mod sigma;

@@ -11,7 +11,7 @@ use crate::common::*;
 
 /// Events of the readable files, read the plain way (whole documents with serde_json::Value), and the files that
 /// could not be read.
-fn independent_events(root: &Path) -> (Vec<Value>, Vec<String>) {
+pub fn independent_events(root: &Path) -> (Vec<Value>, Vec<String>) {
     let mut events = Vec::new();
     let mut unreadable = Vec::new();
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
@@ -74,13 +74,13 @@ fn unwrap(v: Value, out: &mut Vec<Value>) {
 }
 
 /// A member of an event by its CloudTrail spelling, or another case of it (some exporters lower-case keys).
-fn member<'a>(e: &'a Value, key: &str) -> Option<&'a Value> {
+pub fn member<'a>(e: &'a Value, key: &str) -> Option<&'a Value> {
     let o = e.as_object()?;
     o.get(key).or_else(|| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 /// Whether an event has a time the lake can place it by.
-fn placeable(e: &Value) -> bool {
+pub fn placeable(e: &Value) -> bool {
     member(e, "eventTime").and_then(Value::as_str).and_then(trailsql_lake::time::parse_cloudtrail_time).is_some()
 }
 

@@ -1,0 +1,40 @@
+//! `trailsql sigma`: Sigma rules for CloudTrail, compiled and run in one scan, or their SQL with `--explain`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use trailsql_lake::storage::{Storage, open_lake};
+
+use super::{lake_location, output_sink, print_options, session_options, write_stdout};
+use crate::cli::{Cli, SigmaArgs};
+use crate::error::{Error, Result};
+use crate::outcome::Outcome;
+use crate::{print, session};
+
+pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<Outcome> {
+    let set = crate::sigma::load(&args.rules, args.level.as_deref())?;
+    let rows = if args.explain {
+        let mut text = String::new();
+        for r in &set.rules {
+            text.push_str(&format!("-- {}: {} ({})\n{};\n\n", r.file, r.title, r.id, crate::sigma::rule_sql(r)));
+        }
+        write_stdout(text.as_bytes())?;
+        0
+    } else {
+        let lake = open_lake(&lake_location(cli)?, false, storage).await?;
+        let session = session::build(&lake, &session_options(cli)?, storage.clone()).await?;
+        let opts = print_options(&args.output)?;
+        let out = crate::exec::execute(&session, &crate::sigma::fused_sql(&set.rules)).await?;
+        let mut sink = output_sink(args.output.output.as_deref())?;
+        let rows = print::print_stream(&mut sink, &out.schema, out.batches, &opts).await?;
+        sink.flush().map_err(|e| Error::io("output", e))?;
+        rows
+    };
+    if !cli.quiet || !set.unsupported.is_empty() {
+        eprint!("{}", crate::sigma::summary(&set, (!args.explain).then_some(rows)));
+    }
+    if let Some(e) = crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
+        return Err(e);
+    }
+    Ok(if args.fail_on_rows && rows > 0 { Outcome::Found } else { Outcome::Success })
+}

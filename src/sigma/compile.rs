@@ -1,0 +1,450 @@
+//! One Sigma rule's detection, compiled into a SQL condition over `cloudtrail`.
+//!
+//! Every detection item becomes a condition that is true or false, never NULL (`coalesce(…, false)`): in Sigma a
+//! missing field matches nothing, so `not filter` must hold when the filter's field is absent, where SQL's
+//! three-valued `NOT NULL` would drop the event. A construct without a faithful translation is refused with its
+//! name, never approximated.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use rsigma_parser::{
+    ConditionExpr, Detection, DetectionItem, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaString,
+    SigmaValue, SpecialChar, StringPart,
+};
+use trailsql_lake::schema::{self, EVENT, Field, Kind};
+
+/// A construct a rule uses that is not translated, in the rule's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+type Compiled<T> = Result<T, Unsupported>;
+
+fn unsupported<T>(what: impl Into<String>) -> Compiled<T> {
+    Err(Unsupported(what.into()))
+}
+
+/// The SQL condition of a rule: true for the events it matches.
+pub fn rule_condition(rule: &SigmaRule) -> Compiled<String> {
+    let d = &rule.detection;
+    if let Some(t) = &d.timeframe {
+        return unsupported(format!("timeframe {t} (aggregation over time)"));
+    }
+    if let Some(c) = d.condition_strings.iter().find(|c| c.contains('|')) {
+        return unsupported(format!("aggregation in the condition `{c}`"));
+    }
+    if d.conditions.is_empty() {
+        return unsupported("a detection without a condition");
+    }
+    let conditions = d.conditions.iter().map(|c| condition(c, &d.named)).collect::<Compiled<Vec<_>>>()?;
+    Ok(any(conditions))
+}
+
+fn any(parts: Vec<String>) -> String {
+    match parts.len() {
+        0 => "false".into(),
+        1 => parts.into_iter().next().expect("one part"),
+        _ => format!("({})", parts.join(" OR ")),
+    }
+}
+
+fn all(parts: Vec<String>) -> String {
+    match parts.len() {
+        0 => "true".into(),
+        1 => parts.into_iter().next().expect("one part"),
+        _ => format!("({})", parts.join(" AND ")),
+    }
+}
+
+fn condition(c: &ConditionExpr, named: &HashMap<String, Detection>) -> Compiled<String> {
+    Ok(match c {
+        ConditionExpr::And(v) => all(v.iter().map(|c| condition(c, named)).collect::<Compiled<_>>()?),
+        ConditionExpr::Or(v) => any(v.iter().map(|c| condition(c, named)).collect::<Compiled<_>>()?),
+        ConditionExpr::Not(c) => format!("(NOT {})", condition(c, named)?),
+        ConditionExpr::Identifier(name) => match named.get(name) {
+            Some(d) => detection(d)?,
+            None => return unsupported(format!("the condition names `{name}`, which the detection does not define")),
+        },
+        ConditionExpr::Selector { quantifier, pattern } => {
+            let mut names: Vec<&String> = named
+                .keys()
+                .filter(|k| match pattern {
+                    // `them` leaves out the identifiers that start with an underscore, as the specification says.
+                    SelectorPattern::Them => !k.starts_with('_'),
+                    SelectorPattern::Pattern(p) => glob_match(p, k),
+                })
+                .collect();
+            names.sort();
+            if names.is_empty() {
+                return unsupported(format!("`{quantifier} of {pattern}`, which names no detection"));
+            }
+            let parts = names.iter().map(|n| detection(&named[*n])).collect::<Compiled<Vec<_>>>()?;
+            match quantifier {
+                Quantifier::Any => any(parts),
+                Quantifier::All => all(parts),
+                Quantifier::Count(n) => {
+                    let sum: Vec<String> = parts.iter().map(|p| format!("CASE WHEN {p} THEN 1 ELSE 0 END")).collect();
+                    format!("(({}) >= {n})", sum.join(" + "))
+                }
+            }
+        }
+    })
+}
+
+/// `*` as any run of characters, in a selector's pattern.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else { return false };
+            (0..=tail.len()).filter(|i| tail.is_char_boundary(*i)).any(|i| glob_match(rest, &tail[i..]))
+        }
+    }
+}
+
+fn detection(d: &Detection) -> Compiled<String> {
+    Ok(match d {
+        Detection::AllOf(items) => all(items.iter().map(item).collect::<Compiled<_>>()?),
+        Detection::AnyOf(ds) => any(ds.iter().map(detection).collect::<Compiled<_>>()?),
+        Detection::And(ds) => all(ds.iter().map(detection).collect::<Compiled<_>>()?),
+        Detection::Keywords(values) => keywords(values, &[])?,
+        Detection::ArrayMatch { field, .. } => return unsupported(format!("array matching on {field}")),
+        Detection::Conditional { .. } => return unsupported("a nested conditional detection"),
+    })
+}
+
+/// Where a field's value is, in SQL.
+struct Target {
+    expr: String,
+    /// The field is a whole JSON payload (`requestParameters`): its text is matched, with values JSON-escaped.
+    json_text: bool,
+}
+
+/// The SQL of a field as Sigma writes it for CloudTrail: a top-level key is a column, `userIdentity.…` a struct
+/// field, and a path under a payload (`requestParameters.…`) a JSON path into its text.
+fn target(name: &str) -> Compiled<Target> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let Some(top) = EVENT.iter().find(|f| f.key.eq_ignore_ascii_case(parts[0])) else {
+        return unsupported(format!("unknown field {name}"));
+    };
+    let mut expr = schema::column_name(top.key);
+    let mut kind = top.kind;
+    let mut rest = &parts[1..];
+    while let Kind::Struct(members) = kind {
+        let Some((first, after)) = rest.split_first() else {
+            return unsupported(format!("field {name} is a structure, not a value"));
+        };
+        let Some(m) = members.iter().find(|m: &&Field| m.key.eq_ignore_ascii_case(first)) else {
+            return unsupported(format!("unknown field {name}"));
+        };
+        expr = format!("{expr}['{}']", schema::column_name(m.key));
+        kind = m.kind;
+        rest = after;
+    }
+    Ok(match (kind, rest) {
+        (Kind::Json, []) => Target { expr, json_text: true },
+        (Kind::Json, path) => {
+            let keys: Vec<String> = path.iter().map(|k| literal(k)).collect();
+            Target { expr: format!("json_as_text({expr}, {})", keys.join(", ")), json_text: false }
+        }
+        (Kind::Text, []) => Target { expr, json_text: false },
+        (Kind::Bool(_), []) => Target { expr: format!("CAST({expr} AS VARCHAR)"), json_text: false },
+        (Kind::Time, []) => return unsupported(format!("matching the time field {name}")),
+        (Kind::List(_), _) => return unsupported(format!("field {name} inside a list")),
+        _ => return unsupported(format!("unknown field {name}")),
+    })
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The modifiers of an item, as flags.
+#[derive(Default)]
+struct Mods {
+    contains: bool,
+    startswith: bool,
+    endswith: bool,
+    all: bool,
+    cased: bool,
+    re: Option<String>,
+    cidr: bool,
+    exists: bool,
+    fieldref: bool,
+    compare: Option<&'static str>,
+    base64: Option<bool>,
+}
+
+fn mods(modifiers: &[Modifier]) -> Compiled<Mods> {
+    let mut m = Mods::default();
+    let mut flags = String::new();
+    for modifier in modifiers {
+        match modifier {
+            Modifier::Contains => m.contains = true,
+            Modifier::StartsWith => m.startswith = true,
+            Modifier::EndsWith => m.endswith = true,
+            Modifier::All => m.all = true,
+            Modifier::Cased => m.cased = true,
+            Modifier::Re => m.re = Some(String::new()),
+            Modifier::IgnoreCase => flags.push('i'),
+            Modifier::Multiline => flags.push('m'),
+            Modifier::DotAll => flags.push('s'),
+            Modifier::Cidr => m.cidr = true,
+            Modifier::Exists => m.exists = true,
+            Modifier::FieldRef => m.fieldref = true,
+            Modifier::Gt => m.compare = Some(">"),
+            Modifier::Gte => m.compare = Some(">="),
+            Modifier::Lt => m.compare = Some("<"),
+            Modifier::Lte => m.compare = Some("<="),
+            Modifier::Base64 => m.base64 = Some(false),
+            Modifier::Base64Offset => m.base64 = Some(true),
+            other => {
+                let name = serde_json::to_value(other).ok().and_then(|v| v.as_str().map(String::from));
+                return unsupported(format!("modifier |{}", name.unwrap_or_else(|| format!("{other:?}"))));
+            }
+        }
+    }
+    if let Some(re) = m.re.as_mut() {
+        *re = flags;
+    } else if !flags.is_empty() {
+        return unsupported("regular-expression flags without |re");
+    }
+    Ok(m)
+}
+
+fn item(it: &DetectionItem) -> Compiled<String> {
+    let m = mods(&it.field.modifiers)?;
+    let Some(name) = &it.field.name else { return keywords(&it.values, &it.field.modifiers) };
+    let t = target(name)?;
+    if m.exists {
+        return match it.values.as_slice() {
+            [SigmaValue::Bool(true)] => Ok(format!("({} IS NOT NULL)", t.expr)),
+            [SigmaValue::Bool(false)] => Ok(format!("({} IS NULL)", t.expr)),
+            _ => unsupported(format!("{name}|exists with a value that is not true or false")),
+        };
+    }
+    if it.values.is_empty() {
+        return Ok("false".into());
+    }
+    let parts = it.values.iter().map(|v| value(&t, name, &m, v)).collect::<Compiled<Vec<_>>>()?;
+    Ok(if m.all { all(parts) } else { any(parts) })
+}
+
+/// One value's comparison with a field: always true or false.
+fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
+    let expr = &t.expr;
+    let text = match v {
+        SigmaValue::Null => return Ok(format!("({expr} IS NULL)")),
+        SigmaValue::Bool(b) => SigmaString::new(&b.to_string()),
+        SigmaValue::Integer(i) => SigmaString::new(&i.to_string()),
+        SigmaValue::Float(f) => SigmaString::new(&f.to_string()),
+        SigmaValue::String(s) => s.clone(),
+    };
+    let sql = if let Some(flags) = &m.re {
+        // The pattern is the rule's text as written: backslashes are the regular expression's own.
+        let flags = if flags.is_empty() { String::new() } else { format!(", {}", literal(flags)) };
+        format!("regexp_like({expr}, {}{flags})", literal(&text.original))
+    } else if m.cidr {
+        format!("ip_in_cidr({expr}, {})", literal(&text.original))
+    } else if let Some(op) = m.compare {
+        let Ok(n) = text.original.trim().parse::<f64>() else {
+            return unsupported(format!("{name}|{op} with a value that is not a number"));
+        };
+        format!("(TRY_CAST({expr} AS DOUBLE) {op} {n})")
+    } else if m.fieldref {
+        if m.contains || m.startswith || m.endswith || m.base64.is_some() {
+            return unsupported(format!("{name}|fieldref with other modifiers"));
+        }
+        let other = target(&text.original)?;
+        if m.cased {
+            format!("({expr} = {})", other.expr)
+        } else {
+            format!("(lower({expr}) = lower({}))", other.expr)
+        }
+    } else if let Some(offsets) = m.base64 {
+        let Some(plain) = text.as_plain() else {
+            return unsupported(format!("{name}|base64 of a value with wildcards"));
+        };
+        let encoded = if offsets { base64_offsets(&plain) } else { vec![base64_plain(&plain)] };
+        // Base64 is case-sensitive: the encodings are matched as they are.
+        let cased = Mods { cased: true, base64: None, ..*m };
+        any(encoded.iter().map(|e| string_match(t, &cased, &SigmaString::from_raw(e))).collect())
+    } else {
+        string_match(t, m, &text)
+    };
+    Ok(format!("coalesce({sql}, false)"))
+}
+
+fn base64_plain(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The three encodings of a value at byte offsets 0, 1 and 2 of the encoded text, without the characters that
+/// depend on what surrounds it (as Sigma's `base64offset` defines them).
+fn base64_offsets(s: &str) -> Vec<String> {
+    const START: [usize; 3] = [0, 2, 3];
+    const END: [usize; 3] = [0, 3, 2];
+    (0..3)
+        .map(|i| {
+            let padded = format!("{}{s}", " ".repeat(i));
+            let enc = base64_plain(&padded);
+            let end_trim = END[(s.len() + i) % 3];
+            enc[START[i]..enc.len() - end_trim].to_string()
+        })
+        .collect()
+}
+
+/// A string comparison: equality, or `LIKE` when the value has wildcards or a contains/startswith/endswith modifier;
+/// case-insensitive unless `|cased`.
+fn string_match(t: &Target, m: &Mods, s: &SigmaString) -> String {
+    let escape_json = |p: &str| -> String {
+        if t.json_text {
+            // Inside a payload's JSON text a quote or backslash of the value appears escaped.
+            let quoted = serde_json::to_string(p).expect("a string serialises");
+            quoted[1..quoted.len() - 1].to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    let has_wildcards = s.parts.iter().any(|p| matches!(p, StringPart::Special(_)));
+    if !(has_wildcards || m.contains || m.startswith || m.endswith) {
+        let plain: String = s.parts.iter().map(|p| if let StringPart::Plain(p) = p { escape_json(p) } else { String::new() }).collect();
+        return if m.cased {
+            format!("({} = {})", t.expr, literal(&plain))
+        } else {
+            format!("(lower({}) = {})", t.expr, literal(&plain.to_lowercase()))
+        };
+    }
+    let mut pattern = String::new();
+    if m.contains || m.endswith {
+        pattern.push('%');
+    }
+    for p in &s.parts {
+        match p {
+            StringPart::Plain(text) => {
+                for c in escape_json(text).chars() {
+                    if matches!(c, '%' | '_' | '\\') {
+                        pattern.push('\\');
+                    }
+                    pattern.push(c);
+                }
+            }
+            StringPart::Special(SpecialChar::WildcardMulti) => pattern.push('%'),
+            StringPart::Special(SpecialChar::WildcardSingle) => pattern.push('_'),
+        }
+    }
+    if m.contains || m.startswith {
+        pattern.push('%');
+    }
+    let op = if m.cased { "LIKE" } else { "ILIKE" };
+    format!("({} {op} {} ESCAPE '\\')", t.expr, literal(&pattern))
+}
+
+/// Keywords: a search of the event's text (its top-level text and JSON columns, and what no column holds), each
+/// value found anywhere in it.
+fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
+    let m = mods(modifiers)?;
+    if m.re.is_some() || m.cidr || m.exists || m.fieldref || m.compare.is_some() || m.base64.is_some() {
+        return unsupported("keywords with a modifier other than |all, |cased, |contains, |startswith, |endswith");
+    }
+    let columns: Vec<String> = EVENT
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Text | Kind::Json))
+        .map(|f| format!("coalesce({}, '')", schema::column_name(f.key)))
+        .chain(std::iter::once(format!("coalesce({}, '')", schema::UNMAPPED)))
+        .collect();
+    let haystack = Target { expr: format!("concat_ws(' ', {})", columns.join(", ")), json_text: false };
+    let search = Mods { contains: true, ..m };
+    let parts: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            SigmaValue::String(s) => Ok(format!("coalesce({}, false)", string_match(&haystack, &search, s))),
+            SigmaValue::Integer(i) => Ok(string_match(&haystack, &search, &SigmaString::new(&i.to_string()))),
+            _ => unsupported("a keyword that is not text or a number"),
+        })
+        .collect::<Compiled<_>>()?;
+    Ok(if search.all { all(parts) } else { any(parts) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(yaml: &str) -> Compiled<String> {
+        let c = rsigma_parser::parse_sigma_yaml(yaml).unwrap();
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        rule_condition(&c.rules[0])
+    }
+
+    fn rule(detection: &str) -> String {
+        format!("title: t\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n{detection}")
+    }
+
+    #[test]
+    fn maps_are_and_lists_are_or_and_matching_ignores_case() {
+        let sql = compile(&rule("  sel:\n    eventSource: s3.amazonaws.com\n    eventName:\n      - A\n      - B\n  condition: sel\n")).unwrap();
+        assert!(sql.contains("(lower(eventsource) = 's3.amazonaws.com')"), "{sql}");
+        assert!(sql.contains(" AND "), "{sql}");
+        assert!(sql.contains("(lower(eventname) = 'a')") && sql.contains(" OR "), "{sql}");
+    }
+
+    #[test]
+    fn fields_map_to_columns_struct_fields_and_json_paths() {
+        assert_eq!(target("userIdentity.sessionContext.sessionIssuer.userName").unwrap().expr, "useridentity['sessioncontext']['sessionissuer']['username']");
+        assert_eq!(target("requestParameters.ipPermissions.items").unwrap().expr, "json_as_text(requestparameters, 'ipPermissions', 'items')");
+        assert!(target("requestParameters").unwrap().json_text);
+        assert_eq!(target("readOnly").unwrap().expr, "CAST(readonly AS VARCHAR)");
+        assert_eq!(target("nosuchfield").err(), Some(Unsupported("unknown field nosuchfield".into())));
+        assert!(target("userIdentity").is_err());
+    }
+
+    #[test]
+    fn wildcards_and_modifiers_become_like_patterns() {
+        let s = |v: &str, mods: &[Modifier]| {
+            string_match(&Target { expr: "x".into(), json_text: false }, &mods_of(mods), &SigmaString::new(v))
+        };
+        assert_eq!(s("a*b?c", &[]), r"(x ILIKE 'a%b_c' ESCAPE '\')");
+        assert_eq!(s("50%_\\*", &[Modifier::Contains]), r"(x ILIKE '%50\%\_*%' ESCAPE '\')");
+        assert_eq!(s("Pre", &[Modifier::StartsWith, Modifier::Cased]), r"(x LIKE 'Pre%' ESCAPE '\')");
+        assert_eq!(s("it's", &[]), "(lower(x) = 'it''s')");
+        let json = Target { expr: "p".into(), json_text: true };
+        assert_eq!(string_match(&json, &mods_of(&[Modifier::Contains]), &SigmaString::new("a\"b")), r#"(p ILIKE '%a\\"b%' ESCAPE '\')"#);
+    }
+
+    fn mods_of(m: &[Modifier]) -> Mods {
+        mods(m).unwrap()
+    }
+
+    #[test]
+    fn conditions_quantifiers_and_not_are_never_null() {
+        let sql = compile(&rule("  sel_a:\n    eventName: A\n  sel_b:\n    eventName: B\n  _x:\n    eventName: C\n  filter:\n    errorCode: X\n  condition: 1 of sel_* and not filter\n")).unwrap();
+        assert!(sql.contains("NOT coalesce("), "{sql}");
+        let them = compile(&rule("  a:\n    eventName: A\n  _b:\n    eventName: B\n  condition: all of them\n")).unwrap();
+        assert!(!them.contains("'b'"), "`them` leaves out _b: {them}");
+        let two = compile(&rule("  a:\n    eventName: A\n  b:\n    eventName: B\n  c:\n    eventName: C\n  condition: 2 of them\n")).unwrap();
+        assert!(two.ends_with(">= 2)"), "{two}");
+    }
+
+    #[test]
+    fn what_is_not_translated_is_refused_by_name() {
+        let e = |d: &str| compile(&rule(d)).unwrap_err().0;
+        assert_eq!(e("  sel:\n    eventName|windash: A\n  condition: sel\n"), "modifier |windash");
+        assert_eq!(e("  sel:\n    bogus: A\n  condition: sel\n"), "unknown field bogus");
+    }
+
+    #[test]
+    fn base64_offsets_match_the_specification() {
+        // The three encodings Sigma's documentation gives for `/bin/bash`.
+        assert_eq!(base64_offsets("/bin/bash"), vec!["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]);
+        assert_eq!(base64_plain("/bin/bash"), "L2Jpbi9iYXNo");
+    }
+
+    #[test]
+    fn selector_patterns() {
+        assert!(glob_match("sel_*", "sel_a"));
+        assert!(glob_match("*", "x"));
+        assert!(!glob_match("sel_*", "filter"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+    }
+}
