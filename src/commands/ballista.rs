@@ -19,9 +19,7 @@ pub async fn scheduler(args: &SchedulerArgs, storage: &Arc<Storage>) -> Result<O
 
 pub async fn executor(args: &ExecutorArgs, storage: &Arc<Storage>) -> Result<Outcome> {
     let (host, port) = match args.scheduler.rsplit_once(':') {
-        Some((h, p)) => {
-            (h, p.parse().map_err(|_| Error::Usage(format!("--scheduler {}: bad port", args.scheduler)))?)
-        }
+        Some((h, p)) => (h, p.parse().map_err(|_| Error::Usage(format!("--scheduler {}: bad port", args.scheduler)))?),
         None => (args.scheduler.as_str(), 50050),
     };
     let opts = crate::session::ballista::ExecutorOptions {

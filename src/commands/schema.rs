@@ -9,10 +9,9 @@ pub fn run(args: &SchemaArgs) -> Result<Outcome> {
     let text = match args.format.as_str() {
         "markdown" => trailsql_lake::schema::markdown(),
         "duckdb" => format!("{}\n", crate::ddl::duckdb_event_type()),
-        "text" => trailsql_lake::schema::doc_rows()
-            .into_iter()
-            .map(|r| format!("{:<55} {}\n", r.path, r.sql_type))
-            .collect(),
+        "text" => {
+            trailsql_lake::schema::doc_rows().into_iter().map(|r| format!("{:<55} {}\n", r.path, r.sql_type)).collect()
+        }
         other => {
             return Err(Error::Usage(format!("unknown schema format {other:?}: text, markdown or duckdb")));
         }

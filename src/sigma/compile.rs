@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use rsigma_parser::{
-    ConditionExpr, Detection, DetectionItem, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaString,
-    SigmaValue, SpecialChar, StringPart,
+    ConditionExpr, Detection, DetectionItem, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaString, SigmaValue,
+    SpecialChar, StringPart,
 };
 use trailsql_lake::schema::{self, EVENT, Field, Kind};
 
@@ -257,18 +257,20 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
             return unsupported(format!("{name}|fieldref with other modifiers"));
         }
         let other = target(&text.original)?;
-        if m.cased {
-            format!("({expr} = {})", other.expr)
-        } else {
-            format!("(lower({expr}) = lower({}))", other.expr)
-        }
+        if m.cased { format!("({expr} = {})", other.expr) } else { format!("(lower({expr}) = lower({}))", other.expr) }
     } else if let Some(offsets) = m.base64 {
         let Some(plain) = text.as_plain() else {
             return unsupported(format!("{name}|base64 of a value with wildcards"));
         };
         let encoded = if offsets { base64_offsets(&plain) } else { vec![base64_plain(&plain)] };
         // Base64 is case-sensitive: the encodings are matched as they are.
-        let cased = Mods { cased: true, base64: None, ..*m };
+        let cased = Mods {
+            cased: true,
+            contains: m.contains,
+            startswith: m.startswith,
+            endswith: m.endswith,
+            ..Mods::default()
+        };
         any(encoded.iter().map(|e| string_match(t, &cased, &SigmaString::from_raw(e))).collect())
     } else {
         string_match(t, m, &text)
@@ -309,7 +311,8 @@ fn string_match(t: &Target, m: &Mods, s: &SigmaString) -> String {
     };
     let has_wildcards = s.parts.iter().any(|p| matches!(p, StringPart::Special(_)));
     if !(has_wildcards || m.contains || m.startswith || m.endswith) {
-        let plain: String = s.parts.iter().map(|p| if let StringPart::Plain(p) = p { escape_json(p) } else { String::new() }).collect();
+        let plain: String =
+            s.parts.iter().map(|p| if let StringPart::Plain(p) = p { escape_json(p) } else { String::new() }).collect();
         return if m.cased {
             format!("({} = {})", t.expr, literal(&plain))
         } else {
@@ -383,7 +386,10 @@ mod tests {
 
     #[test]
     fn maps_are_and_lists_are_or_and_matching_ignores_case() {
-        let sql = compile(&rule("  sel:\n    eventSource: s3.amazonaws.com\n    eventName:\n      - A\n      - B\n  condition: sel\n")).unwrap();
+        let sql = compile(&rule(
+            "  sel:\n    eventSource: s3.amazonaws.com\n    eventName:\n      - A\n      - B\n  condition: sel\n",
+        ))
+        .unwrap();
         assert!(sql.contains("(lower(eventsource) = 's3.amazonaws.com')"), "{sql}");
         assert!(sql.contains(" AND "), "{sql}");
         assert!(sql.contains("(lower(eventname) = 'a')") && sql.contains(" OR "), "{sql}");
@@ -391,8 +397,14 @@ mod tests {
 
     #[test]
     fn fields_map_to_columns_struct_fields_and_json_paths() {
-        assert_eq!(target("userIdentity.sessionContext.sessionIssuer.userName").unwrap().expr, "useridentity['sessioncontext']['sessionissuer']['username']");
-        assert_eq!(target("requestParameters.ipPermissions.items").unwrap().expr, "json_as_text(requestparameters, 'ipPermissions', 'items')");
+        assert_eq!(
+            target("userIdentity.sessionContext.sessionIssuer.userName").unwrap().expr,
+            "useridentity['sessioncontext']['sessionissuer']['username']"
+        );
+        assert_eq!(
+            target("requestParameters.ipPermissions.items").unwrap().expr,
+            "json_as_text(requestparameters, 'ipPermissions', 'items')"
+        );
         assert!(target("requestParameters").unwrap().json_text);
         assert_eq!(target("readOnly").unwrap().expr, "CAST(readonly AS VARCHAR)");
         assert_eq!(target("nosuchfield").err(), Some(Unsupported("unknown field nosuchfield".into())));
@@ -409,7 +421,10 @@ mod tests {
         assert_eq!(s("Pre", &[Modifier::StartsWith, Modifier::Cased]), r"(x LIKE 'Pre%' ESCAPE '\')");
         assert_eq!(s("it's", &[]), "(lower(x) = 'it''s')");
         let json = Target { expr: "p".into(), json_text: true };
-        assert_eq!(string_match(&json, &mods_of(&[Modifier::Contains]), &SigmaString::new("a\"b")), r#"(p ILIKE '%a\\"b%' ESCAPE '\')"#);
+        assert_eq!(
+            string_match(&json, &mods_of(&[Modifier::Contains]), &SigmaString::new("a\"b")),
+            r#"(p ILIKE '%a\\"b%' ESCAPE '\')"#
+        );
     }
 
     fn mods_of(m: &[Modifier]) -> Mods {
@@ -420,9 +435,13 @@ mod tests {
     fn conditions_quantifiers_and_not_are_never_null() {
         let sql = compile(&rule("  sel_a:\n    eventName: A\n  sel_b:\n    eventName: B\n  _x:\n    eventName: C\n  filter:\n    errorCode: X\n  condition: 1 of sel_* and not filter\n")).unwrap();
         assert!(sql.contains("NOT coalesce("), "{sql}");
-        let them = compile(&rule("  a:\n    eventName: A\n  _b:\n    eventName: B\n  condition: all of them\n")).unwrap();
+        let them =
+            compile(&rule("  a:\n    eventName: A\n  _b:\n    eventName: B\n  condition: all of them\n")).unwrap();
         assert!(!them.contains("'b'"), "`them` leaves out _b: {them}");
-        let two = compile(&rule("  a:\n    eventName: A\n  b:\n    eventName: B\n  c:\n    eventName: C\n  condition: 2 of them\n")).unwrap();
+        let two = compile(&rule(
+            "  a:\n    eventName: A\n  b:\n    eventName: B\n  c:\n    eventName: C\n  condition: 2 of them\n",
+        ))
+        .unwrap();
         assert!(two.ends_with(">= 2)"), "{two}");
     }
 

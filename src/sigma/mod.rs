@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rsigma_parser::{Level, SigmaRule};
 
-pub use compile::Unsupported;
 use crate::error::{Error, Result};
+pub use compile::Unsupported;
 
 /// A rule ready to run.
 #[derive(Debug, Clone)]
@@ -51,9 +51,10 @@ fn rank(level: Option<Level>) -> usize {
 pub fn load(paths: &[PathBuf], min_level: Option<&str>) -> Result<RuleSet> {
     let min = match min_level {
         None => 0,
-        Some(l) => LEVELS.iter().position(|x| x.eq_ignore_ascii_case(l)).ok_or_else(|| {
-            Error::Usage(format!("unknown level {l:?}: {}", LEVELS.join(", ")))
-        })?,
+        Some(l) => LEVELS
+            .iter()
+            .position(|x| x.eq_ignore_ascii_case(l))
+            .ok_or_else(|| Error::Usage(format!("unknown level {l:?}: {}", LEVELS.join(", "))))?,
     };
     let mut files = Vec::new();
     for p in paths {

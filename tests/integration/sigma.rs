@@ -44,7 +44,10 @@ fn searchable(e: &Value) -> String {
     let Some(o) = e.as_object() else { return String::new() };
     o.iter()
         .filter(|(k, _)| {
-            EVENT.iter().find(|f| f.key.eq_ignore_ascii_case(k)).is_none_or(|f| matches!(f.kind, Kind::Text | Kind::Json))
+            EVENT
+                .iter()
+                .find(|f| f.key.eq_ignore_ascii_case(k))
+                .is_none_or(|f| matches!(f.kind, Kind::Text | Kind::Json))
         })
         .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), String::from))
         .collect::<Vec<_>>()
@@ -70,23 +73,29 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
         (
             "ingress_opened_case_insensitive",
             "detection:\n  sel:\n    eventName|startswith: 'authorizesecuritygroup'\n    eventName|endswith: INGRESS\n  condition: sel\nlevel: medium\n",
-            |e| text(e, &["eventName"]).is_some_and(|n| {
-                let n = n.to_lowercase();
-                n.starts_with("authorizesecuritygroup") && n.ends_with("ingress")
-            }),
+            |e| {
+                text(e, &["eventName"]).is_some_and(|n| {
+                    let n = n.to_lowercase();
+                    n.starts_with("authorizesecuritygroup") && n.ends_with("ingress")
+                })
+            },
         ),
         (
             "snapshot_shared",
             "detection:\n  sel:\n    eventName: ModifySnapshotAttribute\n    requestParameters.attributeType: CREATE_VOLUME_PERMISSION\n  condition: sel\nlevel: high\n",
-            |e| is(e, &["eventName"], "ModifySnapshotAttribute")
-                && is(e, &["requestParameters", "attributeType"], "CREATE_VOLUME_PERMISSION"),
+            |e| {
+                is(e, &["eventName"], "ModifySnapshotAttribute")
+                    && is(e, &["requestParameters", "attributeType"], "CREATE_VOLUME_PERMISSION")
+            },
         ),
         (
             "console_login_without_mfa",
             "detection:\n  sel:\n    eventName: ConsoleLogin\n    additionalEventData.MFAUsed: 'No'\n    responseElements.ConsoleLogin: Success\n  condition: sel\nlevel: medium\n",
-            |e| is(e, &["eventName"], "ConsoleLogin")
-                && is(e, &["additionalEventData", "MFAUsed"], "No")
-                && is(e, &["responseElements", "ConsoleLogin"], "Success"),
+            |e| {
+                is(e, &["eventName"], "ConsoleLogin")
+                    && is(e, &["additionalEventData", "MFAUsed"], "No")
+                    && is(e, &["responseElements", "ConsoleLogin"], "Success")
+            },
         ),
         (
             "access_key_for_another_user",
@@ -95,33 +104,38 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
                 let target = text(e, &["requestParameters", "userName"]);
                 is(e, &["eventName"], "CreateAccessKey")
                     && target.is_some()
-                    && !text(e, &["userIdentity", "userName"]).is_some_and(|u| Some(u.to_lowercase()) == target.map(str::to_lowercase))
+                    && !text(e, &["userIdentity", "userName"])
+                        .is_some_and(|u| Some(u.to_lowercase()) == target.map(str::to_lowercase))
             },
         ),
         (
             "secrets_by_regex",
             "detection:\n  sel:\n    eventName|re|i: '^get(secret|parameter)'\n  condition: sel\nlevel: low\n",
-            |e| text(e, &["eventName"]).is_some_and(|n| {
-                let n = n.to_lowercase();
-                n.starts_with("getsecret") || n.starts_with("getparameter")
-            }),
+            |e| {
+                text(e, &["eventName"]).is_some_and(|n| {
+                    let n = n.to_lowercase();
+                    n.starts_with("getsecret") || n.starts_with("getparameter")
+                })
+            },
         ),
         (
             "s3_errors_exist",
             "detection:\n  sel:\n    eventSource: s3.amazonaws.com\n    errorCode|exists: true\n  condition: sel\nlevel: low\n",
             |e| is(e, &["eventSource"], "s3.amazonaws.com") && at(e, &["errorCode"]).is_some_and(|v| !v.is_null()),
         ),
-        (
-            "ssm_keyword",
-            "detection:\n  keywords:\n    - SendCommand\n  condition: keywords\nlevel: low\n",
-            |e| searchable(e).contains("sendcommand"),
-        ),
+        ("ssm_keyword", "detection:\n  keywords:\n    - SendCommand\n  condition: keywords\nlevel: low\n", |e| {
+            searchable(e).contains("sendcommand")
+        }),
         (
             "private_networks_cidr",
             "detection:\n  sel:\n    sourceIPAddress|cidr:\n      - 10.0.0.0/8\n      - 172.16.0.0/12\n      - 192.168.0.0/16\n  condition: sel\nlevel: informational\n",
-            |e| text(e, &["sourceIPAddress"]).is_some_and(|ip| {
-                ipv4_in(ip, [10, 0, 0, 0], 8) || ipv4_in(ip, [172, 16, 0, 0], 12) || ipv4_in(ip, [192, 168, 0, 0], 16)
-            }),
+            |e| {
+                text(e, &["sourceIPAddress"]).is_some_and(|ip| {
+                    ipv4_in(ip, [10, 0, 0, 0], 8)
+                        || ipv4_in(ip, [172, 16, 0, 0], 12)
+                        || ipv4_in(ip, [192, 168, 0, 0], 16)
+                })
+            },
         ),
         (
             "secret_read_without_error",
@@ -143,10 +157,13 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
         (
             "all_of_a_list_in_the_payload_text",
             "detection:\n  sel:\n    eventName: PutBucketPolicy\n    requestParameters|contains|all:\n      - 'Effect'\n      - 'Principal'\n  condition: sel\nlevel: medium\n",
-            |e| is(e, &["eventName"], "PutBucketPolicy") && at(e, &["requestParameters"]).is_some_and(|p| {
-                let t = p.to_string().to_lowercase();
-                t.contains("effect") && t.contains("principal")
-            }),
+            |e| {
+                is(e, &["eventName"], "PutBucketPolicy")
+                    && at(e, &["requestParameters"]).is_some_and(|p| {
+                        let t = p.to_string().to_lowercase();
+                        t.contains("effect") && t.contains("principal")
+                    })
+            },
         ),
     ]
 }
@@ -226,11 +243,15 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     assert!(err.contains("windash.yml: Dash: modifier |windash"), "{err}");
     assert!(err.contains("sigma: not supported: ") && err.contains("count.yml"), "{err}");
     assert!(stdout(&out).starts_with("rule_id,rule_title,level,eventtime,account_id,"), "{}", stdout(&out));
-    let root_logins = count(lake, "SELECT count(*) FROM cloudtrail WHERE eventname = 'ConsoleLogin' AND useridentity.type = 'Root'");
+    let root_logins =
+        count(lake, "SELECT count(*) FROM cloudtrail WHERE eventname = 'ConsoleLogin' AND useridentity.type = 'Root'");
     assert!(root_logins > 0);
     assert_eq!(stdout(&out).lines().count() as i64, 1 + root_logins, "{}", stdout(&out));
 
-    let skip = run(bin().args(["sigma", "--skip-unsupported", "--fail-on-rows", "--level", "high", "--lake"]).arg(lake).arg(&rules));
+    let skip = run(bin()
+        .args(["sigma", "--skip-unsupported", "--fail-on-rows", "--level", "high", "--lake"])
+        .arg(lake)
+        .arg(&rules));
     assert_eq!(skip.status.code(), Some(1), "rows found: {}", stderr(&skip));
 
     // `run` takes rule files beside SQL, and the REPL has \sigma.
