@@ -1,7 +1,7 @@
 //! trailsql: a SQL engine over AWS CloudTrail logs, on Apache DataFusion.
 
-pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod ddl;
 pub mod embedded;
 pub mod error;

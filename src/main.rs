@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use trailsql::cli::Cli;
 use trailsql::error::Error;
-use trailsql::{app, outcome};
+use trailsql::{commands, outcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return outcome::exit_code(Err(Error::Other(format!("cannot start the runtime: {e}")))),
     };
-    outcome::exit_code(runtime.block_on(app::run(cli)))
+    outcome::exit_code(runtime.block_on(commands::run(cli)))
 }
 
 /// Logs go to stderr as `RUST_LOG` says (`RUST_LOG=info`, `RUST_LOG=ballista=debug`). The Ballista processes run
