@@ -104,8 +104,8 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
                 let target = text(e, &["requestParameters", "userName"]);
                 is(e, &["eventName"], "CreateAccessKey")
                     && target.is_some()
-                    && !text(e, &["userIdentity", "userName"])
-                        .is_some_and(|u| Some(u.to_lowercase()) == target.map(str::to_lowercase))
+                    && text(e, &["userIdentity", "userName"])
+                        .is_none_or(|u| Some(u.to_lowercase()) != target.map(str::to_lowercase))
             },
         ),
         (
