@@ -20,7 +20,7 @@ pub async fn run(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<Ou
     for t in &args.targets {
         if crate::sigma::is_rule_file(t) {
             let set = crate::sigma::load(&[t.into()], None)?;
-            targets.push(crate::queries::SavedQuery::parse(&crate::sigma::fused_sql(&set.rules), "sigma", t));
+            targets.push(crate::queries::SavedQuery::parse(&crate::sigma::query(&set), "sigma", t));
             rule_sets.push(set);
         } else {
             targets.push(crate::queries::resolve(t, &cli.queries_dirs)?);

@@ -24,7 +24,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         let lake = open_lake(&lake_location(cli)?, false, storage).await?;
         let session = session::build(&lake, &session_options(cli)?, storage.clone()).await?;
         let opts = print_options(&args.output)?;
-        let out = crate::exec::execute(&session, &crate::sigma::fused_sql(&set.rules)).await?;
+        let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
         let mut sink = output_sink(args.output.output.as_deref())?;
         let rows = print::print_stream(&mut sink, &out.schema, out.batches, &opts).await?;
         sink.flush().map_err(|e| Error::io("output", e))?;

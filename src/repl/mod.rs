@@ -350,7 +350,7 @@ impl Repl {
             Meta::Expanded(v) => self.print.expanded = v.unwrap_or(!self.print.expanded),
             Meta::Sigma(path) => {
                 let set = crate::sigma::load(&[path], None)?;
-                let sql = crate::sigma::fused_sql(&set.rules);
+                let sql = crate::sigma::query(&set);
                 self.run_query(&crate::queries::SavedQuery::parse(&sql, "sigma", "rules"), &Default::default()).await;
                 eprint!("{}", crate::sigma::summary(&set, None));
             }

@@ -9,10 +9,12 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use rsigma_parser::{
-    ConditionExpr, Detection, DetectionItem, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaString, SigmaValue,
-    SpecialChar, StringPart,
+    ConditionExpr, Detection, DetectionItem, Detections, Modifier, Quantifier, SelectorPattern, SigmaRule, SigmaString,
+    SigmaValue, SpecialChar, StringPart,
 };
 use trailsql_lake::schema::{self, EVENT, Field, Kind};
+
+use super::literal;
 
 /// A construct a rule uses that is not translated, in the rule's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +29,17 @@ fn unsupported<T>(what: impl Into<String>) -> Compiled<T> {
 /// The SQL condition of a rule: true for the events it matches.
 pub fn rule_condition(rule: &SigmaRule) -> Compiled<String> {
     let d = &rule.detection;
-    if let Some(t) = &d.timeframe {
-        return unsupported(format!("timeframe {t} (aggregation over time)"));
-    }
     if let Some(c) = d.condition_strings.iter().find(|c| c.contains('|')) {
         return unsupported(format!("aggregation in the condition `{c}`"));
     }
+    if let Some(t) = &d.timeframe {
+        return unsupported(format!("timeframe {t} without an aggregation"));
+    }
+    detections(d)
+}
+
+/// The SQL condition of a detection section (a rule's, or a filter's), whatever its timeframe.
+pub fn detections(d: &Detections) -> Compiled<String> {
     if d.conditions.is_empty() {
         return unsupported("a detection without a condition");
     }
@@ -155,9 +162,9 @@ fn target(name: &str) -> Compiled<Target> {
     })
 }
 
-/// A SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// A field's value as text, for grouping and counting.
+pub fn field_text(name: &str) -> Compiled<String> {
+    Ok(target(name)?.expr)
 }
 
 /// The modifiers of an item, as flags.

@@ -5,15 +5,17 @@
 //! escapes); the SQL is ours (`compile.rs`).
 
 mod compile;
+mod correlate;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rsigma_parser::{Level, SigmaRule};
+use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, Level, LogSource, SigmaRule};
 
 use crate::error::{Error, Result};
 pub use compile::Unsupported;
 
-/// A rule ready to run.
+/// A rule ready to run: a detection, true for the events it matches, or a correlation over such rules.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
@@ -21,8 +23,15 @@ pub struct Rule {
     pub level: String,
     /// The file it came from.
     pub file: String,
-    /// True for the events it matches.
-    pub condition: String,
+    pub kind: RuleKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// The SQL condition of a detection.
+    Detection(String),
+    /// The whole query of a correlation.
+    Correlation(String),
 }
 
 /// What a set of rule files held.
@@ -35,8 +44,6 @@ pub struct RuleSet {
     pub other_sources: usize,
     /// Rules under the minimum level, left aside.
     pub below_level: usize,
-    /// Correlation rules, not run yet.
-    pub correlations: Vec<(String, String)>,
 }
 
 /// The levels of Sigma, lowest first, for `--level`.
@@ -46,8 +53,28 @@ fn rank(level: Option<Level>) -> usize {
     level.map_or(0, |l| LEVELS.iter().position(|x| *x == l.as_str()).unwrap_or(0))
 }
 
+/// A detection rule as read, before it is known whether it runs alone.
+struct Detection {
+    file: String,
+    rule: SigmaRule,
+    /// Its SQL condition, filters applied; or why it cannot be translated.
+    condition: std::result::Result<String, Unsupported>,
+    /// The old aggregation its condition ended with, and its timeframe.
+    aggregation: Option<(String, Option<String>)>,
+}
+
+impl Detection {
+    fn is_called(&self, reference: &str) -> bool {
+        self.rule.id.as_deref() == Some(reference) || self.rule.name.as_deref() == Some(reference)
+    }
+}
+
 /// Reads rule files and directories (`.yml` and `.yaml`, recursively), keeps the rules for CloudTrail at or above
 /// `min_level`, and compiles them. A file that is not valid Sigma is an error naming it.
+///
+/// Filter rules narrow the rules they name (or all rules) wherever those are; a correlation counts the events of
+/// the rules it names, which then give no rows of their own unless it says `generate: true` (a correlation that
+/// is not run leaves its rules to run alone, so that nothing they find is hidden).
 pub fn load(paths: &[PathBuf], min_level: Option<&str>) -> Result<RuleSet> {
     let min = match min_level {
         None => 0,
@@ -64,37 +91,162 @@ pub fn load(paths: &[PathBuf], min_level: Option<&str>) -> Result<RuleSet> {
         return Err(Error::Usage(format!("no Sigma rule files (.yml, .yaml) in {}", show_paths(paths))));
     }
     let mut set = RuleSet::default();
+    let mut detections: Vec<Detection> = Vec::new();
+    let mut correlations: Vec<(String, CorrelationRule)> = Vec::new();
+    let mut filters: Vec<FilterRule> = Vec::new();
     for file in files {
         let name = file.display().to_string();
         let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        let (text, aggregation) = match split_aggregation(&text) {
+            Some((rest, aggregation, timeframe)) => (rest, Some((aggregation, timeframe))),
+            None => (text, None),
+        };
         let collection = rsigma_parser::parse_sigma_yaml(&text).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
-        // A rule the parser refuses (the older `| count() … > N` conditions among them) is not run, and listed.
+        // A rule the parser refuses is not run, and listed.
         for e in &collection.errors {
             set.unsupported.push((name.clone(), "(rule not parsed)".into(), e.clone()));
         }
-        for c in &collection.correlations {
-            set.correlations.push((name.clone(), c.title.clone()));
-        }
-        for rule in &collection.rules {
-            if !is_cloudtrail(rule) {
+        for rule in collection.rules {
+            if !is_cloudtrail(&rule.logsource) {
                 set.other_sources += 1;
-            } else if rank(rule.level) < min {
-                set.below_level += 1;
-            } else {
-                match compile::rule_condition(rule) {
-                    Ok(condition) => set.rules.push(Rule {
-                        id: rule.id.clone().unwrap_or_else(|| rule.title.clone()),
-                        title: rule.title.clone(),
-                        level: rule.level.map_or("", |l| l.as_str()).to_string(),
-                        file: name.clone(),
-                        condition,
-                    }),
-                    Err(Unsupported(what)) => set.unsupported.push((name.clone(), rule.title.clone(), what)),
-                }
+                continue;
             }
+            let condition = match &aggregation {
+                Some(_) => compile::detections(&rule.detection),
+                None => compile::rule_condition(&rule),
+            };
+            detections.push(Detection { file: name.clone(), rule, condition, aggregation: aggregation.clone() });
+        }
+        correlations.extend(collection.correlations.into_iter().map(|c| (name.clone(), c)));
+        filters.extend(collection.filters);
+    }
+    for f in filters.iter().filter(|f| f.logsource.as_ref().is_none_or(is_cloudtrail)) {
+        let filter = compile::detections(&f.detection);
+        for d in detections.iter_mut().filter(|d| match &f.rules {
+            FilterRuleTarget::Any => true,
+            FilterRuleTarget::Specific(names) => names.iter().any(|n| d.is_called(n)),
+        }) {
+            d.condition = match (&d.condition, &filter) {
+                (Ok(c), Ok(f)) => Ok(format!("({c} AND {f})")),
+                (Err(e), _) => Err(e.clone()),
+                (_, Err(Unsupported(e))) => Err(Unsupported(format!("filter {}: {e}", f.title))),
+            };
+        }
+    }
+    // The rules that only feed the correlations that run.
+    let mut fed: BTreeSet<usize> = BTreeSet::new();
+    for (file, c) in &correlations {
+        let mut inputs = Vec::new();
+        let mut refused = None;
+        for reference in &c.rules {
+            match detections.iter().position(|d| d.is_called(reference)) {
+                Some(i) => inputs.push(i),
+                None => refused = Some(format!("it counts rule {reference}, which is not a CloudTrail rule loaded")),
+            }
+        }
+        if rank(c.level) < min {
+            set.below_level += 1;
+            continue;
+        }
+        let compiled = match refused {
+            Some(why) => Err(Unsupported(why)),
+            None => correlation(c, &inputs, &detections),
+        };
+        let id = c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone());
+        match compiled {
+            Ok(sql) => {
+                if !c.generate {
+                    fed.extend(&inputs);
+                }
+                set.rules.push(Rule {
+                    id,
+                    title: c.title.clone(),
+                    level: c.level.map_or("", |l| l.as_str()).to_string(),
+                    file: file.clone(),
+                    kind: RuleKind::Correlation(sql),
+                })
+            }
+            Err(Unsupported(what)) => set.unsupported.push((file.clone(), c.title.clone(), what)),
+        }
+    }
+    for (i, d) in detections.iter().enumerate() {
+        if fed.contains(&i) {
+            continue;
+        }
+        if rank(d.rule.level) < min {
+            set.below_level += 1;
+            continue;
+        }
+        let rule = &d.rule;
+        let compiled = match (&d.condition, &d.aggregation) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(c), None) => Ok(RuleKind::Detection(c.clone())),
+            (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
+                .and_then(|spec| {
+                    let input = correlate::Input { name: "", condition: c };
+                    correlate::sql(&spec, &head(&rule_id(rule), &rule.title, rule.level), &[input])
+                })
+                .map(RuleKind::Correlation),
+        };
+        match compiled {
+            Ok(kind) => set.rules.push(Rule {
+                id: rule_id(rule),
+                title: rule.title.clone(),
+                level: rule.level.map_or("", |l| l.as_str()).to_string(),
+                file: d.file.clone(),
+                kind,
+            }),
+            Err(Unsupported(what)) => set.unsupported.push((d.file.clone(), rule.title.clone(), what)),
         }
     }
     Ok(set)
+}
+
+fn rule_id(rule: &SigmaRule) -> String {
+    rule.id.clone().unwrap_or_else(|| rule.title.clone())
+}
+
+/// The first columns of every result row: which rule.
+fn head(id: &str, title: &str, level: Option<Level>) -> String {
+    format!(
+        "{} AS rule_id, {} AS rule_title, {} AS level",
+        literal(id),
+        literal(title),
+        literal(level.map_or("", |l| l.as_str()))
+    )
+}
+
+fn correlation(
+    c: &CorrelationRule,
+    inputs: &[usize],
+    detections: &[Detection],
+) -> std::result::Result<String, Unsupported> {
+    let spec = correlate::spec(c)?;
+    let mut named = Vec::new();
+    for (i, reference) in inputs.iter().zip(&c.rules) {
+        let d = &detections[*i];
+        if d.aggregation.is_some() {
+            return Err(Unsupported(format!("it counts rule {reference}, which is itself an aggregation")));
+        }
+        match &d.condition {
+            Ok(condition) => named.push(correlate::Input { name: reference, condition }),
+            Err(Unsupported(e)) => return Err(Unsupported(format!("it counts rule {reference}, which uses {e}"))),
+        }
+    }
+    let id = c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone());
+    correlate::sql(&spec, &head(&id, &c.title, c.level), &named)
+}
+
+/// A rule whose condition ends in an old aggregation (`sel | count() by x > 5`), as the parser of today's
+/// specification does not take it: the document without the aggregation and its `timeframe`, and those two.
+fn split_aggregation(text: &str) -> Option<(String, String, Option<String>)> {
+    let mut doc: yaml_serde::Value = yaml_serde::from_str(text).ok()?;
+    let detection = doc.get_mut("detection")?.as_mapping_mut()?;
+    let (base, aggregation) = detection.get("condition")?.as_str()?.split_once('|')?;
+    let (base, aggregation) = (base.trim().to_string(), aggregation.to_string());
+    let timeframe = detection.remove("timeframe").and_then(|t| t.as_str().map(String::from));
+    detection.insert("condition".into(), base.into());
+    Some((yaml_serde::to_string(&doc).ok()?, aggregation, timeframe))
 }
 
 fn show_paths(paths: &[PathBuf]) -> String {
@@ -127,8 +279,7 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// `logsource: product: aws, service: cloudtrail`.
-fn is_cloudtrail(rule: &SigmaRule) -> bool {
-    let ls = &rule.logsource;
+fn is_cloudtrail(ls: &LogSource) -> bool {
     ls.product.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("aws"))
         && ls.service.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("cloudtrail"))
 }
@@ -137,19 +288,28 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// The columns of a match, after the rule's.
+/// The columns of a matching event, after the rule's.
 const EVENT_COLUMNS: &str = "eventtime, account_id, awsregion, eventsource, eventname, \
      principal_name(useridentity) AS principal, sourceipaddress, eventid";
 
+/// The columns a correlation fills, empty for a detection's match.
+const NO_CORRELATION: &str = "CAST(NULL AS VARCHAR) AS correlation_group, CAST(NULL AS BIGINT) AS correlation_count";
+
+/// The order of every result: by time, then rule.
+const ORDER: &str = "ORDER BY eventtime, rule_id, eventid";
+
 /// One rule's query, as `--explain` shows it.
 pub fn rule_sql(rule: &Rule) -> String {
-    format!(
-        "SELECT {} AS rule_id, {} AS rule_title, {} AS level, {EVENT_COLUMNS}\nFROM cloudtrail\nWHERE {}\nORDER BY eventtime",
-        literal(&rule.id),
-        literal(&rule.title),
-        literal(&rule.level),
-        rule.condition
-    )
+    match &rule.kind {
+        RuleKind::Detection(condition) => format!(
+            "SELECT {} AS rule_id, {} AS rule_title, {} AS level, {EVENT_COLUMNS}, {NO_CORRELATION}\nFROM cloudtrail\n\
+             WHERE {condition}\n{ORDER}",
+            literal(&rule.id),
+            literal(&rule.title),
+            literal(&rule.level),
+        ),
+        RuleKind::Correlation(sql) => format!("{sql}\n{ORDER}"),
+    }
 }
 
 /// Whether a `run` target names Sigma rules rather than SQL.
@@ -159,7 +319,7 @@ pub fn is_rule_file(target: &str) -> bool {
 
 /// The error that makes the exit code 2 when rules were not run, unless the user chose to skip them.
 pub fn refused(set: &RuleSet) -> Option<Error> {
-    let n = set.unsupported.len() + set.correlations.len();
+    let n = set.unsupported.len();
     (n > 0).then(|| {
         Error::Usage(format!(
             "{n} rule(s) not run: they use constructs that are not supported (listed above); --skip-unsupported \
@@ -168,30 +328,51 @@ pub fn refused(set: &RuleSet) -> Option<Error> {
     })
 }
 
-/// Every rule in one query and one scan: each event is tested against all conditions, and one row comes out per
-/// (rule, matching event).
-pub fn fused_sql(rules: &[Rule]) -> String {
-    if rules.is_empty() {
-        return "SELECT CAST(NULL AS VARCHAR) AS rule_id, CAST(NULL AS VARCHAR) AS rule_title, \
-                CAST(NULL AS VARCHAR) AS level, eventtime, account_id, awsregion, eventsource, eventname, \
-                principal_name(useridentity) AS principal, sourceipaddress, eventid FROM cloudtrail WHERE false"
-            .to_string();
+/// Every rule in one query. The detections share one scan: each event is tested against all their conditions,
+/// and one row comes out per (rule, matching event). Each correlation adds one scan of the events its rules match.
+pub fn query(set: &RuleSet) -> String {
+    let detections: Vec<(&Rule, &str)> = set
+        .rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            RuleKind::Detection(c) => Some((r, c.as_str())),
+            RuleKind::Correlation(_) => None,
+        })
+        .collect();
+    let mut parts: Vec<String> = set
+        .rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            RuleKind::Correlation(sql) => Some(sql.clone()),
+            RuleKind::Detection(_) => None,
+        })
+        .collect();
+    if !detections.is_empty() || parts.is_empty() {
+        parts.insert(0, fused(&detections));
     }
-    let hits: Vec<String> =
-        rules.iter().enumerate().map(|(i, r)| format!("CASE WHEN {} THEN {i} END", r.condition)).collect();
-    let any: Vec<&str> = rules.iter().map(|r| r.condition.as_str()).collect();
+    format!("SELECT * FROM (\n{}\n) sigma\n{ORDER}", parts.join("\nUNION ALL\n"))
+}
+
+fn fused(rules: &[(&Rule, &str)]) -> String {
+    if rules.is_empty() {
+        return format!(
+            "SELECT CAST(NULL AS VARCHAR) AS rule_id, CAST(NULL AS VARCHAR) AS rule_title, \
+             CAST(NULL AS VARCHAR) AS level, {EVENT_COLUMNS}, {NO_CORRELATION} FROM cloudtrail WHERE false"
+        );
+    }
+    let hits: Vec<String> = rules.iter().enumerate().map(|(i, (_, c))| format!("CASE WHEN {c} THEN {i} END")).collect();
+    let any: Vec<&str> = rules.iter().map(|(_, c)| *c).collect();
     let values: Vec<String> = rules
         .iter()
         .enumerate()
-        .map(|(i, r)| format!("({i}, {}, {}, {})", literal(&r.id), literal(&r.title), literal(&r.level)))
+        .map(|(i, (r, _))| format!("({i}, {}, {}, {})", literal(&r.id), literal(&r.title), literal(&r.level)))
         .collect();
     format!(
         "SELECT r.rule_id, r.rule_title, r.level, m.eventtime, m.account_id, m.awsregion, m.eventsource, \
-         m.eventname, m.principal, m.sourceipaddress, m.eventid\n\
+         m.eventname, m.principal, m.sourceipaddress, m.eventid, {NO_CORRELATION}\n\
          FROM (\n  SELECT {EVENT_COLUMNS},\n    unnest(make_array({})) AS rule_index\n  FROM cloudtrail\n  \
          WHERE {}\n) m\n\
-         JOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON m.rule_index = r.rule_index\n\
-         ORDER BY m.eventtime, r.rule_id, m.eventid",
+         JOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON m.rule_index = r.rule_index",
         hits.join(",\n      "),
         any.join("\n     OR "),
         values.join(", ")
@@ -201,14 +382,15 @@ pub fn fused_sql(rules: &[Rule]) -> String {
 /// The summary printed on standard error after a run, with the number of matches when it is known.
 pub fn summary(set: &RuleSet, matches: Option<usize>) -> String {
     let mut s = format!("sigma: {} rule{} run", set.rules.len(), if set.rules.len() == 1 { "" } else { "s" });
+    let correlations = set.rules.iter().filter(|r| matches!(r.kind, RuleKind::Correlation(_))).count();
+    if correlations > 0 {
+        s.push_str(&format!(" ({correlations} correlation{})", if correlations == 1 { "" } else { "s" }));
+    }
     if let Some(n) = matches {
         s.push_str(&format!(", {n} match{}", if n == 1 { "" } else { "es" }));
     }
     if !set.unsupported.is_empty() {
         s.push_str(&format!(", {} not supported", set.unsupported.len()));
-    }
-    if !set.correlations.is_empty() {
-        s.push_str(&format!(", {} correlation rules not supported", set.correlations.len()));
     }
     if set.other_sources > 0 {
         s.push_str(&format!(", {} for other log sources", set.other_sources));
@@ -220,8 +402,53 @@ pub fn summary(set: &RuleSet, matches: Option<usize>) -> String {
     for (file, title, what) in &set.unsupported {
         s.push_str(&format!("sigma: not supported: {file}: {title}: {what}\n"));
     }
-    for (file, title) in &set.correlations {
-        s.push_str(&format!("sigma: not supported: {file}: {title}: correlation rule\n"));
-    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detection_of<'a>(set: &'a RuleSet, id: &str) -> &'a str {
+        match &set.rules.iter().find(|r| r.id == id).expect("the rule runs").kind {
+            RuleKind::Detection(c) => c,
+            RuleKind::Correlation(_) => panic!("{id} is a detection"),
+        }
+    }
+
+    #[test]
+    fn filters_narrow_the_rules_they_name_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = |id: &str, name: &str| {
+            format!(
+                "title: {id}\nid: {id}\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    \
+                 eventName: {name}\n  condition: sel\n"
+            )
+        };
+        std::fs::write(dir.path().join("rules.yml"), format!("{}---\n{}", rule("a", "RunInstances"), rule("b", "X")))
+            .unwrap();
+        std::fs::write(
+            dir.path().join("filter.yml"),
+            "title: not the lab\nlogsource:\n  product: aws\n  service: cloudtrail\nfilter:\n  rules: [a]\n  lab:\n    \
+             recipientAccountId: '111122223333'\n  condition: not lab\n",
+        )
+        .unwrap();
+        let set = load(&[dir.path().to_path_buf()], None).unwrap();
+        assert!(set.unsupported.is_empty(), "{:?}", set.unsupported);
+        let a = detection_of(&set, "a");
+        assert!(a.contains("runinstances") && a.contains("AND (NOT") && a.contains("111122223333"), "{a}");
+        assert!(!detection_of(&set, "b").contains("111122223333"));
+    }
+
+    #[test]
+    fn old_aggregations_are_taken_apart_before_parsing() {
+        let (rest, aggregation, timeframe) = split_aggregation(
+            "title: t\ndetection:\n  sel:\n    eventName: X\n  timeframe: 5m\n  condition: sel | count() by a > 3\n",
+        )
+        .unwrap();
+        assert_eq!(aggregation, " count() by a > 3");
+        assert_eq!(timeframe.as_deref(), Some("5m"));
+        assert!(rest.contains("condition: sel\n") && !rest.contains("timeframe"), "{rest}");
+        assert!(split_aggregation("title: t\ndetection:\n  sel:\n    a|contains: x\n  condition: sel\n").is_none());
+    }
 }

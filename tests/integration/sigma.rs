@@ -226,7 +226,11 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     );
     write(
         "count.yml",
-        "title: Burst\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    errorCode: AccessDenied\n  timeframe: 5m\n  condition: sel | count() by sourceIPAddress > 10\n",
+        "title: Burst\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    errorCode: AccessDenied\n  timeframe: 5m\n  condition: sel | sum(eventVersion) by sourceIPAddress > 10\n",
+    );
+    write(
+        "ordered.yml",
+        "title: In order\ncorrelation:\n  type: temporal_ordered\n  rules: [r1, r1]\n  timespan: 5m\n---\ntitle: Counts a rule not loaded\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition:\n    gte: 2\n",
     );
     write(
         "windows.yml",
@@ -239,9 +243,14 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("sigma: 1 rule run"), "{err}");
-    assert!(err.contains("2 not supported") && err.contains("1 for other log sources"), "{err}");
+    assert!(err.contains("4 not supported") && err.contains("1 for other log sources"), "{err}");
     assert!(err.contains("windash.yml: Dash: modifier |windash"), "{err}");
-    assert!(err.contains("sigma: not supported: ") && err.contains("count.yml"), "{err}");
+    assert!(err.contains("count.yml: Burst: aggregation `sum(eventVersion)"), "{err}");
+    assert!(err.contains("ordered.yml: In order: correlation type temporal_ordered"), "{err}");
+    assert!(
+        err.contains("Counts a rule not loaded: it counts rule nosuch, which is not a CloudTrail rule loaded"),
+        "{err}"
+    );
     assert!(stdout(&out).starts_with("rule_id,rule_title,level,eventtime,account_id,"), "{}", stdout(&out));
     let root_logins =
         count(lake, "SELECT count(*) FROM cloudtrail WHERE eventname = 'ConsoleLogin' AND useridentity.type = 'Root'");
@@ -275,4 +284,236 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     let out = run(bin().args(["sigma", "--lake"]).arg(lake).arg(&broken));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("broken.yml"), "{}", stderr(&out));
+}
+
+/// How an independent count over a window sees a correlation.
+enum Measure {
+    Events,
+    Values(&'static [&'static str]),
+    /// Which of the rules matched; the test gets how many and which.
+    Rules,
+}
+
+enum Window {
+    Sliding(i64),
+    Tumbling(i64),
+    Unbounded,
+}
+
+struct Correlation {
+    id: &'static str,
+    /// The rule file after its title and id: a correlation of the base rules, or a rule with an old aggregation.
+    yaml: &'static str,
+    rules: Vec<Meaning>,
+    group_by: &'static [&'static str],
+    measure: Measure,
+    window: Window,
+    test: fn(usize, &[bool]) -> bool,
+}
+
+fn detection(id: &str, body: &str) -> String {
+    format!("title: {id}\nid: {id}\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n{body}")
+}
+
+fn correlations() -> Vec<Correlation> {
+    let errors: Meaning = |e| at(e, &["errorCode"]).is_some_and(|v| !v.is_null());
+    let reads: Meaning = |e| {
+        text(e, &["eventName"]).is_some_and(|n| {
+            let n = n.to_lowercase();
+            n.starts_with("describe") || n.starts_with("list") || n.starts_with("get")
+        })
+    };
+    let iam: Meaning = |e| is(e, &["eventSource"], "iam.amazonaws.com");
+    vec![
+        Correlation {
+            id: "error_burst",
+            yaml: "correlation:\n  type: event_count\n  rules: [ct_errors]\n  group-by: [sourceIPAddress]\n  timespan: 10m\n  condition:\n    gte: 10\n",
+            rules: vec![errors],
+            group_by: &["sourceIPAddress"],
+            measure: Measure::Events,
+            window: Window::Sliding(600),
+            test: |n, _| n >= 10,
+        },
+        Correlation {
+            id: "error_hours",
+            yaml: "correlation:\n  type: event_count\n  rules: [ct_errors]\n  group-by: [sourceIPAddress, awsRegion]\n  timespan: 1h\n  window: tumbling\n  condition:\n    gte: 5\n    lt: 100\n",
+            rules: vec![errors],
+            group_by: &["sourceIPAddress", "awsRegion"],
+            measure: Measure::Events,
+            window: Window::Tumbling(3600),
+            test: |n, _| (5..100).contains(&n),
+        },
+        Correlation {
+            id: "recon",
+            yaml: "correlation:\n  type: value_count\n  rules: [ct_reads]\n  group-by: [userIdentity.arn]\n  timespan: 1h\n  condition:\n    field: eventName\n    gte: 8\n",
+            rules: vec![reads],
+            group_by: &["userIdentity.arn"],
+            measure: Measure::Values(&["eventName"]),
+            window: Window::Sliding(3600),
+            test: |n, _| n >= 8,
+        },
+        Correlation {
+            id: "errors_and_iam",
+            yaml: "correlation:\n  type: temporal\n  rules: [ct_errors, ct_iam]\n  group-by: [userIdentity.arn]\n  timespan: 30m\n",
+            rules: vec![errors, iam],
+            group_by: &["userIdentity.arn"],
+            measure: Measure::Rules,
+            window: Window::Sliding(1800),
+            test: |_, p| p.iter().all(|x| *x),
+        },
+        Correlation {
+            id: "iam_without_errors",
+            yaml: "correlation:\n  type: temporal\n  rules: [ct_errors, ct_iam]\n  group-by: [awsRegion]\n  timespan: 5m\n  condition: ct_iam and not ct_errors\n",
+            rules: vec![errors, iam],
+            group_by: &["awsRegion"],
+            measure: Measure::Rules,
+            window: Window::Sliding(300),
+            test: |_, p| p[1] && !p[0],
+        },
+        Correlation {
+            id: "regions_with_many_error_codes",
+            yaml: "logsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    errorCode|exists: true\n  condition: sel | count(errorCode) by awsRegion >= 3\n",
+            rules: vec![errors],
+            group_by: &["awsRegion"],
+            measure: Measure::Values(&["errorCode"]),
+            window: Window::Unbounded,
+            test: |n, _| n >= 3,
+        },
+    ]
+}
+
+/// The base rules the correlations count, in one file with a rule of its own that `generate: true` keeps.
+fn base_rules() -> String {
+    [
+        detection("ct_errors", "  sel:\n    errorCode|exists: true\n  condition: sel\nlevel: low\n"),
+        detection("ct_reads", "  sel:\n    eventName|startswith: [Describe, List, Get]\n  condition: sel\n"),
+        detection("ct_iam", "  sel:\n    eventSource: iam.amazonaws.com\n  condition: sel\n"),
+        detection("ct_denied", "  sel:\n    errorCode: AccessDenied\n  condition: sel\n"),
+        "title: denied, and alone too\nid: denied_twice\ncorrelation:\n  type: event_count\n  rules: [ct_denied]\n  timespan: 1d\n  generate: true\n  condition:\n    gte: 2\n".to_string(),
+    ]
+    .join("---\n")
+}
+
+type Found = BTreeMap<String, (String, i64)>;
+
+/// The groups a correlation fires for, each with the event where its condition first held and the largest count
+/// among the windows where it held, read from the raw events.
+fn independent_correlation(events: &[(i64, &Value)], c: &Correlation) -> Found {
+    // Per group: (time, event id, event, which rules it matched).
+    type Row<'a> = (i64, String, &'a Value, Vec<bool>);
+    let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for (t, e) in events {
+        let hits: Vec<bool> = c.rules.iter().map(|m| m(e)).collect();
+        if !hits.iter().any(|h| *h) {
+            continue;
+        }
+        let key: Vec<String> = c
+            .group_by
+            .iter()
+            .map(|g| {
+                let path: Vec<&str> = g.split('.').collect();
+                format!("{g}={}", text(e, &path).unwrap_or("(null)"))
+            })
+            .collect();
+        let id = text(e, &["eventID"]).unwrap_or_default().to_string();
+        groups.entry(key.join(", ")).or_default().push((*t, id, e, hits));
+    }
+    let mut found = Found::new();
+    for (key, mut rows) in groups {
+        rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut first: Option<String> = None;
+        let mut peak = 0;
+        for (t, id, _, _) in &rows {
+            let window = rows.iter().filter(|(u, ..)| {
+                *u <= *t
+                    && match c.window {
+                        Window::Sliding(s) => *u >= t - s * 1_000_000,
+                        Window::Tumbling(s) => u.div_euclid(s * 1_000_000) == t.div_euclid(s * 1_000_000),
+                        Window::Unbounded => true,
+                    }
+            });
+            let present: Vec<bool> = (0..c.rules.len()).map(|i| window.clone().any(|(.., hits)| hits[i])).collect();
+            let n = match c.measure {
+                Measure::Events => window.count(),
+                Measure::Values(path) => window.filter_map(|(_, _, e, _)| text(e, path)).collect::<BTreeSet<_>>().len(),
+                Measure::Rules => present.iter().filter(|p| **p).count(),
+            };
+            if (c.test)(n, &present) {
+                first.get_or_insert_with(|| id.clone());
+                peak = peak.max(n as i64);
+            }
+        }
+        if let Some(first) = first {
+            found.insert(key, (first, peak));
+        }
+    }
+    found
+}
+
+#[test]
+fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
+    let Some(root) = realdata() else { return };
+    let (input, _) = independent_events(&root);
+    // The lake keeps one copy of an event delivered twice.
+    let mut events: Vec<(i64, &Value)> = Vec::new();
+    let mut seen: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for e in &input {
+        let Some(t) = text(e, &["eventTime"]).and_then(trailsql_lake::time::parse_cloudtrail_time) else { continue };
+        let copies = seen.entry(text(e, &["eventID"]).unwrap_or_default()).or_default();
+        if !copies.contains(&e) {
+            copies.push(e);
+            events.push((t, e));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    convert_lib(&[&root], &lake);
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("base.yml"), base_rules()).unwrap();
+    for c in correlations() {
+        std::fs::write(rules.join(format!("{}.yml", c.id)), format!("title: {}\nid: {}\n{}", c.id, c.id, c.yaml))
+            .unwrap();
+    }
+    // The older form of the first: an aggregation after the condition, with a timeframe.
+    std::fs::write(
+        rules.join("legacy.yml"),
+        detection(
+            "legacy_error_burst",
+            "  sel:\n    errorCode|exists: true\n  timeframe: 10m\n  condition: sel | count() by sourceIPAddress > 9\n",
+        ),
+    )
+    .unwrap();
+
+    let out = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&rules));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut got: BTreeMap<String, Found> = BTreeMap::new();
+    let mut denied_rows = 0;
+    for line in stdout(&out).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let rule = row["rule_id"].as_str().unwrap().to_string();
+        match row["correlation_group"].as_str() {
+            Some(group) => {
+                let first = row["eventid"].as_str().unwrap_or_default().to_string();
+                let n = row["correlation_count"].as_i64().unwrap();
+                assert!(got.entry(rule).or_default().insert(group.to_string(), (first, n)).is_none(), "{line}");
+            }
+            None => {
+                assert!(row["correlation_count"].is_null(), "{line}");
+                assert_eq!(rule, "ct_denied", "only the rule with generate: true gives rows alone: {line}");
+                denied_rows += 1;
+            }
+        }
+    }
+    for c in correlations() {
+        let want = independent_correlation(&events, &c);
+        assert!(!want.is_empty(), "{}: the real data has no group for it; choose another", c.id);
+        assert_eq!(got.get(c.id).cloned().unwrap_or_default(), want, "{}", c.id);
+    }
+    assert_eq!(got.get("legacy_error_burst"), got.get("error_burst"), "`| count() by … > 9` is `gte: 10`");
+    let denied = events.iter().filter(|(_, e)| is(e, &["errorCode"], "AccessDenied")).count();
+    assert_eq!(denied_rows, denied);
+    assert_eq!(got["denied_twice"].len(), 1, "no group-by: one group");
+    let err = stderr(&out);
+    assert!(err.contains("sigma: 9 rules run (8 correlations)"), "{err}");
 }

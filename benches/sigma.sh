@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Benchmark: a directory of 60 Sigma rules run fused over a lake, against one full-lake GROUP BY on the same lake
+# (the target: at most 2x), with DuckDB's time for that GROUP BY beside them, in the same run. Medians of ROUNDS (5).
+#
+#   benches/sigma.sh [WORKDIR]     (after benches/convert.sh, which writes WORKDIR/lake_trailsql)
+#
+# The rules are written here, in the shapes of SigmaHQ's CloudTrail rules: event names of a service (most of
+# them), payload fields and payload text, identity types with a filter, user agents, a regular expression over
+# ARNs, CIDR ranges, one keyword search, and two older `| count() by … > N` aggregations.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-/tmp/trailsql-bench}"
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/release/trailsql"
+lake="$work/lake_trailsql"
+[ -d "$lake" ] || { echo "no lake at $lake: run benches/convert.sh first" >&2; exit 2; }
+rules="$work/sigma_rules"
+rm -rf "$rules" && mkdir -p "$rules"
+python3 - "$rules" <<'PY'
+import sys, pathlib
+out = pathlib.Path(sys.argv[1])
+head = "logsource:\n  product: aws\n  service: cloudtrail\nlevel: {level}\n"
+services = {
+    "cloudtrail": ["StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors"],
+    "ec2": ["AuthorizeSecurityGroupIngress", "ModifySnapshotAttribute", "CreateKeyPair", "ImportKeyPair",
+            "ModifyInstanceAttribute", "DeleteFlowLogs", "CreateRoute", "DisableEbsEncryptionByDefault"],
+    "iam": ["CreateAccessKey", "CreateLoginProfile", "UpdateLoginProfile", "AttachUserPolicy", "PutUserPolicy",
+            "CreateUser", "DeleteRolePermissionsBoundary", "UpdateAssumeRolePolicy", "DeleteSAMLProvider"],
+    "s3": ["PutBucketPolicy", "DeleteBucketPolicy", "PutBucketAcl", "PutBucketVersioning", "DeleteBucket",
+           "PutBucketPublicAccessBlock", "PutBucketLogging"],
+    "kms": ["ScheduleKeyDeletion", "DisableKey", "ImportKeyMaterial", "PutKeyPolicy"],
+    "guardduty": ["DeleteDetector", "UpdateDetector", "CreateFilter"],
+    "config": ["StopConfigurationRecorder", "DeleteDeliveryChannel"],
+    "secretsmanager": ["GetSecretValue", "BatchGetSecretValue"],
+    "lambda": ["CreateFunctionUrlConfig", "UpdateFunctionConfiguration", "AddLayerVersionPermission"],
+    "rds": ["ModifyDBInstance", "RestoreDBInstanceFromDBSnapshot", "ModifyDBSnapshotAttribute"],
+    "sts": ["GetSessionToken", "GetFederationToken"],
+    "organizations": ["LeaveOrganization", "CreateAccount"],
+}
+n = 0
+def rule(body, level="medium"):
+    global n
+    n += 1
+    (out / f"rule_{n:02}.yml").write_text(
+        f"title: bench rule {n}\nid: bench-{n:02}\n" + head.format(level=level) + "detection:\n" + body)
+for svc, names in services.items():
+    for i in range(0, len(names), 1 if svc in ("ec2", "iam", "s3") else 2):
+        listed = "".join(f"      - {x}\n" for x in names[i:i + 2])
+        rule(f"  selection:\n    eventSource: {svc}.amazonaws.com\n    eventName:\n{listed}  condition: selection\n")
+payload = [
+    ("ModifySnapshotAttribute", "requestParameters.attributeType: CREATE_VOLUME_PERMISSION"),
+    ("PutBucketPolicy", "requestParameters|contains|all:\n      - '\"Effect\"'\n      - '\"Principal\"'"),
+    ("RunInstances", "requestParameters.instanceType|startswith: p4"),
+    ("GetParameter", "requestParameters.withDecryption: 'true'"),
+    ("ConsoleLogin", "additionalEventData.MFAUsed: 'No'"),
+    ("CreateAccessKey", "requestParameters.userName|fieldref: userIdentity.userName"),
+]
+for name, item in payload:
+    rule(f"  selection:\n    eventName: {name}\n    {item}\n  condition: selection\n")
+rule("  sel:\n    userIdentity.type: Root\n  filter:\n    eventType: AwsServiceEvent\n  condition: sel and not filter\n", "high")
+rule("  sel:\n    userIdentity.arn|re: '.+:assumed-role/aws:.+'\n  filter_main:\n    - eventSource: ssm.amazonaws.com\n    - sourceIPAddress: AWS Internal\n  condition: sel and not 1 of filter_main*\n", "high")
+rule("  sel:\n    userAgent|contains:\n      - 'S3 Browser'\n      - TruffleHog\n      - kali\n      - Pacu\n  condition: sel\n")
+rule("  sel:\n    eventName|startswith: [Create, Delete, Put, Attach]\n    recipientAccountId: '111111111111'\n  filter:\n    userAgent|contains: terraform\n  condition: sel and not filter\n")
+rule("  sel:\n    sourceIPAddress|cidr: [185.220.100.0/22, 45.153.160.0/24]\n  condition: sel\n", "high")
+rule("  sel:\n    errorCode: [AccessDenied, UnauthorizedOperation]\n    eventSource: sts.amazonaws.com\n  condition: sel\n", "low")
+rule("  keywords:\n    - '<YOUR-BUCKET-NAME>'\n  condition: keywords\n")
+rule("  sel:\n    eventSource: secretsmanager.amazonaws.com\n    eventName: [GetSecretValue, BatchGetSecretValue]\n  condition: sel | count() by userIdentity.arn > 20\n", "high")
+rule("  sel:\n    errorCode: AccessDenied\n  timeframe: 10m\n  condition: sel | count() by sourceIPAddress > 30\n")
+while n < 60:
+    rule(f"  sel:\n    eventSource: ec2.amazonaws.com\n    eventName|endswith: Attribute{n}\n  condition: sel\n", "low")
+PY
+
+median() { python3 -c "import statistics,sys; print(statistics.median(float(a) for a in sys.argv[1:]))" "$@"; }
+seconds() { python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])"; }
+group_by="SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname"
+{ echo "SET TimeZone = 'UTC'; SET enable_progress_bar = false;"; "$bin" ddl --engine duckdb --lake "$lake"; } > "$work/duckdb_views.sql"
+"$bin" sigma --lake "$lake" --format csv -o "$work/sigma_out.csv" "$rules"
+echo "sigma: $(($(wc -l < "$work/sigma_out.csv") - 1)) rows from $(ls "$rules" | wc -l) rules"
+ROUNDS="${ROUNDS:-5}"
+s=(); g=(); d=()
+for _ in $(seq "$ROUNDS"); do
+    s+=("$(python3 benches/measure.py "$bin" sigma --quiet --lake "$lake" --format csv -o /dev/null "$rules" | seconds)")
+    g+=("$(python3 benches/measure.py "$bin" query --lake "$lake" --format csv -o /dev/null "$group_by" | seconds)")
+    d+=("$(python3 benches/measure.py python3 -c "
+import duckdb, sys
+con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
+con.execute(sys.argv[1]).fetchall()" "$group_by" | seconds)")
+done
+s=$(median "${s[@]}"); g=$(median "${g[@]}"); d=$(median "${d[@]}")
+printf '%-34s %9.3fs\n' "trailsql sigma, 60 rules" "$s" "trailsql GROUP BY eventname" "$g" "duckdb GROUP BY eventname" "$d"
+printf 'sigma / GROUP BY = %.2f (target <= 2)\n' "$(python3 -c "print($s / $g)")"
