@@ -165,6 +165,21 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
                     })
             },
         ),
+        (
+            "wildcards_and_case",
+            "detection:\n  any_case:\n    userAgent: '?oto3*'\n  exact_case:\n    userAgent|cased|startswith: 'Boto3'\n  condition: all of them\nlevel: low\n",
+            |e| {
+                text(e, &["userAgent"]).is_some_and(|u| {
+                    let rest: String = u.chars().skip(1).take(4).collect();
+                    u.chars().count() >= 5 && rest.to_lowercase() == "oto3" && u.starts_with("Boto3")
+                })
+            },
+        ),
+        (
+            "old_event_versions",
+            "detection:\n  sel:\n    eventVersion|lt: 1.05\n  condition: sel\nlevel: informational\n",
+            |e| text(e, &["eventVersion"]).and_then(|v| v.trim().parse::<f64>().ok()).is_some_and(|v| v < 1.05),
+        ),
     ]
 }
 
@@ -516,4 +531,53 @@ fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
     assert_eq!(got["denied_twice"].len(), 1, "no group-by: one group");
     let err = stderr(&out);
     assert!(err.contains("sigma: 9 rules run (8 correlations)"), "{err}");
+}
+
+#[test]
+fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
+    use base64::Engine as _;
+    let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let scripts = ["/bin/bash -c id", "#!/bin/bash\ncurl x | sh", "x/bin/bash", "/bin/sh", "ab /bin/bash"];
+    let records: Vec<Value> = scripts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z", "eventID": format!("e{i}"),
+                "eventSource": "ec2.amazonaws.com", "eventName": "ModifyInstanceAttribute", "awsRegion": "us-east-1",
+                "recipientAccountId": "111122223333", "userIdentity": {"type": "IAMUser", "userName": "u"},
+                "requestParameters": {"instanceId": "i-1", "userData": encode(s)}})
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("events.json");
+    std::fs::write(&src, serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()).unwrap();
+    let lake = dir.path().join("lake");
+    convert_lib(&[&src], &lake);
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for (id, modifiers) in [("offsets", "base64offset|contains"), ("aligned", "base64|contains")] {
+        let body = format!("  sel:\n    requestParameters.userData|{modifiers}: /bin/bash\n  condition: sel\n");
+        std::fs::write(rules.join(format!("{id}.yml")), detection(id, &body)).unwrap();
+    }
+    let out = run(bin().args(["sigma", "--format", "csv", "--lake"]).arg(&lake).arg(&rules));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = |rule: &str| -> BTreeSet<String> {
+        stdout(&out)
+            .lines()
+            .filter(|l| l.starts_with(&format!("{rule},")))
+            .map(|l| l.split(',').nth(10).unwrap().to_string())
+            .collect()
+    };
+    // Base64 of a text holds the encoding of a part of it when the part starts at a multiple of three bytes.
+    let want = |aligned: bool| -> BTreeSet<String> {
+        scripts
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.match_indices("/bin/bash").any(|(at, _)| !aligned || at % 3 == 0))
+            .map(|(i, _)| format!("e{i}"))
+            .collect()
+    };
+    assert_eq!(found("offsets"), want(false));
+    assert_eq!(found("aligned"), want(true));
+    assert!(want(true).len() < want(false).len(), "the scripts must tell the two apart");
 }
