@@ -90,13 +90,29 @@ pub fn load(paths: &[PathBuf], min_level: Option<&str>) -> Result<RuleSet> {
     if files.is_empty() {
         return Err(Error::Usage(format!("no Sigma rule files (.yml, .yaml) in {}", show_paths(paths))));
     }
-    let mut set = RuleSet::default();
-    let mut detections: Vec<Detection> = Vec::new();
-    let mut correlations: Vec<(String, CorrelationRule)> = Vec::new();
-    let mut filters: Vec<FilterRule> = Vec::new();
+    let mut docs = Documents::default();
     for file in files {
+        docs.read(&file)?;
+    }
+    docs.apply_filters();
+    let fed = docs.compile_correlations(min);
+    docs.compile_detections(&fed, min);
+    Ok(docs.set)
+}
+
+/// The documents of all the rule files, on their way to a rule set.
+#[derive(Default)]
+struct Documents {
+    detections: Vec<Detection>,
+    correlations: Vec<(String, CorrelationRule)>,
+    filters: Vec<FilterRule>,
+    set: RuleSet,
+}
+
+impl Documents {
+    fn read(&mut self, file: &Path) -> Result<()> {
         let name = file.display().to_string();
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
         let (text, aggregation) = match split_aggregation(&text) {
             Some((rest, aggregation, timeframe)) => (rest, Some((aggregation, timeframe))),
             None => (text, None),
@@ -104,106 +120,118 @@ pub fn load(paths: &[PathBuf], min_level: Option<&str>) -> Result<RuleSet> {
         let collection = rsigma_parser::parse_sigma_yaml(&text).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
         // A rule the parser refuses is not run, and listed.
         for e in &collection.errors {
-            set.unsupported.push((name.clone(), "(rule not parsed)".into(), e.clone()));
+            self.set.unsupported.push((name.clone(), "(rule not parsed)".into(), e.clone()));
         }
         for rule in collection.rules {
             if !is_cloudtrail(&rule.logsource) {
-                set.other_sources += 1;
+                self.set.other_sources += 1;
                 continue;
             }
             let condition = match &aggregation {
                 Some(_) => compile::detections(&rule.detection),
                 None => compile::rule_condition(&rule),
             };
-            detections.push(Detection { file: name.clone(), rule, condition, aggregation: aggregation.clone() });
+            self.detections.push(Detection { file: name.clone(), rule, condition, aggregation: aggregation.clone() });
         }
-        correlations.extend(collection.correlations.into_iter().map(|c| (name.clone(), c)));
-        filters.extend(collection.filters);
+        self.correlations.extend(collection.correlations.into_iter().map(|c| (name.clone(), c)));
+        self.filters.extend(collection.filters);
+        Ok(())
     }
-    for f in filters.iter().filter(|f| f.logsource.as_ref().is_none_or(is_cloudtrail)) {
-        let filter = compile::detections(&f.detection);
-        for d in detections.iter_mut().filter(|d| match &f.rules {
-            FilterRuleTarget::Any => true,
-            FilterRuleTarget::Specific(names) => names.iter().any(|n| d.is_called(n)),
-        }) {
-            d.condition = match (&d.condition, &filter) {
-                (Ok(c), Ok(f)) => Ok(format!("({c} AND {f})")),
-                (Err(e), _) => Err(e.clone()),
-                (_, Err(Unsupported(e))) => Err(Unsupported(format!("filter {}: {e}", f.title))),
-            };
-        }
-    }
-    // The rules that only feed the correlations that run.
-    let mut fed: BTreeSet<usize> = BTreeSet::new();
-    for (file, c) in &correlations {
-        let mut inputs = Vec::new();
-        let mut refused = None;
-        for reference in &c.rules {
-            match detections.iter().position(|d| d.is_called(reference)) {
-                Some(i) => inputs.push(i),
-                None => refused = Some(format!("it counts rule {reference}, which is not a CloudTrail rule loaded")),
+
+    fn apply_filters(&mut self) {
+        for f in self.filters.iter().filter(|f| f.logsource.as_ref().is_none_or(is_cloudtrail)) {
+            let filter = compile::detections(&f.detection);
+            let targets = self.detections.iter_mut().filter(|d| match &f.rules {
+                FilterRuleTarget::Any => true,
+                FilterRuleTarget::Specific(names) => names.iter().any(|n| d.is_called(n)),
+            });
+            for d in targets {
+                d.condition = match (&d.condition, &filter) {
+                    (Ok(c), Ok(f)) => Ok(format!("({c} AND {f})")),
+                    (Err(e), _) => Err(e.clone()),
+                    (_, Err(Unsupported(e))) => Err(Unsupported(format!("filter {}: {e}", f.title))),
+                };
             }
         }
-        if rank(c.level) < min {
-            set.below_level += 1;
-            continue;
-        }
-        let compiled = match refused {
-            Some(why) => Err(Unsupported(why)),
-            None => correlation(c, &inputs, &detections),
-        };
-        let id = c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone());
-        match compiled {
-            Ok(sql) => {
-                if !c.generate {
-                    fed.extend(&inputs);
+    }
+
+    /// Compiles the correlations; gives the detections that only feed the ones that run.
+    fn compile_correlations(&mut self, min: usize) -> BTreeSet<usize> {
+        let mut fed = BTreeSet::new();
+        for (file, c) in &self.correlations {
+            if rank(c.level) < min {
+                self.set.below_level += 1;
+                continue;
+            }
+            let id = c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone());
+            match self.correlation(c, &id) {
+                Ok((sql, inputs)) => {
+                    if !c.generate {
+                        fed.extend(inputs);
+                    }
+                    self.set.rules.push(Rule::new(id, &c.title, c.level, file, RuleKind::Correlation(sql)));
                 }
-                set.rules.push(Rule {
-                    id,
-                    title: c.title.clone(),
-                    level: c.level.map_or("", |l| l.as_str()).to_string(),
-                    file: file.clone(),
-                    kind: RuleKind::Correlation(sql),
-                })
+                Err(Unsupported(what)) => self.set.unsupported.push((file.clone(), c.title.clone(), what)),
             }
-            Err(Unsupported(what)) => set.unsupported.push((file.clone(), c.title.clone(), what)),
+        }
+        fed
+    }
+
+    fn correlation(&self, c: &CorrelationRule, id: &str) -> std::result::Result<(String, Vec<usize>), Unsupported> {
+        let mut inputs = Vec::new();
+        let mut named = Vec::new();
+        for reference in &c.rules {
+            let Some(i) = self.detections.iter().position(|d| d.is_called(reference)) else {
+                return Err(Unsupported(format!("it counts rule {reference}, which is not a CloudTrail rule loaded")));
+            };
+            let d = &self.detections[i];
+            if d.aggregation.is_some() {
+                return Err(Unsupported(format!("it counts rule {reference}, which is itself an aggregation")));
+            }
+            match &d.condition {
+                Ok(condition) => named.push(correlate::Input { name: reference, condition }),
+                Err(Unsupported(e)) => return Err(Unsupported(format!("it counts rule {reference}, which uses {e}"))),
+            }
+            inputs.push(i);
+        }
+        let spec = correlate::spec(c)?;
+        Ok((correlate::sql(&spec, &head(id, &c.title, c.level), &named)?, inputs))
+    }
+
+    fn compile_detections(&mut self, fed: &BTreeSet<usize>, min: usize) {
+        for (i, d) in self.detections.iter().enumerate() {
+            if fed.contains(&i) {
+                continue;
+            }
+            let rule = &d.rule;
+            if rank(rule.level) < min {
+                self.set.below_level += 1;
+                continue;
+            }
+            let id = rule.id.clone().unwrap_or_else(|| rule.title.clone());
+            let compiled = match (&d.condition, &d.aggregation) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(c), None) => Ok(RuleKind::Detection(c.clone())),
+                (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
+                    .and_then(|spec| {
+                        let input = correlate::Input { name: "", condition: c };
+                        correlate::sql(&spec, &head(&id, &rule.title, rule.level), &[input])
+                    })
+                    .map(RuleKind::Correlation),
+            };
+            match compiled {
+                Ok(kind) => self.set.rules.push(Rule::new(id, &rule.title, rule.level, &d.file, kind)),
+                Err(Unsupported(what)) => self.set.unsupported.push((d.file.clone(), rule.title.clone(), what)),
+            }
         }
     }
-    for (i, d) in detections.iter().enumerate() {
-        if fed.contains(&i) {
-            continue;
-        }
-        if rank(d.rule.level) < min {
-            set.below_level += 1;
-            continue;
-        }
-        let rule = &d.rule;
-        let compiled = match (&d.condition, &d.aggregation) {
-            (Err(e), _) => Err(e.clone()),
-            (Ok(c), None) => Ok(RuleKind::Detection(c.clone())),
-            (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
-                .and_then(|spec| {
-                    let input = correlate::Input { name: "", condition: c };
-                    correlate::sql(&spec, &head(&rule_id(rule), &rule.title, rule.level), &[input])
-                })
-                .map(RuleKind::Correlation),
-        };
-        match compiled {
-            Ok(kind) => set.rules.push(Rule {
-                id: rule_id(rule),
-                title: rule.title.clone(),
-                level: rule.level.map_or("", |l| l.as_str()).to_string(),
-                file: d.file.clone(),
-                kind,
-            }),
-            Err(Unsupported(what)) => set.unsupported.push((d.file.clone(), rule.title.clone(), what)),
-        }
-    }
-    Ok(set)
 }
 
-fn rule_id(rule: &SigmaRule) -> String {
-    rule.id.clone().unwrap_or_else(|| rule.title.clone())
+impl Rule {
+    fn new(id: String, title: &str, level: Option<Level>, file: &str, kind: RuleKind) -> Self {
+        let level = level.map_or("", |l| l.as_str()).to_string();
+        Rule { id, title: title.to_string(), level, file: file.to_string(), kind }
+    }
 }
 
 /// The first columns of every result row: which rule.
@@ -214,27 +242,6 @@ fn head(id: &str, title: &str, level: Option<Level>) -> String {
         literal(title),
         literal(level.map_or("", |l| l.as_str()))
     )
-}
-
-fn correlation(
-    c: &CorrelationRule,
-    inputs: &[usize],
-    detections: &[Detection],
-) -> std::result::Result<String, Unsupported> {
-    let spec = correlate::spec(c)?;
-    let mut named = Vec::new();
-    for (i, reference) in inputs.iter().zip(&c.rules) {
-        let d = &detections[*i];
-        if d.aggregation.is_some() {
-            return Err(Unsupported(format!("it counts rule {reference}, which is itself an aggregation")));
-        }
-        match &d.condition {
-            Ok(condition) => named.push(correlate::Input { name: reference, condition }),
-            Err(Unsupported(e)) => return Err(Unsupported(format!("it counts rule {reference}, which uses {e}"))),
-        }
-    }
-    let id = c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone());
-    correlate::sql(&spec, &head(&id, &c.title, c.level), &named)
 }
 
 /// A rule whose condition ends in an old aggregation (`sel | count() by x > 5`), as the parser of today's

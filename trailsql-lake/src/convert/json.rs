@@ -105,48 +105,44 @@ pub fn string_value(raw: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
 }
 
+/// Where the bytes of a JSON text fall, fed one by one: inside a string literal, quotes included, or outside.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Takes the next byte; true when it belongs to a string literal (its opening and closing quotes too).
+    pub fn feed(&mut self, c: u8) -> bool {
+        if !self.inside {
+            self.inside = c == b'"';
+            return self.inside;
+        }
+        if self.escaped {
+            self.escaped = false;
+        } else if c == b'\\' {
+            self.escaped = true;
+        } else if c == b'"' {
+            self.inside = false;
+        }
+        true
+    }
+
+    /// Whether the bytes fed so far end inside a string literal.
+    pub fn inside(&self) -> bool {
+        self.inside
+    }
+}
+
 /// The JSON text without whitespace outside strings; borrowed when it already is compact.
 pub fn compact(raw: &str) -> Cow<'_, str> {
+    let is_space = |c: u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t');
     let b = raw.as_bytes();
-    let mut in_str = false;
-    let mut esc = false;
-    let mut first_ws = None;
-    for (i, &c) in b.iter().enumerate() {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
-                esc = true;
-            } else if c == b'"' {
-                in_str = false;
-            }
-        } else if c == b'"' {
-            in_str = true;
-        } else if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-            first_ws = Some(i);
-            break;
-        }
-    }
-    let Some(start) = first_ws else { return Cow::Borrowed(raw) };
-    let mut out = Vec::with_capacity(b.len());
-    out.extend_from_slice(&b[..start]);
-    for &c in &b[start..] {
-        if in_str {
-            out.push(c);
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
-                esc = true;
-            } else if c == b'"' {
-                in_str = false;
-            }
-        } else if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-            if c == b'"' {
-                in_str = true;
-            }
-            out.push(c);
-        }
-    }
+    let mut strings = Strings::default();
+    let Some(first) = b.iter().position(|&c| !strings.feed(c) && is_space(c)) else { return Cow::Borrowed(raw) };
+    let mut out = b[..first].to_vec();
+    out.extend(b[first + 1..].iter().filter(|&&c| strings.feed(c) || !is_space(c)));
     // Only ASCII whitespace outside strings was removed, so the bytes are still UTF-8.
     Cow::Owned(String::from_utf8(out).expect("removing ASCII whitespace keeps UTF-8 valid"))
 }
@@ -250,6 +246,15 @@ mod tests {
         assert_eq!(e[1].1.get(), r#"{"x": [1, 2]}"#);
         assert!(matches!(entries("[1]"), Err(ObjectError::NotAnObject("an array"))));
         assert!(matches!(entries(r#"{"a" 1}"#), Err(ObjectError::Invalid(_))));
+    }
+
+    #[test]
+    fn strings_tell_string_bytes_from_the_rest() {
+        let text = br#"{"a\"b": "x\\", "c": 1}"#;
+        let mut s = Strings::default();
+        let inside: String = text.iter().map(|&c| if s.feed(c) { 's' } else { '.' }).collect();
+        assert_eq!(inside, ".ssssss..sssss..sss....");
+        assert!(!s.inside());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 
 use std::io::Read;
 
+use super::json;
+
 /// What the values of a container hold, which decides how a record is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
@@ -312,23 +314,16 @@ impl<R: Read> Scanner<R> {
     fn skip_oversized(&mut self) -> Result<(Vec<u8>, u64), ScanError> {
         let head = self.buf[self.pos..self.end.min(self.pos + HEAD_KEEP)].to_vec();
         let opener = self.buf[self.pos];
-        let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+        let mut depth = 0usize;
+        let mut strings = json::Strings::default();
         let mut size = 0u64;
         loop {
             for i in self.pos..self.end {
                 let b = self.buf[i];
-                let closed = if in_str {
-                    if esc {
-                        esc = false;
-                    } else if b == b'\\' {
-                        esc = true;
-                    } else if b == b'"' {
-                        in_str = false;
-                    }
-                    opener == b'"' && !in_str
+                let closed = if strings.feed(b) {
+                    opener == b'"' && !strings.inside()
                 } else {
                     match b {
-                        b'"' => in_str = true,
                         b'{' | b'[' => depth += 1,
                         b'}' | b']' => depth = depth.saturating_sub(1),
                         _ => {}
