@@ -239,126 +239,125 @@ fn append_value<'a>(
     raw: &'a RawValue,
     u: &mut Unmapped<'a>,
 ) {
-    let canonical_key = key.as_ref() == member.key;
-    let keep = |u: &mut Unmapped<'a>| u.push((key.clone(), UVal::Raw(raw)));
     let text = raw.get();
-    let first = first_byte(raw);
-    if first == b'n' {
+    // Whether the column holds the value exactly as written; if not, the text is also kept in `unmapped`.
+    let exact = if first_byte(raw) == b'n' {
         col.append_null();
-        keep(u);
-        return;
-    }
-    match (member.kind, col) {
-        (Kind::Text, Col::Text(b)) => {
-            if first == b'"' {
-                match string_value(text) {
-                    Some(v) => {
-                        b.append_value(v);
-                        if !canonical_key {
-                            keep(u);
-                        }
-                    }
-                    // A string no Rust string can hold (a lone UTF-16 surrogate escape, `"\udfff"`): its text
-                    // is kept verbatim in `unmapped`, the column is null.
-                    None => {
-                        b.append_null();
-                        keep(u);
-                    }
-                }
-            } else {
+        false
+    } else {
+        match (member.kind, col) {
+            (Kind::Text, Col::Text(b)) => append_text(b, text),
+            (Kind::Json, Col::Text(b)) => {
                 b.append_value(compact(text));
-                keep(u);
+                true
             }
-        }
-        (Kind::Json, Col::Text(b)) => {
-            b.append_value(compact(text));
-            if !canonical_key {
-                keep(u);
-            }
-        }
-        (Kind::Bool(form), Col::Bool(b)) => {
-            let (value, as_written) = match text {
-                "true" => (Some(true), form == BoolForm::Json),
-                "false" => (Some(false), form == BoolForm::Json),
-                _ => match string_value(text).as_deref().map(str::to_ascii_lowercase).as_deref() {
-                    Some("true") => (Some(true), form == BoolForm::Text && text == "\"true\""),
-                    Some("false") => (Some(false), form == BoolForm::Text && text == "\"false\""),
-                    _ => (None, false),
-                },
-            };
-            b.append_option(value);
-            if !as_written || !canonical_key {
-                keep(u);
-            }
-        }
-        (Kind::Time, Col::Time(b)) => {
-            let s = string_value(text);
-            let t = s.as_deref().and_then(parse_cloudtrail_time);
-            b.append_option(t);
-            let as_written = match (t, s) {
-                (Some(t), Some(s)) => format_cloudtrail_time(t).is_some_and(|f| f == s),
-                _ => false,
-            };
-            if !as_written || !canonical_key {
-                keep(u);
-            }
-        }
-        (Kind::Struct(_), Col::Struct(sc)) => {
-            let level = child.expect("a struct member has a level");
-            match entries(text) {
+            (Kind::Bool(form), Col::Bool(b)) => append_bool(b, form, text),
+            (Kind::Time, Col::Time(b)) => append_time(b, text),
+            (Kind::Struct(_), Col::Struct(sc)) => match entries(text) {
                 Ok(inner) => {
                     let mut inner_u = Vec::new();
-                    append_object(level, &mut sc.children, &inner, &mut inner_u);
+                    append_object(child.expect("a struct member has a level"), &mut sc.children, &inner, &mut inner_u);
                     sc.nulls.append_non_null();
                     sc.len += 1;
-                    if !inner_u.is_empty() || !canonical_key {
+                    // What the struct's own columns do not hold is kept member by member.
+                    if !inner_u.is_empty() || key.as_ref() != member.key {
                         u.push((key.clone(), UVal::Obj(inner_u)));
                     }
+                    return;
                 }
                 Err(_) => {
                     sc.append_null();
-                    keep(u);
+                    false
                 }
+            },
+            (Kind::List(_), Col::List { offsets, nulls, item }) => {
+                append_list(child.expect("a list member has a level"), offsets, nulls, item, text)
             }
+            _ => unreachable!("columns are built from the same schema kinds"),
         }
-        (Kind::List(_), Col::List { offsets, nulls, item }) => {
-            let level = child.expect("a list member has a level");
-            let mut exact = canonical_key;
-            match elements(text) {
-                Ok(items) => {
-                    for it in &items {
-                        match entries(it.get()) {
-                            Ok(inner) => {
-                                let mut inner_u = Vec::new();
-                                append_object(level, &mut item.children, &inner, &mut inner_u);
-                                item.nulls.append_non_null();
-                                item.len += 1;
-                                exact &= inner_u.is_empty();
-                            }
-                            Err(_) => {
-                                item.append_null();
-                                exact = false;
-                            }
-                        }
-                    }
-                    let last = *offsets.last().expect("offsets start with 0");
-                    offsets.push(last + i32::try_from(items.len()).expect("list fits in i32"));
-                    nulls.append_non_null();
-                }
-                Err(_) => {
-                    let last = *offsets.last().expect("offsets start with 0");
-                    offsets.push(last);
-                    nulls.append_null();
-                    exact = false;
-                }
-            }
-            // Per-element differences are not tracked: the whole array is kept verbatim.
-            if !exact {
-                keep(u);
-            }
-        }
-        _ => unreachable!("columns are built from the same schema kinds"),
+    };
+    if !exact || key.as_ref() != member.key {
+        u.push((key.clone(), UVal::Raw(raw)));
     }
+}
+
+fn append_text(b: &mut StringBuilder, text: &str) -> bool {
+    if !text.starts_with('"') {
+        b.append_value(compact(text));
+        return false;
+    }
+    match string_value(text) {
+        Some(v) => {
+            b.append_value(v);
+            true
+        }
+        // A string no Rust string can hold (a lone UTF-16 surrogate escape, `"\udfff"`): its text is kept verbatim
+        // in `unmapped`, the column is null.
+        None => {
+            b.append_null();
+            false
+        }
+    }
+}
+
+fn append_bool(b: &mut BooleanBuilder, form: BoolForm, text: &str) -> bool {
+    let (value, as_written) = match text {
+        "true" => (Some(true), form == BoolForm::Json),
+        "false" => (Some(false), form == BoolForm::Json),
+        _ => match string_value(text).as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("true") => (Some(true), form == BoolForm::Text && text == "\"true\""),
+            Some("false") => (Some(false), form == BoolForm::Text && text == "\"false\""),
+            _ => (None, false),
+        },
+    };
+    b.append_option(value);
+    as_written
+}
+
+fn append_time(b: &mut TimestampMicrosecondBuilder, text: &str) -> bool {
+    let s = string_value(text);
+    let t = s.as_deref().and_then(parse_cloudtrail_time);
+    b.append_option(t);
+    match (t, s) {
+        (Some(t), Some(s)) => format_cloudtrail_time(t).is_some_and(|f| f == s),
+        _ => false,
+    }
+}
+
+/// A list of objects; exact when every element is an object its columns hold whole (per-element differences are
+/// not tracked: otherwise the whole array is kept verbatim).
+fn append_list(
+    level: &Level,
+    offsets: &mut Vec<i32>,
+    nulls: &mut NullBufferBuilder,
+    item: &mut StructCol,
+    text: &str,
+) -> bool {
+    let last = *offsets.last().expect("offsets start with 0");
+    let Ok(items) = elements(text) else {
+        offsets.push(last);
+        nulls.append_null();
+        return false;
+    };
+    let mut exact = true;
+    for it in &items {
+        match entries(it.get()) {
+            Ok(inner) => {
+                let mut inner_u = Vec::new();
+                append_object(level, &mut item.children, &inner, &mut inner_u);
+                item.nulls.append_non_null();
+                item.len += 1;
+                exact &= inner_u.is_empty();
+            }
+            Err(_) => {
+                item.append_null();
+                exact = false;
+            }
+        }
+    }
+    offsets.push(last + i32::try_from(items.len()).expect("list fits in i32"));
+    nulls.append_non_null();
+    exact
 }
 
 #[cfg(test)]

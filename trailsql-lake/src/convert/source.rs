@@ -476,77 +476,18 @@ impl Reader<'_> {
     }
 
     fn process_zip(&self, file: &SourceFile, reader: Box<dyn ReadSeek>, entry: SourceEntry, send: &mut dyn FnMut(Msg)) {
-        let Reader { manifest, progress, .. } = *self;
-        let archive = match zip::ZipArchive::new(BufReader::new(reader)) {
+        let progress = self.progress;
+        let mut archive = match open_zip(reader) {
             Ok(a) => a,
-            Err(e) => {
+            Err(why) => {
                 progress(file.size);
-                return send(Msg::failed(entry, format!("not a readable zip: {e}")));
+                return send(Msg::failed(entry, why));
             }
-        };
-        // The zip crate keeps one entry per name: members that share a name would be read as one and the others
-        // lost, so such an archive is refused whole, with the reason.
-        let (start, names) = (archive.central_directory_start() + archive.offset(), archive.len());
-        let mut reader = archive.into_inner();
-        let duplicates = has_duplicate_members(&mut reader, start, names);
-        let reopened = reader
-            .seek(SeekFrom::Start(0))
-            .map_err(zip::result::ZipError::from)
-            .and_then(|_| zip::ZipArchive::new(reader));
-        let mut archive = match (duplicates, reopened) {
-            (Ok(false), Ok(a)) => a,
-            (Ok(true), _) => {
-                progress(file.size);
-                let why =
-                    "members of the zip share a name: the others would be lost behind the one read, so none is read";
-                return send(Msg::failed(entry, why.into()));
-            }
-            (Err(e), _) => return send(Msg::failed(entry, format!("cannot read the zip's directory: {e}"))),
-            (_, Err(e)) => return send(Msg::failed(entry, format!("not a readable zip: {e}"))),
         };
         let budget = ZipBudget { out: Cell::new(0), size: file.size, member_compressed: Cell::new(0) };
         let mut all_ok = true;
         for i in 0..archive.len() {
-            let mut member = match archive.by_index(i) {
-                Ok(m) => m,
-                Err(e) => {
-                    all_ok = false;
-                    let mut m = entry.clone();
-                    m.source = format!("{}!#{i}", file.name);
-                    send(Msg::failed(m, format!("zip member {i}: {e}")));
-                    continue;
-                }
-            };
-            if member.is_dir() {
-                continue;
-            }
-            let name = member.name().to_string();
-            let unit = format!("{}!{name}", file.name);
-            let m_entry = SourceEntry {
-                hash: Some(format!("crc32:{:08x}", member.crc32())),
-                ..SourceEntry::new(unit.clone(), member.size())
-            };
-            if manifest.get(&unit).is_some_and(|d| d.size == m_entry.size && d.hash == m_entry.hash) {
-                send(Msg::Done { entry: m_entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
-                continue;
-            }
-            budget.member_compressed.set(member.compressed_size());
-            let mut buffered = BufReader::new(&mut member);
-            let gzip = buffered.fill_buf().map(|b| b.starts_with(&GZIP_MAGIC)).unwrap_or(false);
-            let stored = Cell::new(0u64);
-            let counting = Counting { inner: buffered, count: &stored, hash: None, progress: &|_| {} };
-            let key_account = account_from_key(&name).or_else(|| account_from_key(&file.name));
-            let (status, json_bytes) = self.convert_object(
-                counting,
-                Object { unit: &unit, key_account, gzip, stored: &stored, archive: Some(&budget) },
-                send,
-            );
-            let mut m_entry = m_entry;
-            if let Status::Skipped(why) = &status {
-                m_entry.skipped = Some(why.clone());
-            }
-            all_ok &= !matches!(status, Status::Failed(_));
-            send(Msg::Done { entry: m_entry, status, json_bytes, stored_bytes: stored.get() });
+            all_ok &= self.process_member(file, &mut archive, i, &entry, &budget, send);
         }
         progress(file.size);
         // The archive itself is recorded only when every member is in, so that an archive with a broken member is
@@ -556,6 +497,81 @@ impl Reader<'_> {
             send(Msg::Done { entry, status: Status::Archive, json_bytes: 0, stored_bytes: 0 });
         }
     }
+
+    /// One member of an archive, converted unless the manifest has it unchanged; false when it failed.
+    fn process_member(
+        &self,
+        file: &SourceFile,
+        archive: &mut Zip,
+        i: usize,
+        entry: &SourceEntry,
+        budget: &ZipBudget,
+        send: &mut dyn FnMut(Msg),
+    ) -> bool {
+        let mut member = match archive.by_index(i) {
+            Ok(m) => m,
+            Err(e) => {
+                let mut m = entry.clone();
+                m.source = format!("{}!#{i}", file.name);
+                send(Msg::failed(m, format!("zip member {i}: {e}")));
+                return false;
+            }
+        };
+        if member.is_dir() {
+            return true;
+        }
+        let name = member.name().to_string();
+        let unit = format!("{}!{name}", file.name);
+        let mut m_entry = SourceEntry {
+            hash: Some(format!("crc32:{:08x}", member.crc32())),
+            ..SourceEntry::new(unit.clone(), member.size())
+        };
+        if self.manifest.get(&unit).is_some_and(|d| d.size == m_entry.size && d.hash == m_entry.hash) {
+            send(Msg::Done { entry: m_entry, status: Status::Unchanged, json_bytes: 0, stored_bytes: 0 });
+            return true;
+        }
+        budget.member_compressed.set(member.compressed_size());
+        let mut buffered = BufReader::new(&mut member);
+        let gzip = buffered.fill_buf().map(|b| b.starts_with(&GZIP_MAGIC)).unwrap_or(false);
+        let stored = Cell::new(0u64);
+        let counting = Counting { inner: buffered, count: &stored, hash: None, progress: &|_| {} };
+        let key_account = account_from_key(&name).or_else(|| account_from_key(&file.name));
+        let (status, json_bytes) = self.convert_object(
+            counting,
+            Object { unit: &unit, key_account, gzip, stored: &stored, archive: Some(budget) },
+            send,
+        );
+        if let Status::Skipped(why) = &status {
+            m_entry.skipped = Some(why.clone());
+        }
+        let ok = !matches!(status, Status::Failed(_));
+        send(Msg::Done { entry: m_entry, status, json_bytes, stored_bytes: stored.get() });
+        ok
+    }
+}
+
+type Zip = zip::ZipArchive<BufReader<Box<dyn ReadSeek>>>;
+
+/// Opens an archive, refusing one whose members share a name: the zip crate keeps one entry per name, so the
+/// others would be lost behind the one read.
+fn open_zip(reader: Box<dyn ReadSeek>) -> Result<Zip, String> {
+    let archive = zip::ZipArchive::new(BufReader::new(reader)).map_err(|e| format!("not a readable zip: {e}"))?;
+    let (start, names) = (archive.central_directory_start() + archive.offset(), archive.len());
+    let mut reader = archive.into_inner();
+    match has_duplicate_members(&mut reader, start, names) {
+        Ok(false) => {}
+        Ok(true) => {
+            return Err("members of the zip share a name: the others would be lost behind the one read, so none is \
+                        read"
+                .into());
+        }
+        Err(e) => return Err(format!("cannot read the zip's directory: {e}")),
+    }
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(zip::result::ZipError::from)
+        .and_then(|_| zip::ZipArchive::new(reader))
+        .map_err(|e| format!("not a readable zip: {e}"))
 }
 
 /// Whether members share a name: the central directory at `start` lists more entries than the archive has names.
