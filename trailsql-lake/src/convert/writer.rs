@@ -249,14 +249,28 @@ impl Writer {
         while !self.inflight.is_empty() {
             self.join_one().await?;
         }
-        let mut removed = Vec::new();
         let mut keys: Vec<PartitionKey> =
             self.parts.iter().filter(|(_, p)| !p.staged.is_empty()).map(|(k, _)| k.clone()).collect();
         keys.sort();
+        let removed = self.compact(&keys).await?;
+        let mut added = Vec::new();
+        for key in &keys {
+            for s in &self.parts[key].staged {
+                added.push(data_path(key, &s.stem));
+                added.push(index_path(key, &s.stem));
+            }
+        }
+        Ok(Written { added, removed, stats: self.stats })
+    }
+
+    /// Merges the small files of each partition written to, staged or committed; gives the committed files the
+    /// merges replace, to be removed at the commit.
+    async fn compact(&mut self, keys: &[PartitionKey]) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
         let lake = self.lake.clone();
         let run = self.cfg.run.clone();
         let compact_below = self.cfg.compact_below;
-        let plans: Vec<(PartitionKey, Vec<(Source, u64)>)> = futures::stream::iter(keys.clone())
+        let plans: Vec<(PartitionKey, Vec<(Source, u64)>)> = futures::stream::iter(keys.to_vec())
             .then(|key| {
                 let lake = lake.clone();
                 let staged = self.parts[&key].staged.clone();
@@ -307,13 +321,6 @@ impl Writer {
             }
             part.staged.push(staged);
         }
-        let mut added = Vec::new();
-        for key in keys {
-            for s in &self.parts[&key].staged {
-                added.push(data_path(&key, &s.stem));
-                added.push(index_path(&key, &s.stem));
-            }
-        }
-        Ok(Written { added, removed, stats: self.stats })
+        Ok(removed)
     }
 }
