@@ -5,7 +5,7 @@
 //! three-valued `NOT NULL` would drop the event. A construct without a faithful translation is refused with its
 //! name, never approximated.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
 use rsigma_parser::{
@@ -96,6 +96,75 @@ fn condition(c: &ConditionExpr, named: &HashMap<String, Detection>) -> Compiled<
             }
         }
     })
+}
+
+/// The event names a detection can match, lower-cased, when its condition implies one of a few plain
+/// `eventName` values (as most CloudTrail rules do); `None` when it does not. The fused query tests them first, in
+/// one look-up per event, so that the rules' full conditions run only on the events that can match.
+pub fn event_names(d: &Detections) -> Option<BTreeSet<String>> {
+    union(d.conditions.iter().map(|c| condition_names(c, &d.named)))
+}
+
+type Names = Option<BTreeSet<String>>;
+
+/// Matching any of the parts: the names of them all, if each has its own.
+fn union(parts: impl Iterator<Item = Names>) -> Names {
+    let mut all = BTreeSet::new();
+    for p in parts {
+        all.extend(p?);
+    }
+    Some(all)
+}
+
+/// Matching every part: the names of the narrowest part that has its own.
+fn narrowest(parts: impl Iterator<Item = Names>) -> Names {
+    parts.flatten().min_by_key(BTreeSet::len)
+}
+
+fn condition_names(c: &ConditionExpr, named: &HashMap<String, Detection>) -> Names {
+    match c {
+        ConditionExpr::And(v) => narrowest(v.iter().map(|c| condition_names(c, named))),
+        ConditionExpr::Or(v) => union(v.iter().map(|c| condition_names(c, named))),
+        ConditionExpr::Not(_) => None,
+        ConditionExpr::Identifier(name) => named.get(name).and_then(detection_names),
+        ConditionExpr::Selector { quantifier, pattern } => {
+            let parts = named
+                .iter()
+                .filter(|(k, _)| match pattern {
+                    SelectorPattern::Them => !k.starts_with('_'),
+                    SelectorPattern::Pattern(p) => glob_match(p, k),
+                })
+                .map(|(_, d)| detection_names(d));
+            match quantifier {
+                Quantifier::All => narrowest(parts),
+                Quantifier::Any | Quantifier::Count(_) => union(parts),
+            }
+        }
+    }
+}
+
+fn detection_names(d: &Detection) -> Names {
+    match d {
+        Detection::AllOf(items) => narrowest(items.iter().map(item_names)),
+        Detection::AnyOf(ds) => union(ds.iter().map(detection_names)),
+        Detection::And(ds) => narrowest(ds.iter().map(detection_names)),
+        _ => None,
+    }
+}
+
+/// `eventName: X` or a list of such, plain values without modifiers or wildcards.
+fn item_names(it: &DetectionItem) -> Names {
+    let is_name = it.field.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case("eventName"));
+    if !is_name || !it.field.modifiers.is_empty() || it.values.is_empty() {
+        return None;
+    }
+    it.values
+        .iter()
+        .map(|v| match v {
+            SigmaValue::String(s) => s.as_plain().map(|p| p.to_lowercase()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `*` as any run of characters, in a selector's pattern.
@@ -464,6 +533,27 @@ mod tests {
         // The three encodings Sigma's documentation gives for `/bin/bash`.
         assert_eq!(base64_offsets("/bin/bash"), vec!["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]);
         assert_eq!(base64_plain("/bin/bash"), "L2Jpbi9iYXNo");
+    }
+
+    #[test]
+    fn event_names_are_those_every_match_must_have() {
+        let names = |detection: &str| {
+            let c = rsigma_parser::parse_sigma_yaml(&rule(detection)).unwrap();
+            event_names(&c.rules[0].detection).map(|s| s.into_iter().collect::<Vec<_>>())
+        };
+        let both = "  sel:\n    eventSource: s3.amazonaws.com\n    eventName: [PutBucketPolicy, DeleteBucket]\n";
+        assert_eq!(
+            names(&format!("{both}  filter:\n    eventName: X\n  condition: sel and not filter\n")),
+            Some(vec!["deletebucket".into(), "putbucketpolicy".into()])
+        );
+        assert_eq!(
+            names("  a:\n    eventName: A\n  b:\n    eventName: B\n  condition: 1 of them\n"),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(names("  a:\n    eventName: A\n  b:\n    userAgent: B\n  condition: a or b\n"), None);
+        assert_eq!(names("  a:\n    eventName|startswith: A\n  condition: a\n"), None);
+        assert_eq!(names("  a:\n    eventName: 'Get*'\n  condition: a\n"), None);
+        assert_eq!(names("  keywords:\n    - x\n  condition: keywords\n"), None);
     }
 
     #[test]

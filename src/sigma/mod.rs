@@ -24,6 +24,8 @@ pub struct Rule {
     /// The file it came from.
     pub file: String,
     pub kind: RuleKind,
+    /// For a detection, the event names it can match, when its condition says (`compile::event_names`).
+    pub event_names: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +63,7 @@ struct Detection {
     condition: std::result::Result<String, Unsupported>,
     /// The old aggregation its condition ended with, and its timeframe.
     aggregation: Option<(String, Option<String>)>,
+    event_names: Option<BTreeSet<String>>,
 }
 
 impl Detection {
@@ -131,7 +134,14 @@ impl Documents {
                 Some(_) => compile::detections(&rule.detection),
                 None => compile::rule_condition(&rule),
             };
-            self.detections.push(Detection { file: name.clone(), rule, condition, aggregation: aggregation.clone() });
+            let event_names = compile::event_names(&rule.detection);
+            self.detections.push(Detection {
+                file: name.clone(),
+                rule,
+                condition,
+                aggregation: aggregation.clone(),
+                event_names,
+            });
         }
         self.correlations.extend(collection.correlations.into_iter().map(|c| (name.clone(), c)));
         self.filters.extend(collection.filters);
@@ -220,7 +230,13 @@ impl Documents {
                     .map(RuleKind::Correlation),
             };
             match compiled {
-                Ok(kind) => self.set.rules.push(Rule::new(id, &rule.title, rule.level, &d.file, kind)),
+                Ok(kind) => {
+                    let mut r = Rule::new(id, &rule.title, rule.level, &d.file, kind);
+                    if matches!(r.kind, RuleKind::Detection(_)) {
+                        r.event_names = d.event_names.clone();
+                    }
+                    self.set.rules.push(r)
+                }
                 Err(Unsupported(what)) => self.set.unsupported.push((d.file.clone(), rule.title.clone(), what)),
             }
         }
@@ -230,7 +246,7 @@ impl Documents {
 impl Rule {
     fn new(id: String, title: &str, level: Option<Level>, file: &str, kind: RuleKind) -> Self {
         let level = level.map_or("", |l| l.as_str()).to_string();
-        Rule { id, title: title.to_string(), level, file: file.to_string(), kind }
+        Rule { id, title: title.to_string(), level, file: file.to_string(), kind, event_names: None }
     }
 }
 
@@ -368,7 +384,23 @@ fn fused(rules: &[(&Rule, &str)]) -> String {
         );
     }
     let hits: Vec<String> = rules.iter().enumerate().map(|(i, (_, c))| format!("CASE WHEN {c} THEN {i} END")).collect();
-    let any: Vec<&str> = rules.iter().map(|(_, c)| *c).collect();
+    // The rules that name their events are tested after one look-up of the event's name, which most events fail;
+    // DataFusion then evaluates their conditions only on the events that pass it.
+    let (named, free): (Vec<_>, Vec<_>) = rules.iter().partition(|(r, _)| r.event_names.is_some());
+    let mut any: Vec<String> = free.iter().map(|(_, c)| c.to_string()).collect();
+    if !named.is_empty() {
+        let names: BTreeSet<&String> = named.iter().flat_map(|(r, _)| r.event_names.iter().flatten()).collect();
+        let names: Vec<String> = names.into_iter().map(|n| literal(n)).collect();
+        let conditions: Vec<&str> = named.iter().map(|(_, c)| *c).collect();
+        any.insert(
+            0,
+            format!(
+                "(coalesce(lower(eventname) IN ({}), false)\n     AND ({}))",
+                names.join(", "),
+                conditions.join("\n       OR ")
+            ),
+        );
+    }
     let values: Vec<String> = rules
         .iter()
         .enumerate()
