@@ -66,26 +66,38 @@ rule("  sel:\n    errorCode: [AccessDenied, UnauthorizedOperation]\n    eventSou
 rule("  keywords:\n    - '<YOUR-BUCKET-NAME>'\n  condition: keywords\n")
 rule("  sel:\n    eventSource: secretsmanager.amazonaws.com\n    eventName: [GetSecretValue, BatchGetSecretValue]\n  condition: sel | count() by userIdentity.arn > 20\n", "high")
 rule("  sel:\n    errorCode: AccessDenied\n  timeframe: 10m\n  condition: sel | count() by sourceIPAddress > 30\n")
-while n < 60:
-    rule(f"  sel:\n    eventSource: ec2.amazonaws.com\n    eventName|endswith: Attribute{n}\n  condition: sel\n", "low")
+more = ["ec2:CreateSnapshot", "ec2:CopySnapshot", "ec2:ExportImage", "ec2:CreateImage", "ec2:DeleteVpc",
+        "iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:PassRole", "s3:PutBucketCors",
+        "s3:PutBucketReplication", "kms:CreateGrant", "lambda:UpdateFunctionCode", "rds:DeleteDBCluster",
+        "sts:AssumeRoleWithSAML", "route53domains:TransferDomainToAnotherAwsAccount", "ssm:SendCommand",
+        "ssm:StartSession", "ebs:StartSnapshot", "glue:CreateDevEndpoint", "eks:CreateCluster"]
+for svc, name in (m.split(":") for m in more):
+    if n >= 60:
+        break
+    rule(f"  sel:\n    eventSource: {svc}.amazonaws.com\n    eventName: {name}\n  condition: sel\n", "low")
 PY
 
 median() { python3 -c "import statistics,sys; print(statistics.median(float(a) for a in sys.argv[1:]))" "$@"; }
 seconds() { python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])"; }
 group_by="SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname"
+# A GROUP BY over more of the columns the rules read, for scale.
+wide_group_by="SELECT eventsource, eventname, useridentity.type, errorcode, useragent, count(*) AS n FROM cloudtrail GROUP BY 1, 2, 3, 4, 5"
 { echo "SET TimeZone = 'UTC'; SET enable_progress_bar = false;"; "$bin" ddl --engine duckdb --lake "$lake"; } > "$work/duckdb_views.sql"
 "$bin" sigma --lake "$lake" --format csv -o "$work/sigma_out.csv" "$rules"
 echo "sigma: $(($(wc -l < "$work/sigma_out.csv") - 1)) rows from $(ls "$rules" | wc -l) rules"
 ROUNDS="${ROUNDS:-5}"
-s=(); g=(); d=()
+s=(); g=(); w=(); d=()
 for _ in $(seq "$ROUNDS"); do
     s+=("$(python3 benches/measure.py "$bin" sigma --quiet --lake "$lake" --format csv -o /dev/null "$rules" | seconds)")
     g+=("$(python3 benches/measure.py "$bin" query --lake "$lake" --format csv -o /dev/null "$group_by" | seconds)")
+    w+=("$(python3 benches/measure.py "$bin" query --lake "$lake" --format csv -o /dev/null "$wide_group_by" | seconds)")
     d+=("$(python3 benches/measure.py python3 -c "
 import duckdb, sys
 con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
 con.execute(sys.argv[1]).fetchall()" "$group_by" | seconds)")
 done
-s=$(median "${s[@]}"); g=$(median "${g[@]}"); d=$(median "${d[@]}")
-printf '%-34s %9.3fs\n' "trailsql sigma, 60 rules" "$s" "trailsql GROUP BY eventname" "$g" "duckdb GROUP BY eventname" "$d"
-printf 'sigma / GROUP BY = %.2f (target <= 2)\n' "$(python3 -c "print($s / $g)")"
+s=$(median "${s[@]}"); g=$(median "${g[@]}"); w=$(median "${w[@]}"); d=$(median "${d[@]}")
+printf '%-38s %9.3fs\n' "trailsql sigma, 60 rules" "$s" "trailsql GROUP BY eventname" "$g" \
+    "trailsql GROUP BY five columns" "$w" "duckdb GROUP BY eventname" "$d"
+printf 'sigma / GROUP BY eventname = %.2f (target <= 2); sigma / GROUP BY five columns = %.2f\n' \
+    "$(python3 -c "print($s / $g)")" "$(python3 -c "print($s / $w)")"
