@@ -18,6 +18,9 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         for r in &set.rules {
             text.push_str(&format!("-- {}: {} ({})\n{};\n\n", r.file, r.title, r.id, crate::sigma::rule_sql(r)));
         }
+        if set.rules.len() > 1 {
+            text.push_str(&format!("-- all of them, as they run: one query\n{};\n", crate::sigma::query(&set)));
+        }
         write_stdout(text.as_bytes())?;
         0
     } else {
