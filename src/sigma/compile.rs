@@ -20,9 +20,9 @@ use super::literal;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported(pub String);
 
-type Compiled<T> = Result<T, Unsupported>;
+pub(super) type Compiled<T> = Result<T, Unsupported>;
 
-fn unsupported<T>(what: impl Into<String>) -> Compiled<T> {
+pub(super) fn unsupported<T>(what: impl Into<String>) -> Compiled<T> {
     Err(Unsupported(what.into()))
 }
 

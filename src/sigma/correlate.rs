@@ -12,14 +12,8 @@ use rsigma_parser::{
     ConditionExpr, ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType, WindowMode,
 };
 
-use super::compile::{self, Unsupported};
+use super::compile::{self, Compiled, Unsupported, unsupported};
 use super::{EVENT_COLUMNS, literal};
-
-type Compiled<T> = Result<T, Unsupported>;
-
-fn unsupported<T>(what: impl Into<String>) -> Compiled<T> {
-    Err(Unsupported(what.into()))
-}
 
 /// A rule a correlation counts: its name as the correlation refers to it, and its SQL condition.
 pub struct Input<'a> {

@@ -60,7 +60,7 @@ struct Detection {
     file: String,
     rule: SigmaRule,
     /// Its SQL condition, filters applied; or why it cannot be translated.
-    condition: std::result::Result<String, Unsupported>,
+    condition: compile::Compiled<String>,
     /// The old aggregation its condition ended with, and its timeframe.
     aggregation: Option<(String, Option<String>)>,
     event_names: Option<BTreeSet<String>>,
@@ -187,7 +187,7 @@ impl Documents {
         fed
     }
 
-    fn correlation(&self, c: &CorrelationRule, id: &str) -> std::result::Result<(String, Vec<usize>), Unsupported> {
+    fn correlation(&self, c: &CorrelationRule, id: &str) -> compile::Compiled<(String, Vec<usize>)> {
         let mut inputs = Vec::new();
         let mut named = Vec::new();
         for reference in &c.rules {
@@ -205,7 +205,7 @@ impl Documents {
             inputs.push(i);
         }
         let spec = correlate::spec(c)?;
-        Ok((correlate::sql(&spec, &head(id, &c.title, c.level), &named)?, inputs))
+        Ok((correlate::sql(&spec, &head(id, &c.title, level_name(c.level)), &named)?, inputs))
     }
 
     fn compile_detections(&mut self, fed: &BTreeSet<usize>, min: usize) {
@@ -225,7 +225,7 @@ impl Documents {
                 (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
                     .and_then(|spec| {
                         let input = correlate::Input { name: "", condition: c };
-                        correlate::sql(&spec, &head(&id, &rule.title, rule.level), &[input])
+                        correlate::sql(&spec, &head(&id, &rule.title, level_name(rule.level)), &[input])
                     })
                     .map(RuleKind::Correlation),
             };
@@ -245,19 +245,18 @@ impl Documents {
 
 impl Rule {
     fn new(id: String, title: &str, level: Option<Level>, file: &str, kind: RuleKind) -> Self {
-        let level = level.map_or("", |l| l.as_str()).to_string();
+        let level = level_name(level).to_string();
         Rule { id, title: title.to_string(), level, file: file.to_string(), kind, event_names: None }
     }
 }
 
+fn level_name(level: Option<Level>) -> &'static str {
+    level.map_or("", |l| l.as_str())
+}
+
 /// The first columns of every result row: which rule.
-fn head(id: &str, title: &str, level: Option<Level>) -> String {
-    format!(
-        "{} AS rule_id, {} AS rule_title, {} AS level",
-        literal(id),
-        literal(title),
-        literal(level.map_or("", |l| l.as_str()))
-    )
+fn head(id: &str, title: &str, level: &str) -> String {
+    format!("{} AS rule_id, {} AS rule_title, {} AS level", literal(id), literal(title), literal(level))
 }
 
 /// A rule whose condition ends in an old aggregation (`sel | count() by x > 5`), as the parser of today's
@@ -325,11 +324,8 @@ const ORDER: &str = "ORDER BY eventtime, rule_id, eventid";
 pub fn rule_sql(rule: &Rule) -> String {
     match &rule.kind {
         RuleKind::Detection(condition) => format!(
-            "SELECT {} AS rule_id, {} AS rule_title, {} AS level, {EVENT_COLUMNS}, {NO_CORRELATION}\nFROM cloudtrail\n\
-             WHERE {condition}\n{ORDER}",
-            literal(&rule.id),
-            literal(&rule.title),
-            literal(&rule.level),
+            "SELECT {}, {EVENT_COLUMNS}, {NO_CORRELATION}\nFROM cloudtrail\nWHERE {condition}\n{ORDER}",
+            head(&rule.id, &rule.title, &rule.level)
         ),
         RuleKind::Correlation(sql) => format!("{sql}\n{ORDER}"),
     }
