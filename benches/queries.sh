@@ -3,13 +3,7 @@
 # running the same SQL over the same Parquet, in the same run. The two take turns, ROUNDS times (7); medians count.
 #
 #   benches/queries.sh [WORKDIR]     (after benches/convert.sh, which writes WORKDIR/lake_trailsql)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-work="${1:-/tmp/trailsql-bench}"
-target="${CARGO_TARGET_DIR:-target}"
-bin="$target/release/trailsql"
-lake="$work/lake_trailsql"
-[ -d "$lake" ] || { echo "no lake at $lake: run benches/convert.sh first" >&2; exit 2; }
+source "$(dirname "$0")/lake.sh"
 key=$("$bin" query --lake "$lake" --format csv \
     "SELECT useridentity.accesskeyid FROM cloudtrail WHERE useridentity.type = 'IAMUser' LIMIT 1" | tail -1)
 
@@ -21,12 +15,6 @@ group_by_eventname	SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY even
 access_denied_bursts	SELECT useridentity.arn, recipientaccountid, date_bin(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1	SELECT useridentity.arn, recipientaccountid, time_bucket(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1
 SQL
 
-# DuckDB gets the table and the views from `trailsql ddl --engine duckdb`: the same views, tested equal in
-# tests/integration/engines.rs, not a hand translation. DuckDB's session runs in UTC, as the DDL expects.
-{ echo "SET TimeZone = 'UTC'; SET enable_progress_bar = false;"; "$bin" ddl --engine duckdb --lake "$lake"; } > "$work/duckdb_views.sql"
-seconds() { python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])"; }
-median() { python3 -c "import statistics,sys; print(statistics.median(float(a) for a in sys.argv[1:]))" "$@"; }
-ROUNDS="${ROUNDS:-7}"
 printf '%-22s %10s %10s %8s %8s\n' query trailsql duckdb ratio rows
 while IFS=$'\t' read -r name ts_sql duck_sql; do
     rows=$("$bin" query --lake "$lake" --format csv "$ts_sql" | tail -n +2 | wc -l)
@@ -38,12 +26,9 @@ print(len(con.execute(sys.argv[1]).fetchall()))" "$duck_sql")
     # The two commands take turns, so that both meet the same moments of a shared machine; medians, not bests.
     ts=(); ds=()
     for _ in $(seq "$ROUNDS"); do
-        ts+=("$(python3 benches/measure.py "$bin" query --lake "$lake" --format csv -o /dev/null "$ts_sql" | seconds)")
-        ds+=("$(python3 benches/measure.py python3 -c "
-import duckdb, sys
-con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
-con.execute(sys.argv[1]).fetchall()" "$duck_sql" | seconds)")
+        ts+=("$(trailsql_seconds "$ts_sql")")
+        ds+=("$(duckdb_seconds "$duck_sql")")
     done
     t=$(median "${ts[@]}"); d=$(median "${ds[@]}")
-    printf '%-22s %9.3fs %9.3fs %8.2f %8s\n' "$name" "$t" "$d" "$(python3 -c "print($t / $d)")" "$rows"
+    printf '%-22s %9.3fs %9.3fs %8.2f %8s\n' "$name" "$t" "$d" "$(ratio "$t" "$d")" "$rows"
 done < "$work/queries.tsv"

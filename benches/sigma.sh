@@ -7,13 +7,8 @@
 # The rules are written here, in the shapes of SigmaHQ's CloudTrail rules: event names of a service (most of
 # them), payload fields and payload text, identity types with a filter, user agents, a regular expression over
 # ARNs, CIDR ranges, one keyword search, and two older `| count() by … > N` aggregations.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-work="${1:-/tmp/trailsql-bench}"
-target="${CARGO_TARGET_DIR:-target}"
-bin="$target/release/trailsql"
-lake="$work/lake_trailsql"
-[ -d "$lake" ] || { echo "no lake at $lake: run benches/convert.sh first" >&2; exit 2; }
+ROUNDS="${ROUNDS:-5}"
+source "$(dirname "$0")/lake.sh"
 rules="$work/sigma_rules"
 rm -rf "$rules" && mkdir -p "$rules"
 python3 - "$rules" <<'PY'
@@ -77,27 +72,20 @@ for svc, name in (m.split(":") for m in more):
     rule(f"  sel:\n    eventSource: {svc}.amazonaws.com\n    eventName: {name}\n  condition: sel\n", "low")
 PY
 
-median() { python3 -c "import statistics,sys; print(statistics.median(float(a) for a in sys.argv[1:]))" "$@"; }
-seconds() { python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])"; }
 group_by="SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname"
 # A GROUP BY over more of the columns the rules read, for scale.
 wide_group_by="SELECT eventsource, eventname, useridentity.type, errorcode, useragent, count(*) AS n FROM cloudtrail GROUP BY 1, 2, 3, 4, 5"
-{ echo "SET TimeZone = 'UTC'; SET enable_progress_bar = false;"; "$bin" ddl --engine duckdb --lake "$lake"; } > "$work/duckdb_views.sql"
 "$bin" sigma --lake "$lake" --format csv -o "$work/sigma_out.csv" "$rules"
 echo "sigma: $(($(wc -l < "$work/sigma_out.csv") - 1)) rows from $(ls "$rules" | wc -l) rules"
-ROUNDS="${ROUNDS:-5}"
 s=(); g=(); w=(); d=()
 for _ in $(seq "$ROUNDS"); do
     s+=("$(python3 benches/measure.py "$bin" sigma --quiet --lake "$lake" --format csv -o /dev/null "$rules" | seconds)")
-    g+=("$(python3 benches/measure.py "$bin" query --lake "$lake" --format csv -o /dev/null "$group_by" | seconds)")
-    w+=("$(python3 benches/measure.py "$bin" query --lake "$lake" --format csv -o /dev/null "$wide_group_by" | seconds)")
-    d+=("$(python3 benches/measure.py python3 -c "
-import duckdb, sys
-con = duckdb.connect(); con.execute(open('$work/duckdb_views.sql').read())
-con.execute(sys.argv[1]).fetchall()" "$group_by" | seconds)")
+    g+=("$(trailsql_seconds "$group_by")")
+    w+=("$(trailsql_seconds "$wide_group_by")")
+    d+=("$(duckdb_seconds "$group_by")")
 done
 s=$(median "${s[@]}"); g=$(median "${g[@]}"); w=$(median "${w[@]}"); d=$(median "${d[@]}")
 printf '%-38s %9.3fs\n' "trailsql sigma, 60 rules" "$s" "trailsql GROUP BY eventname" "$g" \
     "trailsql GROUP BY five columns" "$w" "duckdb GROUP BY eventname" "$d"
 printf 'sigma / GROUP BY eventname = %.2f (target <= 2); sigma / GROUP BY five columns = %.2f\n' \
-    "$(python3 -c "print($s / $g)")" "$(python3 -c "print($s / $w)")"
+    "$(ratio "$s" "$g")" "$(ratio "$s" "$w")"

@@ -73,19 +73,11 @@ fn condition(c: &ConditionExpr, named: &HashMap<String, Detection>) -> Compiled<
             None => return unsupported(format!("the condition names `{name}`, which the detection does not define")),
         },
         ConditionExpr::Selector { quantifier, pattern } => {
-            let mut names: Vec<&String> = named
-                .keys()
-                .filter(|k| match pattern {
-                    // `them` leaves out the identifiers that start with an underscore, as the specification says.
-                    SelectorPattern::Them => !k.starts_with('_'),
-                    SelectorPattern::Pattern(p) => glob_match(p, k),
-                })
-                .collect();
-            names.sort();
-            if names.is_empty() {
+            let selected = selected(pattern, named);
+            if selected.is_empty() {
                 return unsupported(format!("`{quantifier} of {pattern}`, which names no detection"));
             }
-            let parts = names.iter().map(|n| detection(&named[*n])).collect::<Compiled<Vec<_>>>()?;
+            let parts = selected.into_iter().map(detection).collect::<Compiled<Vec<_>>>()?;
             match quantifier {
                 Quantifier::Any => any(parts),
                 Quantifier::All => all(parts),
@@ -128,13 +120,7 @@ fn condition_names(c: &ConditionExpr, named: &HashMap<String, Detection>) -> Nam
         ConditionExpr::Not(_) => None,
         ConditionExpr::Identifier(name) => named.get(name).and_then(detection_names),
         ConditionExpr::Selector { quantifier, pattern } => {
-            let parts = named
-                .iter()
-                .filter(|(k, _)| match pattern {
-                    SelectorPattern::Them => !k.starts_with('_'),
-                    SelectorPattern::Pattern(p) => glob_match(p, k),
-                })
-                .map(|(_, d)| detection_names(d));
+            let parts = selected(pattern, named).into_iter().map(detection_names);
             match quantifier {
                 Quantifier::All => narrowest(parts),
                 Quantifier::Any | Quantifier::Count(_) => union(parts),
@@ -165,6 +151,20 @@ fn item_names(it: &DetectionItem) -> Names {
             _ => None,
         })
         .collect()
+}
+
+/// The detections a selector (`1 of sel_*`, `all of them`) names, in the order of their names.
+fn selected<'a>(pattern: &SelectorPattern, named: &'a HashMap<String, Detection>) -> Vec<&'a Detection> {
+    let mut names: Vec<&String> = named
+        .keys()
+        .filter(|k| match pattern {
+            // `them` leaves out the identifiers that start with an underscore, as the specification says.
+            SelectorPattern::Them => !k.starts_with('_'),
+            SelectorPattern::Pattern(p) => glob_match(p, k),
+        })
+        .collect();
+    names.sort();
+    names.into_iter().map(|n| &named[n]).collect()
 }
 
 /// `*` as any run of characters, in a selector's pattern.

@@ -8,6 +8,8 @@
 //! where it held. A `tumbling` window restarts at each multiple of the timespan since the Unix epoch; an old
 //! aggregation without `timeframe` has one window per group, from its first event on.
 
+use std::sync::LazyLock;
+
 use rsigma_parser::{
     ConditionExpr, ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType, WindowMode,
 };
@@ -94,10 +96,11 @@ pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
 
 /// The older aggregation after a condition's `|`: `count([field]) [by field] OP N`, under the rule's `timeframe`.
 pub fn legacy(aggregation: &str, timeframe: Option<&str>) -> Compiled<Spec> {
-    let re =
+    static AGGREGATION: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"(?i)^\s*count\s*\(\s*([\w.]*)\s*\)\s*(?:by\s+([\w.]+)\s*)?(<=|>=|==|=|<|>)\s*(\d+)\s*$")
-            .expect("a valid expression");
-    let Some(caps) = re.captures(aggregation) else {
+            .expect("a valid expression")
+    });
+    let Some(caps) = AGGREGATION.captures(aggregation) else {
         return unsupported(format!(
             "aggregation `{}` (only count() and count(field), by one field)",
             aggregation.trim()
