@@ -130,7 +130,7 @@ pub struct ConvertArgs {
     #[arg(long, default_value = "8GiB", value_parser = parse_size)]
     pub max_file_size: u64,
 
-    /// Rows buffered in memory before partitions are written out
+    /// Memory for rows being read, buffered and written; peak memory stays within it plus 160 MB
     #[arg(long, default_value = "512MiB", value_parser = parse_size)]
     pub memory_limit: u64,
 

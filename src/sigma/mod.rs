@@ -1,5 +1,5 @@
 //! Sigma rules over the lake: each rule that applies to CloudTrail compiled into a SQL condition over `cloudtrail`,
-//! and all of them run fused, in one scan of the lake.
+//! and all of them run fused, in two scans of the lake at most (the rules that name their events, and the others).
 //!
 //! The rules are parsed by the rsigma-parser crate (the Sigma specification's conditions, modifiers and value
 //! escapes); the SQL is ours (`compile.rs`).
@@ -351,8 +351,9 @@ pub fn refused(set: &RuleSet) -> Option<Error> {
     })
 }
 
-/// Every rule in one query. The detections share one scan: each event is tested against all their conditions,
-/// and one row comes out per (rule, matching event). Each correlation adds one scan of the events its rules match.
+/// Every rule in one query. The detections share two scans (see `fused`): each event is tested against all their
+/// conditions, and one row comes out per (rule, matching event). Each correlation adds one scan of the events its
+/// rules match.
 pub fn query(set: &RuleSet) -> String {
     let detections: Vec<(&Rule, &str)> = set
         .rules
@@ -376,6 +377,12 @@ pub fn query(set: &RuleSet) -> String {
     format!("SELECT * FROM (\n{}\n) sigma\n{ORDER}", parts.join("\nUNION ALL\n"))
 }
 
+/// The detections' part of the query: the rules that name their events in one scan, the others in another.
+///
+/// A rule that names its events is tested only on events that pass one look-up of the event's name: DataFusion
+/// pushes that look-up into the Parquet scan as its own filter, so the columns the rules read are decoded only for
+/// the pages where it holds. A rule that names no event (keywords, say) must read its columns everywhere; fused
+/// with the others in one condition, it would make every rule's columns be decoded everywhere.
 fn fused(rules: &[(&Rule, &str)]) -> String {
     if rules.is_empty() {
         return format!(
@@ -383,24 +390,29 @@ fn fused(rules: &[(&Rule, &str)]) -> String {
              CAST(NULL AS VARCHAR) AS level, {EVENT_COLUMNS}, {NO_CORRELATION} FROM cloudtrail WHERE false"
         );
     }
-    let hits: Vec<String> = rules.iter().enumerate().map(|(i, (_, c))| format!("CASE WHEN {c} THEN {i} END")).collect();
-    // The rules that name their events are tested after one look-up of the event's name, which most events fail;
-    // DataFusion then evaluates their conditions only on the events that pass it.
-    let (named, free): (Vec<_>, Vec<_>) = rules.iter().partition(|(r, _)| r.event_names.is_some());
-    let mut any: Vec<String> = free.iter().map(|(_, c)| c.to_string()).collect();
+    let (named, free): (Vec<(&Rule, &str)>, Vec<_>) = rules.iter().partition(|(r, _)| r.event_names.is_some());
+    let mut scans = Vec::new();
     if !named.is_empty() {
         let names: BTreeSet<&String> = named.iter().flat_map(|(r, _)| r.event_names.iter().flatten()).collect();
         let names: Vec<String> = names.into_iter().map(|n| literal(n)).collect();
         let conditions: Vec<&str> = named.iter().map(|(_, c)| *c).collect();
-        any.insert(
-            0,
-            format!(
-                "(coalesce(lower(eventname) IN ({}), false)\n     AND ({}))",
-                names.join(", "),
-                conditions.join("\n       OR ")
-            ),
+        let gate = format!(
+            "coalesce(lower(eventname) IN ({}), false)\n    AND ({})",
+            names.join(", "),
+            conditions.join("\n       OR ")
         );
+        scans.push(scan(&named, &gate));
     }
+    if !free.is_empty() {
+        let conditions: Vec<&str> = free.iter().map(|(_, c)| *c).collect();
+        scans.push(scan(&free, &conditions.join("\n    OR ")));
+    }
+    scans.join("\nUNION ALL\n")
+}
+
+/// One scan of the events for some detections: a row per (rule, matching event).
+fn scan(rules: &[(&Rule, &str)], filter: &str) -> String {
+    let hits: Vec<String> = rules.iter().enumerate().map(|(i, (_, c))| format!("CASE WHEN {c} THEN {i} END")).collect();
     let values: Vec<String> = rules
         .iter()
         .enumerate()
@@ -410,10 +422,9 @@ fn fused(rules: &[(&Rule, &str)]) -> String {
         "SELECT r.rule_id, r.rule_title, r.level, m.eventtime, m.account_id, m.awsregion, m.eventsource, \
          m.eventname, m.principal, m.sourceipaddress, m.eventid, {NO_CORRELATION}\n\
          FROM (\n  SELECT {EVENT_COLUMNS},\n    unnest(make_array({})) AS rule_index\n  FROM cloudtrail\n  \
-         WHERE {}\n) m\n\
+         WHERE {filter}\n) m\n\
          JOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON m.rule_index = r.rule_index",
         hits.join(",\n      "),
-        any.join("\n     OR "),
         values.join(", ")
     )
 }

@@ -639,8 +639,70 @@ fn thousands_of_partitions_stay_in_bounded_memory() {
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(count(&lake, "SELECT count(DISTINCT account_id) FROM cloudtrail"), 3000);
-    // d5f3256 peaked at 1,170 MB here (a ~370 KB set of column builders per partition); now about 220 MB.
-    assert!(peak < 300 << 20, "peak memory {} MB for 3,000 one-event partitions", peak >> 20);
+    // d5f3256 peaked at 1,170 MB here (a ~370 KB set of column builders per partition); 96b6f7b about 220 MB.
+    assert!(peak < (64 << 20) + FIXED_OVERHEAD, "peak memory {} MB for 3,000 one-event partitions", peak >> 20);
+}
+
+/// The README's memory promise: peak resident memory at most `--memory-limit` plus this.
+const FIXED_OVERHEAD: u64 = 160 << 20;
+
+const ONE_EVENT_FILES: usize = 10_000;
+
+// Item 15: thousands of one-event files into one partition (a wide lake's deliveries, each a five-minute file
+// holding one event) cost what their rows cost, not a batch's set-up each.
+#[test]
+fn thousands_of_one_event_files_stay_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    let spec = CorpusSpec {
+        accounts: 1,
+        regions: 1,
+        days: 1,
+        files_per_day: ONE_EVENT_FILES,
+        events_per_file: 1,
+        sessions_per_day: 0,
+        seed: 15,
+    };
+    let (files, events) = write_corpus(&src, &spec).unwrap();
+    assert_eq!(files, ONE_EVENT_FILES);
+    let (out, peak) = crate::convert::run_measuring_peak(convert_cmd(&src, &lake).args([
+        "--threads",
+        "2",
+        "--memory-limit",
+        "64MiB",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_each_event_once(&lake, events);
+    // 96b6f7b peaked at 308 MB here (one thread), growing with the number of files; now about 80 MB.
+    assert!(peak < (64 << 20) + FIXED_OVERHEAD, "peak memory {} MB for {files} one-event files", peak >> 20);
+}
+
+// Item 15: one large file at a small limit: the readers' pieces, the writer's rows, the encoder and the compaction
+// of its pieces all fit in the limit, plus the fixed overhead.
+#[test]
+fn a_large_file_converts_within_a_small_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    let spec = CorpusSpec {
+        accounts: 1,
+        regions: 1,
+        days: 1,
+        files_per_day: 1,
+        events_per_file: 100_000,
+        sessions_per_day: 0,
+        seed: 16,
+    };
+    let (_, events) = write_corpus(&src, &spec).unwrap();
+    let (out, peak) = crate::convert::run_measuring_peak(convert_cmd(&src, &lake).args([
+        "--threads",
+        "1",
+        "--memory-limit",
+        "16MiB",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_each_event_once(&lake, events);
+    // d5f3256 peaked at 486 MB on a file of 250 MB; this one (115 MB) now at about 70 MB.
+    assert!(peak < (16 << 20) + FIXED_OVERHEAD, "peak memory {} MB for one file of {events} events", peak >> 20);
 }
 
 // Item 14: a flood of rejects goes to disk as it comes and to the lake in parts, never held whole.

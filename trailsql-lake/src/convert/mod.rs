@@ -42,8 +42,9 @@ pub struct ConvertOptions {
     /// Largest single record, in bytes.
     pub max_record: usize,
     pub limits: Limits,
-    /// Bytes of rows buffered before the largest partitions are written.
-    pub memory_budget: usize,
+    /// Bytes of rows the run holds at once: half for the readers' pieces, half for the rows buffered and being
+    /// encoded; compaction, at the end, all of it.
+    pub memory_limit: usize,
     /// Files below this size are compacted with the other small files of their partition.
     pub compact_below: u64,
     /// Show a progress bar.
@@ -61,7 +62,7 @@ impl Default for ConvertOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_record: 16 << 20,
             limits: Limits { max_file_bytes: 8 << 30, max_ratio: 200 },
-            memory_budget: 512 << 20,
+            memory_limit: 512 << 20,
             compact_below: 32 << 20,
             progress: false,
             piece_bytes: 256 << 20,
@@ -309,11 +310,12 @@ fn start_readers(
     bar: &ProgressBar,
 ) -> (tokio::sync::mpsc::Receiver<Msg>, Vec<std::thread::JoinHandle<()>>) {
     let threads = opts.threads.max(1);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(threads * 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(threads);
     let queue = Arc::new(std::sync::Mutex::new(files.into_iter()));
     let mut conv = Converter::new(opts.max_record);
-    // What the readers hold of a large file counts against the memory limit too: half of it, shared by them.
-    conv.chunk_bytes = opts.piece_bytes.min(opts.memory_budget / (2 * threads)).max(64 << 10);
+    // The readers' rows count against the memory limit too: half of it, for the pieces being built and those
+    // waiting in the channel (one per reader).
+    conv.chunk_bytes = opts.piece_bytes.min(opts.memory_limit / (4 * threads)).max(64 << 10);
     let conv = Arc::new(conv);
     let rt = tokio::runtime::Handle::current();
     let readers = (0..threads)
@@ -362,7 +364,7 @@ impl Gather {
             lake.clone(),
             WriterConfig {
                 run: run.to_string(),
-                memory_budget: opts.memory_budget,
+                memory_limit: opts.memory_limit,
                 index_budget: 8_000_000,
                 compact_below: opts.compact_below,
                 parallel: opts.threads.max(1),

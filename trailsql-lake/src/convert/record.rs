@@ -8,7 +8,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::json::{self, Entries, ObjectError, string_value};
-use super::rows::{Col, Level, append_object, write_unmapped};
+use super::rows::{Col, Level, append_object, event_cols, write_unmapped};
 use super::scan::{Container, Item, Locator, Scanner};
 use crate::index::EventId;
 use crate::layout::PartitionKey;
@@ -156,11 +156,7 @@ struct PartBuilder {
 
 impl PartBuilder {
     fn new() -> PartBuilder {
-        PartBuilder {
-            cols: EVENT.iter().map(|m| Col::new(m.kind)).collect(),
-            unmapped: StringBuilder::new(),
-            ids: Vec::new(),
-        }
+        PartBuilder { cols: event_cols(), unmapped: StringBuilder::with_capacity(0, 0), ids: Vec::new() }
     }
 
     fn finish(mut self) -> (RecordBatch, Vec<Option<EventId>>) {

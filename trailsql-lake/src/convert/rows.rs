@@ -14,11 +14,10 @@ use std::sync::Arc;
 
 use crate::time::{format_cloudtrail_time, parse_cloudtrail_time};
 use arrow::array::{
-    Array, ArrayRef, BooleanBuilder, ListArray, NullBufferBuilder, StringBuilder, StructArray,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, ListArray, NullBufferBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{Field as ArrowField, Fields};
+use arrow::datatypes::{DataType, FieldRef, Fields};
 use rustc_hash::FxBuildHasher;
 use serde_json::value::RawValue;
 
@@ -102,7 +101,7 @@ pub enum Col {
     Bool(BooleanBuilder),
     Time(TimestampMicrosecondBuilder),
     Struct(StructCol),
-    List { offsets: Vec<i32>, nulls: NullBufferBuilder, item: StructCol },
+    List { offsets: Vec<i32>, nulls: NullBufferBuilder, item_field: FieldRef, item: StructCol },
 }
 
 pub struct StructCol {
@@ -112,11 +111,16 @@ pub struct StructCol {
     len: usize,
 }
 
+/// Builders for every column of an event row, empty.
+pub fn event_cols() -> Vec<Col> {
+    schema::EVENT.iter().zip(schema::file_schema().fields()).map(|(m, f)| Col::new(m.kind, f.data_type())).collect()
+}
+
 impl StructCol {
-    fn new(members: &[Field]) -> StructCol {
+    fn new(members: &[Field], fields: &Fields) -> StructCol {
         StructCol {
-            fields: schema::arrow_fields(members),
-            children: members.iter().map(|m| Col::new(m.kind)).collect(),
+            fields: fields.clone(),
+            children: members.iter().zip(fields).map(|(m, f)| Col::new(m.kind, f.data_type())).collect(),
             nulls: NullBufferBuilder::new(0),
             len: 0,
         }
@@ -142,17 +146,28 @@ impl StructCol {
 }
 
 impl Col {
-    pub fn new(kind: Kind) -> Col {
-        match kind {
+    /// An empty builder of a column of `kind`, whose Arrow type (from the file schema, so that the type trees are
+    /// shared, not built again for every file) is `data_type`.
+    fn new(kind: Kind, data_type: &DataType) -> Col {
+        match (kind, data_type) {
             // Builders start empty and grow as rows come: the default capacities (1,024 rows of each of ~70
             // columns) cost ~370 KB per partition of every file, gigabytes when a run touches thousands.
-            Kind::Text | Kind::Json => Col::Text(StringBuilder::with_capacity(0, 0)),
-            Kind::Bool(_) => Col::Bool(BooleanBuilder::with_capacity(0)),
-            Kind::Time => Col::Time(TimestampMicrosecondBuilder::with_capacity(0)),
-            Kind::Struct(members) => Col::Struct(StructCol::new(members)),
-            Kind::List(members) => {
-                Col::List { offsets: vec![0], nulls: NullBufferBuilder::new(0), item: StructCol::new(members) }
+            (Kind::Text | Kind::Json, _) => Col::Text(StringBuilder::with_capacity(0, 0)),
+            (Kind::Bool(_), _) => Col::Bool(BooleanBuilder::with_capacity(0)),
+            (Kind::Time, _) => Col::Time(TimestampMicrosecondBuilder::with_capacity(0)),
+            (Kind::Struct(members), DataType::Struct(fields)) => Col::Struct(StructCol::new(members, fields)),
+            (Kind::List(members), DataType::List(item_field)) => {
+                let DataType::Struct(fields) = item_field.data_type() else {
+                    unreachable!("the schema makes a list's items structs")
+                };
+                Col::List {
+                    offsets: vec![0],
+                    nulls: NullBufferBuilder::new(0),
+                    item_field: item_field.clone(),
+                    item: StructCol::new(members, fields),
+                }
             }
+            (kind, data_type) => unreachable!("the schema gives {kind:?} the type {data_type}"),
         }
     }
 
@@ -175,11 +190,10 @@ impl Col {
             Col::Bool(b) => Arc::new(b.finish()),
             Col::Time(b) => Arc::new(b.finish().with_timezone("UTC")),
             Col::Struct(s) => Arc::new(s.finish()),
-            Col::List { offsets, nulls, item } => {
+            Col::List { offsets, nulls, item_field, item } => {
                 let values = item.finish();
-                let field = Arc::new(ArrowField::new("item", values.data_type().clone(), true));
                 let offsets = OffsetBuffer::new(std::mem::replace(offsets, vec![0]).into());
-                Arc::new(ListArray::new(field, offsets, Arc::new(values), nulls.finish()))
+                Arc::new(ListArray::new(item_field.clone(), offsets, Arc::new(values), nulls.finish()))
             }
         }
     }
@@ -270,7 +284,7 @@ fn append_value<'a>(
                     false
                 }
             },
-            (Kind::List(_), Col::List { offsets, nulls, item }) => {
+            (Kind::List(_), Col::List { offsets, nulls, item, .. }) => {
                 append_list(child.expect("a list member has a level"), offsets, nulls, item, text)
             }
             _ => unreachable!("columns are built from the same schema kinds"),
@@ -366,7 +380,7 @@ mod tests {
 
     fn convert(json: &str) -> (Vec<Col>, String) {
         let level = Level::new(schema::EVENT);
-        let mut cols: Vec<Col> = schema::EVENT.iter().map(|m| Col::new(m.kind)).collect();
+        let mut cols = event_cols();
         let members = entries(json).unwrap();
         let mut u = Vec::new();
         append_object(&level, &mut cols, &members, &mut u);
