@@ -751,6 +751,40 @@ mod tests {
         assert_eq!(got[1], "{\"b\":1}");
     }
 
+    /// Issue 10, item 14: the head kept of an oversized record is that record's own first bytes, never those of
+    /// the records before it in the buffer, in every shape and whether or not the record outgrows the buffer.
+    #[test]
+    fn the_head_of_an_oversized_record_is_its_own() {
+        let small = |i: usize| format!("{{\"id\":\"small-{i}\",\"pad\":\"{}\"}}", "s".repeat(700));
+        for big_size in [5_000, 3 << 20] {
+            let big = format!("{{\"id\":\"big\",\"pad\":\"{}\"}}", "z".repeat(big_size));
+            let records: Vec<String> = (0..40).map(small).chain([big.clone(), small(99)]).collect();
+            let shapes = [
+                records.join("\n"),
+                format!("[{}]", records.join(",")),
+                format!("{{\"Records\":[{}]}}", records.join(",")),
+            ];
+            for doc in shapes {
+                let mut sc = Scanner::new(doc.as_bytes(), 1 << 10);
+                let mut heads = Vec::new();
+                let mut after = 0;
+                while let Some(item) = sc.next_item().unwrap() {
+                    match item {
+                        Item::TooLarge { head, size, .. } => heads.push((head, size)),
+                        Item::Record { .. } if !heads.is_empty() => after += 1,
+                        _ => {}
+                    }
+                }
+                assert_eq!(heads.len(), 1, "{big_size}: {}", &doc[..20]);
+                let (head, size) = &heads[0];
+                assert!(head.starts_with(b"{\"id\":\"big\",\"pad\":\"zzz"), "{big_size}: {}", &doc[..20]);
+                assert_eq!(head.len(), HEAD_KEEP);
+                assert_eq!(*size, big.len() as u64);
+                assert_eq!(after, 1, "the record after the oversized one is read");
+            }
+        }
+    }
+
     #[test]
     fn an_object_cut_short_after_a_refill_is_a_broken_line_not_a_panic() {
         // A top-level object that needs a second read and then ends: the object moved to the buffer's front.
