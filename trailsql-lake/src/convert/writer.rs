@@ -20,8 +20,7 @@ use crate::store::Lake;
 ///
 /// A wide lake delivers a file per account, Region and five minutes, so a file's rows of one partition are often a
 /// single event. Each such batch costs a hundred small allocations that its Arrow size does not show, and the
-/// encoder gathers rows from every batch of a partition at once, with a set-up per batch: 20,000 one-event files
-/// peaked at twice the memory limit before they were merged.
+/// encoder gathers rows from every batch of a partition at once, with a set-up per batch.
 const TINY_ROWS: usize = 64;
 
 /// Tiny batches holding more than this are left as they are: a merged batch must stay far from the 2 GiB an Arrow
