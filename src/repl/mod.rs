@@ -293,52 +293,12 @@ impl Repl {
     async fn run_meta(&mut self, meta: Meta) -> Result<()> {
         match meta {
             Meta::Quit => {}
-            Meta::Help => {
-                let (names, rest): (Vec<String>, Vec<(String, String)>) =
-                    COMMANDS.iter().map(|(n, a, d)| (n.to_string(), (a.to_string(), d.to_string()))).unzip();
-                let (args, desc): (Vec<String>, Vec<String>) = rest.into_iter().unzip();
-                self.show_table(vec![("command", names), ("arguments", args), ("meaning", desc)])?;
-            }
-            Meta::Describe(None) => {
-                let catalog = self.words.read().expect("words").catalog.clone();
-                let names = catalog.tables.iter().map(|t| t.name.clone()).collect();
-                let kinds =
-                    catalog.tables.iter().map(|t| if t.is_view { "view" } else { "table" }.to_string()).collect();
-                let cols = catalog.tables.iter().map(|t| t.fields.len().to_string()).collect();
-                self.show_table(vec![("name", names), ("type", kinds), ("columns", cols)])?;
-            }
-            Meta::Describe(Some(name)) => {
-                let catalog = self.words.read().expect("words").catalog.clone();
-                let table = catalog
-                    .table(&name)
-                    .ok_or_else(|| Error::Usage(format!("no table or view {name}: \\d lists them")))?;
-                let rows = catalog::describe(&table.fields);
-                let (cols, types): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
-                self.show_table(vec![("column", cols), ("type", types)])?;
-            }
-            Meta::Functions(pattern) => {
-                let catalog = self.words.read().expect("words").catalog.clone();
-                let pattern = pattern.map(|p| p.to_ascii_lowercase().replace(['*', '%'], ""));
-                let fs: Vec<_> = catalog
-                    .functions
-                    .iter()
-                    .filter(|f| pattern.as_ref().is_none_or(|p| f.name.to_ascii_lowercase().contains(p.as_str())))
-                    .collect();
-                let names = fs.iter().map(|f| f.name.clone()).collect();
-                let kinds = fs.iter().map(|f| f.kind.to_string()).collect();
-                let docs = fs
-                    .iter()
-                    .map(|f| {
-                        f.doc
-                            .as_ref()
-                            .map(|d| d.description.lines().next().unwrap_or("").to_string())
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                self.show_table(vec![("function", names), ("kind", kinds), ("description", docs)])?;
-            }
+            Meta::Help => self.show_help()?,
+            Meta::Describe(None) => self.list_tables()?,
+            Meta::Describe(Some(name)) => self.describe(&name)?,
+            Meta::Functions(pattern) => self.list_functions(pattern.as_deref())?,
             Meta::HelpFunction(name) => {
-                let catalog = self.words.read().expect("words").catalog.clone();
+                let catalog = self.catalog();
                 let f = catalog
                     .function(&name)
                     .ok_or_else(|| Error::Usage(format!("no function {name}: \\df lists them")))?;
@@ -354,26 +314,8 @@ impl Repl {
                 self.run_query(&crate::queries::SavedQuery::parse(&sql, "sigma", "rules"), &Default::default()).await;
                 eprint!("{}", crate::sigma::summary(&set, None));
             }
-            Meta::Include(path) => {
-                if self.includes >= MAX_INCLUDE_DEPTH {
-                    return Err(Error::Usage(format!(
-                        "\\i {}: files include one another more than {MAX_INCLUDE_DEPTH} deep (does one include \
-                         itself?)",
-                        path.display()
-                    )));
-                }
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                self.includes += 1;
-                Box::pin(self.run_text(&text)).await;
-                self.includes -= 1;
-            }
-            Meta::Queries => {
-                let all = crate::queries::all(&self.queries_dirs)?;
-                let names = all.iter().map(|q| q.name.clone()).collect();
-                let descs = all.iter().map(|q| q.description.clone()).collect();
-                let params = all.iter().map(crate::queries::SavedQuery::params_summary).collect();
-                self.show_table(vec![("name", names), ("description", descs), ("parameters", params)])?;
-            }
+            Meta::Include(path) => self.include(&path).await?,
+            Meta::Queries => self.list_queries()?,
             Meta::Run { name, params } => {
                 let query = crate::queries::resolve(&name, &self.queries_dirs)?;
                 self.run_query(&query, &params.into_iter().collect()).await;
@@ -390,6 +332,72 @@ impl Repl {
             }
         }
         Ok(())
+    }
+
+    fn catalog(&self) -> Catalog {
+        self.words.read().expect("words").catalog.clone()
+    }
+
+    fn show_help(&mut self) -> Result<()> {
+        let (names, rest): (Vec<String>, Vec<(String, String)>) =
+            COMMANDS.iter().map(|(n, a, d)| (n.to_string(), (a.to_string(), d.to_string()))).unzip();
+        let (args, desc): (Vec<String>, Vec<String>) = rest.into_iter().unzip();
+        self.show_table(vec![("command", names), ("arguments", args), ("meaning", desc)])
+    }
+
+    fn list_tables(&mut self) -> Result<()> {
+        let catalog = self.catalog();
+        let names = catalog.tables.iter().map(|t| t.name.clone()).collect();
+        let kinds = catalog.tables.iter().map(|t| if t.is_view { "view" } else { "table" }.to_string()).collect();
+        let cols = catalog.tables.iter().map(|t| t.fields.len().to_string()).collect();
+        self.show_table(vec![("name", names), ("type", kinds), ("columns", cols)])
+    }
+
+    fn describe(&mut self, name: &str) -> Result<()> {
+        let catalog = self.catalog();
+        let table =
+            catalog.table(name).ok_or_else(|| Error::Usage(format!("no table or view {name}: \\d lists them")))?;
+        let (cols, types): (Vec<String>, Vec<String>) = catalog::describe(&table.fields).into_iter().unzip();
+        self.show_table(vec![("column", cols), ("type", types)])
+    }
+
+    fn list_functions(&mut self, pattern: Option<&str>) -> Result<()> {
+        let catalog = self.catalog();
+        let pattern = pattern.map(|p| p.to_ascii_lowercase().replace(['*', '%'], ""));
+        let fs: Vec<_> = catalog
+            .functions
+            .iter()
+            .filter(|f| pattern.as_ref().is_none_or(|p| f.name.to_ascii_lowercase().contains(p.as_str())))
+            .collect();
+        let names = fs.iter().map(|f| f.name.clone()).collect();
+        let kinds = fs.iter().map(|f| f.kind.to_string()).collect();
+        let first_line = |f: &&catalog::Function| {
+            f.doc.as_ref().map(|d| d.description.lines().next().unwrap_or("").to_string()).unwrap_or_default()
+        };
+        let docs = fs.iter().map(first_line).collect();
+        self.show_table(vec![("function", names), ("kind", kinds), ("description", docs)])
+    }
+
+    async fn include(&mut self, path: &std::path::Path) -> Result<()> {
+        if self.includes >= MAX_INCLUDE_DEPTH {
+            return Err(Error::Usage(format!(
+                "\\i {}: files include one another more than {MAX_INCLUDE_DEPTH} deep (does one include itself?)",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        self.includes += 1;
+        Box::pin(self.run_text(&text)).await;
+        self.includes -= 1;
+        Ok(())
+    }
+
+    fn list_queries(&mut self) -> Result<()> {
+        let all = crate::queries::all(&self.queries_dirs)?;
+        let names = all.iter().map(|q| q.name.clone()).collect();
+        let descs = all.iter().map(|q| q.description.clone()).collect();
+        let params = all.iter().map(crate::queries::SavedQuery::params_summary).collect();
+        self.show_table(vec![("name", names), ("description", descs), ("parameters", params)])
     }
 }
 
