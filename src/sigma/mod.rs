@@ -490,6 +490,32 @@ mod tests {
         assert!(!detection_of(&set, "b").contains("111122223333"));
     }
 
+    /// The rules that name their events scan apart from those that name none, behind a gate of their own: fused
+    /// into one OR with a keyword rule, the gate could not be pushed into the Parquet scan.
+    #[test]
+    fn rules_that_name_their_events_scan_behind_their_own_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
+        std::fs::write(
+            dir.path().join("rules.yml"),
+            format!(
+                "title: a\nid: a\n{head}detection:\n  sel:\n    eventName: StopLogging\n  condition: sel\n---\n\
+                 title: b\nid: b\n{head}detection:\n  sel:\n    eventName: [DeleteTrail, UpdateTrail]\n  condition: \
+                 sel\n---\ntitle: k\nid: k\n{head}detection:\n  keywords:\n    - evil\n  condition: keywords\n"
+            ),
+        )
+        .unwrap();
+        let set = load(&[dir.path().to_path_buf()], None).unwrap();
+        let sql = query(&set);
+        let scans: Vec<&str> = sql.split("FROM cloudtrail").skip(1).collect();
+        assert_eq!(scans.len(), 2, "{sql}");
+        let gate =
+            "WHERE coalesce(lower(eventname) IN ('deletetrail', 'stoplogging', 'updatetrail'), false)\n    AND (";
+        assert!(scans[0].trim_start().starts_with(gate), "{sql}");
+        assert!(!scans[1].contains("IN ('deletetrail'"), "{sql}");
+        assert!(scans[1].contains("evil"), "{sql}");
+    }
+
     #[test]
     fn old_aggregations_are_taken_apart_before_parsing() {
         let (rest, aggregation, timeframe) = split_aggregation(
