@@ -68,6 +68,16 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn wait_for_port(port: u16) {
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing listens on port {port} after 30 s");
+}
+
 /// Child processes killed when the test ends, passed or not, and the directory of their logs.
 struct Children(Vec<std::process::Child>, tempfile::TempDir);
 
@@ -99,6 +109,9 @@ fn start_cluster(bin: &dyn Fn() -> Command) -> (Children, String) {
         .stderr(log("scheduler"))
         .spawn()
         .unwrap();
+    // An executor started before the scheduler listens exits ("Could not connect to scheduler"), and a query then
+    // waits for an executor forever: start it once the scheduler accepts connections.
+    wait_for_port(sched);
     let executor_log = log("executor");
     let mut children = Children(vec![scheduler], logs);
     let executor = bin()
