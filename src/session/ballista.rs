@@ -124,7 +124,30 @@ pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Resu
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
         ..ExecutorProcessConfig::default()
     };
+    wait_for_scheduler(&opts.scheduler_host, opts.scheduler_port).await?;
     start_executor_process(Arc::new(config)).await.map_err(ballista_error)
+}
+
+/// How long an executor waits for its scheduler to listen.
+const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until the scheduler accepts connections. Ballista's executor gives up at once when the scheduler is not
+/// listening yet, which is how a cluster started all together (a compose file, a job scheduler) usually begins;
+/// and a query sent to a scheduler left without executors waits forever.
+async fn wait_for_scheduler(host: &str, port: u16) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect((host, port)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() >= SCHEDULER_WAIT => {
+                return Err(Error::Other(format!(
+                    "ballista: no scheduler listens at {host}:{port} after {} s: {e}",
+                    SCHEDULER_WAIT.as_secs()
+                )));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
 }
 
 fn ballista_error(e: ballista_core::error::BallistaError) -> Error {

@@ -99,30 +99,48 @@ impl Drop for Children {
 
 /// A scheduler and an executor, trailsql's own, on loopback; `bin` gives each its environment.
 fn start_cluster(bin: &dyn Fn() -> Command) -> (Children, String) {
+    start_cluster_in_order(bin, false)
+}
+
+/// A scheduler and an executor on loopback; with `executor_first`, the executor starts a second before the
+/// scheduler, as in a cluster started all together.
+fn start_cluster_in_order(bin: &dyn Fn() -> Command, executor_first: bool) -> (Children, String) {
     let (sched, flight, grpc) = (free_port(), free_port(), free_port());
     let quiet = || std::process::Stdio::null();
     let logs = tempfile::tempdir().unwrap();
     let log = |name: &str| std::fs::File::create(logs.path().join(format!("{name}.log"))).unwrap();
-    let scheduler = bin()
-        .args(["ballista-scheduler", "--bind", &format!("127.0.0.1:{sched}")])
-        .stdout(quiet())
-        .stderr(log("scheduler"))
-        .spawn()
-        .unwrap();
-    // An executor started before the scheduler listens exits ("Could not connect to scheduler"), and a query then
-    // waits for an executor forever: start it once the scheduler accepts connections.
-    wait_for_port(sched);
-    let executor_log = log("executor");
-    let mut children = Children(vec![scheduler], logs);
-    let executor = bin()
-        .args(["ballista-executor", "--scheduler", &format!("127.0.0.1:{sched}"), "--bind-host", "127.0.0.1"])
-        .args(["--port", &flight.to_string(), "--grpc-port", &grpc.to_string(), "--concurrent-tasks", "2"])
-        .stdout(quiet())
-        .stderr(executor_log)
-        .spawn()
-        .unwrap();
-    children.0.push(executor);
-    (children, format!("df://127.0.0.1:{sched}"))
+    let scheduler = || {
+        bin()
+            .args(["ballista-scheduler", "--bind", &format!("127.0.0.1:{sched}")])
+            .stdout(quiet())
+            .stderr(log("scheduler"))
+            .spawn()
+            .unwrap()
+    };
+    let executor = || {
+        bin()
+            .args(["ballista-executor", "--scheduler", &format!("127.0.0.1:{sched}"), "--bind-host", "127.0.0.1"])
+            .args(["--port", &flight.to_string(), "--grpc-port", &grpc.to_string(), "--concurrent-tasks", "2"])
+            .stdout(quiet())
+            .stderr(log("executor"))
+            .spawn()
+            .unwrap()
+    };
+    let children = if executor_first {
+        let mut executor = executor();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let scheduler = scheduler();
+        wait_for_port(sched);
+        // An executor that gave up would leave a query waiting forever: fail here instead.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(executor.try_wait().unwrap().is_none(), "the executor exited before its scheduler listened");
+        vec![scheduler, executor]
+    } else {
+        let scheduler = scheduler();
+        wait_for_port(sched);
+        vec![scheduler, executor()]
+    };
+    (Children(children, logs), format!("df://127.0.0.1:{sched}"))
 }
 
 /// The query's CSV from the cluster, retried while the executor registers with the scheduler.
@@ -173,6 +191,13 @@ fn executors_read_an_s3_lake_with_the_aws_settings_of_their_environment() {
     let (_cluster, url) = start_cluster(&bin);
     let lake = std::ffi::OsString::from("s3://lake/x");
     assert_eq!(on_cluster(&bin, &url, &lake, BY_TASK), csv(&["query", BY_TASK], false));
+}
+
+/// An executor started before its scheduler waits for it, instead of exiting and leaving queries waiting forever.
+#[test]
+fn an_executor_started_before_its_scheduler_waits_for_it() {
+    let (_cluster, url) = start_cluster_in_order(&bin, true);
+    assert_eq!(on_cluster(&bin, &url, sample_lake().as_os_str(), BY_TASK), csv(&["query", BY_TASK], false));
 }
 
 #[test]
