@@ -63,7 +63,6 @@ struct Detection {
     condition: compile::Compiled<String>,
     /// The old aggregation its condition ended with, and its timeframe.
     aggregation: Option<(String, Option<String>)>,
-    event_names: Option<BTreeSet<String>>,
 }
 
 impl Detection {
@@ -134,14 +133,7 @@ impl Documents {
                 Some(_) => compile::detections(&rule.detection),
                 None => compile::rule_condition(&rule),
             };
-            let event_names = compile::event_names(&rule.detection);
-            self.detections.push(Detection {
-                file: name.clone(),
-                rule,
-                condition,
-                aggregation: aggregation.clone(),
-                event_names,
-            });
+            self.detections.push(Detection { file: name.clone(), rule, condition, aggregation: aggregation.clone() });
         }
         self.correlations.extend(collection.correlations.into_iter().map(|c| (name.clone(), c)));
         self.filters.extend(collection.filters);
@@ -231,11 +223,12 @@ impl Documents {
             };
             match compiled {
                 Ok(kind) => {
-                    let mut r = Rule::new(id, &rule.title, rule.level, &d.file, kind);
-                    if matches!(r.kind, RuleKind::Detection(_)) {
-                        r.event_names = d.event_names.clone();
-                    }
-                    self.set.rules.push(r)
+                    // Filters only narrow a detection, so the names its own condition implies still hold.
+                    let event_names = match kind {
+                        RuleKind::Detection(_) => compile::event_names(&rule.detection),
+                        RuleKind::Correlation(_) => None,
+                    };
+                    self.set.rules.push(Rule { event_names, ..Rule::new(id, &rule.title, rule.level, &d.file, kind) })
                 }
                 Err(Unsupported(what)) => self.set.unsupported.push((d.file.clone(), rule.title.clone(), what)),
             }

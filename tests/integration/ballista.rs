@@ -126,20 +126,20 @@ fn start_cluster_in_order(bin: &dyn Fn() -> Command, executor_first: bool) -> (C
             .spawn()
             .unwrap()
     };
-    let children = if executor_first {
-        let mut executor = executor();
+    let mut children = Vec::new();
+    if executor_first {
+        children.push(executor());
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let scheduler = scheduler();
-        wait_for_port(sched);
+    }
+    children.push(scheduler());
+    wait_for_port(sched);
+    if executor_first {
         // An executor that gave up would leave a query waiting forever: fail here instead.
         std::thread::sleep(std::time::Duration::from_secs(2));
-        assert!(executor.try_wait().unwrap().is_none(), "the executor exited before its scheduler listened");
-        vec![scheduler, executor]
+        assert!(children[0].try_wait().unwrap().is_none(), "the executor exited before its scheduler listened");
     } else {
-        let scheduler = scheduler();
-        wait_for_port(sched);
-        vec![scheduler, executor()]
-    };
+        children.push(executor());
+    }
     (Children(children, logs), format!("df://127.0.0.1:{sched}"))
 }
 

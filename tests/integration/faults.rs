@@ -631,13 +631,7 @@ fn thousands_of_partitions_stay_in_bounded_memory() {
         .map(|i| event(&format!("acct-{i}"), &format!("{}", 100_000_000_000 + i), "2024-10-25T10:00:00Z").to_string())
         .collect();
     write(&src.join("wide.ndjson"), lines.join("\n").as_bytes());
-    let (out, peak) = crate::convert::run_measuring_peak(convert_cmd(&src, &lake).args([
-        "--threads",
-        "1",
-        "--memory-limit",
-        "64MiB",
-    ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let peak = convert_measuring_peak(&src, &lake, "1", "64MiB");
     assert_eq!(count(&lake, "SELECT count(DISTINCT account_id) FROM cloudtrail"), 3000);
     // d5f3256 peaked at 1,170 MB here (a ~370 KB set of column builders per partition); 96b6f7b about 220 MB.
     assert!(peak < (64 << 20) + FIXED_OVERHEAD, "peak memory {} MB for 3,000 one-event partitions", peak >> 20);
@@ -648,30 +642,34 @@ const FIXED_OVERHEAD: u64 = 160 << 20;
 
 const ONE_EVENT_FILES: usize = 10_000;
 
+/// Converts `src` into `lake` with `--threads` and `--memory-limit`, which must succeed; gives the peak memory.
+fn convert_measuring_peak(src: &Path, lake: &Path, threads: &str, limit: &str) -> u64 {
+    let (out, peak) = crate::convert::run_measuring_peak(convert_cmd(src, lake).args([
+        "--threads",
+        threads,
+        "--memory-limit",
+        limit,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    peak
+}
+
+/// One account's day of generated delivery files in `src`: (files, events).
+fn one_day(src: &Path, files_per_day: usize, events_per_file: usize, seed: u64) -> (usize, usize) {
+    let spec =
+        CorpusSpec { accounts: 1, regions: 1, days: 1, files_per_day, events_per_file, sessions_per_day: 0, seed };
+    write_corpus(src, &spec).unwrap()
+}
+
 // Item 15: thousands of one-event files into one partition (a wide lake's deliveries, each a five-minute file
 // holding one event) cost what their rows cost, not a batch's set-up each.
 #[test]
 fn thousands_of_one_event_files_stay_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
-    let spec = CorpusSpec {
-        accounts: 1,
-        regions: 1,
-        days: 1,
-        files_per_day: ONE_EVENT_FILES,
-        events_per_file: 1,
-        sessions_per_day: 0,
-        seed: 15,
-    };
-    let (files, events) = write_corpus(&src, &spec).unwrap();
+    let (files, events) = one_day(&src, ONE_EVENT_FILES, 1, 15);
     assert_eq!(files, ONE_EVENT_FILES);
-    let (out, peak) = crate::convert::run_measuring_peak(convert_cmd(&src, &lake).args([
-        "--threads",
-        "2",
-        "--memory-limit",
-        "64MiB",
-    ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let peak = convert_measuring_peak(&src, &lake, "2", "64MiB");
     assert_each_event_once(&lake, events);
     // 96b6f7b peaked at 308 MB here (one thread), growing with the number of files; now about 80 MB.
     assert!(peak < (64 << 20) + FIXED_OVERHEAD, "peak memory {} MB for {files} one-event files", peak >> 20);
@@ -683,23 +681,8 @@ fn thousands_of_one_event_files_stay_in_bounded_memory() {
 fn a_large_file_converts_within_a_small_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
-    let spec = CorpusSpec {
-        accounts: 1,
-        regions: 1,
-        days: 1,
-        files_per_day: 1,
-        events_per_file: 100_000,
-        sessions_per_day: 0,
-        seed: 16,
-    };
-    let (_, events) = write_corpus(&src, &spec).unwrap();
-    let (out, peak) = crate::convert::run_measuring_peak(convert_cmd(&src, &lake).args([
-        "--threads",
-        "1",
-        "--memory-limit",
-        "16MiB",
-    ]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, events) = one_day(&src, 1, 100_000, 16);
+    let peak = convert_measuring_peak(&src, &lake, "1", "16MiB");
     assert_each_event_once(&lake, events);
     // d5f3256 peaked at 486 MB on a file of 250 MB; this one (115 MB) now at about 70 MB.
     assert!(peak < (16 << 20) + FIXED_OVERHEAD, "peak memory {} MB for one file of {events} events", peak >> 20);

@@ -41,6 +41,27 @@ struct Part {
 }
 
 impl Part {
+    /// Buffers a batch, merging the tiny ones once there are `TINY_ROWS` of them.
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        self.tiny += usize::from(batch.num_rows() < TINY_ROWS);
+        self.pending_bytes += batch.get_array_memory_size();
+        self.pending.push(batch);
+        if self.tiny >= TINY_ROWS {
+            self.merge_tiny()?;
+        }
+        Ok(())
+    }
+
+    /// The buffered rows, their event IDs and their memory, leaving the partition's buffer empty.
+    fn take(&mut self) -> (Vec<RecordBatch>, Vec<EventId>, usize) {
+        self.tiny = 0;
+        (
+            std::mem::take(&mut self.pending),
+            std::mem::take(&mut self.pending_ids),
+            std::mem::take(&mut self.pending_bytes),
+        )
+    }
+
     /// Merges the pending tiny batches into one; gives their memory before and after.
     fn merge_tiny(&mut self) -> Result<(usize, usize)> {
         let (tiny, rest): (Vec<RecordBatch>, Vec<RecordBatch>) =
@@ -205,15 +226,9 @@ impl Writer {
         self.index_entries += pb.ids.len() - dups as usize;
         let batch = if dups > 0 { filter_record_batch(&pb.batch, &BooleanArray::from(keep))? } else { pb.batch };
         if batch.num_rows() > 0 {
-            let bytes = batch.get_array_memory_size();
-            part.tiny += usize::from(batch.num_rows() < TINY_ROWS);
-            part.pending_bytes += bytes;
-            part.pending.push(batch);
-            self.pending_bytes += bytes;
-            if part.tiny >= TINY_ROWS {
-                let (before, after) = part.merge_tiny()?;
-                self.pending_bytes = self.pending_bytes - before + after;
-            }
+            let before = part.pending_bytes;
+            part.push(batch)?;
+            self.pending_bytes = self.pending_bytes - before + part.pending_bytes;
         }
         self.keep_in_budget().await?;
         Ok((dups, conflicts))
@@ -277,10 +292,7 @@ impl Writer {
         }
         let stem = self.stem();
         let part = self.parts.get_mut(&key).expect("flushing a known partition");
-        let batches = std::mem::take(&mut part.pending);
-        let ids = std::mem::take(&mut part.pending_ids);
-        part.tiny = 0;
-        let bytes = std::mem::take(&mut part.pending_bytes);
+        let (batches, ids, bytes) = part.take();
         self.pending_bytes -= bytes;
         self.encoding_bytes += bytes;
         if batches.is_empty() {
@@ -425,10 +437,7 @@ mod tests {
     fn tiny_batches_are_merged_into_one_and_counted_once() {
         let mut part = Part::default();
         for n in [1, 500, 3, 1, 70, 2] {
-            let b = rows(n);
-            part.tiny += usize::from(n < TINY_ROWS);
-            part.pending_bytes += b.get_array_memory_size();
-            part.pending.push(b);
+            part.push(rows(n)).unwrap();
         }
         let total = part.pending_bytes;
         let (before, after) = part.merge_tiny().unwrap();
