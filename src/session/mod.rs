@@ -2,6 +2,7 @@
 
 #[cfg(feature = "ballista")]
 pub mod ballista;
+pub mod lake_table;
 pub mod lazy_views;
 pub mod stores;
 
@@ -117,7 +118,10 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     let table =
         ListingTable::try_new(table_cfg)?.with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
     register_views(&ctx).await?;
-    ctx.register_table(TABLE, Arc::new(table))?;
+    // Ballista sends the logical plan to its scheduler, which knows the listing table and not ours.
+    let table: Arc<dyn datafusion::catalog::TableProvider> =
+        if opts.ballista.is_some() { Arc::new(table) } else { Arc::new(lake_table::LakeTable::new(table)) };
+    ctx.register_table(TABLE, table)?;
     Ok(Session { ctx, lake: lake.clone() })
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod convert;
 mod crash;
 mod ddl;
+mod digest;
 mod docs;
 mod engines;
 mod faults;

@@ -8,6 +8,7 @@
 //! _rejects/<run>.ndjson                                            what could not be placed, with its raw text
 //! _staging/<run>/…                                                 files of a run before its commit
 //! _lock                                                            held by the one writer
+//! _digest.json                                                     values of a few columns per partition (digest.rs)
 //! ```
 
 /// The partition an event goes to.
@@ -110,6 +111,7 @@ pub const DATA_EXT: &str = "parquet";
 /// What fills a lake, for the messages about a missing or empty one.
 pub const FILL_HINT: &str = "`trailsql convert SOURCE... --lake DIR`";
 pub(crate) const INDEX_DIR: &str = "_index";
+pub const DIGEST_PATH: &str = "_digest.json";
 pub(crate) const MANIFEST_DIR: &str = "_manifest";
 pub(crate) const REJECTS_DIR: &str = "_rejects";
 pub(crate) const STAGING_DIR: &str = "_staging";

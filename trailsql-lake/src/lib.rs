@@ -6,12 +6,13 @@
 //!
 //! - [`schema`]: the one definition of an event's columns, for Arrow, the docs and other engines' DDL.
 //! - [`convert`]: a convert run, from sources to a commit.
-//! - [`layout`], [`store`], [`manifest`], [`lock`], [`index`], [`format`], [`compact`]: the lake itself.
+//! - [`layout`], [`store`], [`manifest`], [`lock`], [`index`], [`digest`], [`format`], [`compact`]: the lake itself.
 //! - [`storage`]: local directories and S3, with the AWS credential chain.
 //! - [`rebuild`]: rows back to CloudTrail's JSON.
 
 pub mod compact;
 pub mod convert;
+pub mod digest;
 pub mod error;
 pub mod format;
 pub mod index;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::{rejects_path, staging_path};
 use crate::manifest::{Commit, Counts, Manifest, SourceEntry};
@@ -275,10 +276,12 @@ async fn convert_locked(
     }
     bar.finish_and_clear();
 
-    let (mut summary, commit) = gather.finish(lake, start).await?;
+    let (mut summary, commit, digest) = gather.finish(lake, start).await?;
     if let Some(commit) = commit {
         failpoint("before-commit");
         guard.check(lake).await?;
+        // Before the commit record: a committed file's values are in the digest before any reader can see it.
+        lake.update_digest(&digest).await?;
         lake.write_commit(next_seq, &commit).await?;
         failpoint("after-commit");
         lake.apply(&commit).await?;
@@ -451,7 +454,7 @@ impl Gather {
 
     /// Writes what is buffered and compacts, stages the rejects, and returns the summary and the commit record
     /// (none when the run changed nothing).
-    async fn finish(self, lake: &Lake, start: &RunStart) -> Result<(Summary, Option<Commit>)> {
+    async fn finish(self, lake: &Lake, start: &RunStart) -> Result<(Summary, Option<Commit>, Digest)> {
         let Gather { writer, rejects, entries, mut summary, .. } = self;
         let written = writer.finish().await?;
         summary.events_written = written.stats.rows_written;
@@ -465,7 +468,7 @@ impl Gather {
             added.push(path);
         }
         if entries.is_empty() && added.is_empty() && written.removed.is_empty() {
-            return Ok((summary, None));
+            return Ok((summary, None, written.digest));
         }
         let commit = Commit {
             version: 1,
@@ -478,7 +481,7 @@ impl Gather {
             removed: written.removed,
             totals: Counts { events: summary.events_written, rejects: rejects_written, ..summary.counts },
         };
-        Ok((summary, Some(commit)))
+        Ok((summary, Some(commit), written.digest))
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::record::PartBatch;
 use crate::compact::{Compacted, Source, Staged, merge, plan_compaction, split_groups};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::format::encode;
 use crate::index::{EventId, PartIndex, Seen, decode_ids};
@@ -140,6 +141,8 @@ pub struct Writer {
     tick: u64,
     next_file: u64,
     inflight: JoinSet<Result<Flushed>>,
+    /// The values of the digest's columns in what this run writes.
+    digest: Digest,
     pub stats: WriteStats,
 }
 
@@ -147,6 +150,7 @@ pub struct Writer {
 pub struct Written {
     pub added: Vec<String>,
     pub removed: Vec<String>,
+    pub digest: Digest,
     pub stats: WriteStats,
 }
 
@@ -163,14 +167,18 @@ impl Writer {
             tick: 0,
             next_file: 0,
             inflight: JoinSet::new(),
+            digest: Digest::new(),
             stats: WriteStats::default(),
         }
     }
 
     /// Loads the event IDs of a partition: committed files and this run's staged ones.
-    async fn load_index(&self, key: &PartitionKey) -> Result<PartIndex> {
+    async fn load_index(&mut self, key: &PartitionKey) -> Result<PartIndex> {
         let mut index = PartIndex::default();
         let committed = self.lake.list(&index_dir(key)).await?;
+        if !committed.is_empty() {
+            self.digest.mark_existing(key);
+        }
         let staged = self.lake.list(&staging_path(&self.cfg.run, &index_dir(key))).await?;
         for (path, _) in committed.into_iter().chain(staged) {
             if !path.ends_with(".ids") {
@@ -226,6 +234,7 @@ impl Writer {
         self.index_entries += pb.ids.len() - dups as usize;
         let batch = if dups > 0 { filter_record_batch(&pb.batch, &BooleanArray::from(keep))? } else { pb.batch };
         if batch.num_rows() > 0 {
+            self.digest.add_batch(&pb.key, &batch);
             let before = part.pending_bytes;
             part.push(batch)?;
             self.pending_bytes = self.pending_bytes - before + part.pending_bytes;
@@ -353,7 +362,7 @@ impl Writer {
                 added.push(index_path(key, &s.stem));
             }
         }
-        Ok(Written { added, removed, stats: self.stats })
+        Ok(Written { added, removed, digest: self.digest, stats: self.stats })
     }
 
     /// Merges the small files of each partition written to, staged or committed; gives the committed files the
