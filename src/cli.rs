@@ -27,6 +27,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "TRAILSQL_BALLISTA", value_name = "URL")]
     pub ballista: Option<String>,
 
+    /// Seconds a query waits for the Ballista cluster to have an executor before it fails (0: check once)
+    #[arg(long, global = true, env = "TRAILSQL_BALLISTA_WAIT", value_name = "SECONDS", default_value_t = 30)]
+    pub ballista_wait: u64,
+
     /// Directories of your own saved queries (.sql files with a header), beside the builtin ones
     #[arg(long = "queries-dir", global = true, env = "TRAILSQL_QUERIES", value_delimiter = ':')]
     pub queries_dirs: Vec<PathBuf>,

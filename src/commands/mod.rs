@@ -33,7 +33,8 @@ fn session_options(cli: &Cli) -> Result<SessionOptions> {
         None => None,
         Some(url) => Some(session::Cluster::parse(url)?),
     };
-    Ok(SessionOptions { ballista, ..SessionOptions::default() })
+    let ballista_wait = std::time::Duration::from_secs(cli.ballista_wait);
+    Ok(SessionOptions { ballista, ballista_wait, ..SessionOptions::default() })
 }
 
 pub async fn run(cli: Cli) -> Result<Outcome> {

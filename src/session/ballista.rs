@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
 use ballista_core::registry::BallistaFunctionRegistry;
@@ -21,14 +22,17 @@ use crate::error::{Error, Result};
 use trailsql_lake::storage::Storage;
 
 /// A Ballista context that starts from `base`: its configuration, runtime (object stores) and functions.
-pub async fn context(cluster: &Cluster, base: SessionState) -> Result<SessionContext> {
+pub async fn context(cluster: &Cluster, executor_wait: Duration, base: SessionState) -> Result<SessionContext> {
     let ours: Vec<_> = base.scalar_functions().values().cloned().collect();
     let base = for_replanning(base);
     let ctx = match cluster {
         Cluster::Standalone => SessionContext::standalone_with_state(base).await?,
-        Cluster::Remote(url) => SessionContext::remote_with_state(url, base)
-            .await
-            .map_err(|e| Error::Usage(format!("cannot use the Ballista scheduler at {url}: {e}")))?,
+        Cluster::Remote(url) => {
+            wait_for_executor(url, executor_wait).await?;
+            SessionContext::remote_with_state(url, base)
+                .await
+                .map_err(|e| Error::Usage(format!("cannot use the Ballista scheduler at {url}: {e}")))?
+        }
     };
     // Ballista's upgrade replaces the function list with its defaults; the client plans with ours.
     for f in ours {
@@ -129,7 +133,7 @@ pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Resu
 }
 
 /// How long an executor waits for its scheduler to listen.
-const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const SCHEDULER_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until the scheduler accepts connections. Ballista's executor gives up at once when the scheduler is not
 /// listening yet, which is how a cluster started all together (a compose file, a job scheduler) usually begins;
@@ -145,8 +149,40 @@ async fn wait_for_scheduler(host: &str, port: u16) -> Result<()> {
                     SCHEDULER_WAIT.as_secs()
                 )));
             }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
+    }
+}
+
+/// Waits until the scheduler at `url` (`df://host:port`) has an executor, as its `/readyz` says.
+///
+/// Ballista queues a job sent to a scheduler without executors until one registers, which may be never: the
+/// client would wait without a word. A job whose executors are all lost while it runs fails on its own (the
+/// scheduler's `--no-executors-grace-period-seconds`).
+async fn wait_for_executor(url: &str, wait: Duration) -> Result<()> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::Usage(format!("--ballista {url}: {e}")))?;
+    let host = parsed.host_str().unwrap_or("localhost");
+    let ready = format!("http://{host}:{}/readyz", parsed.port().unwrap_or(50050));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| Error::Other(format!("ballista: {e}")))?;
+    let start = std::time::Instant::now();
+    loop {
+        let said = match client.get(&ready).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default().trim()),
+            Err(e) => format!("{e}"),
+        };
+        if start.elapsed() >= wait {
+            return Err(Error::Usage(format!(
+                "the Ballista scheduler at {url} has no executor after {} s ({ready} said {said}): start one with \
+                 `trailsql ballista-executor --scheduler {host}:{}`, or wait longer with --ballista-wait",
+                wait.as_secs(),
+                parsed.port().unwrap_or(50050)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -8,11 +8,14 @@
 //! files are never opened. Anything else in a filter counts as "may match". A partition the digest does not know
 //! is always read.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Date32Type};
 use datafusion::catalog::{ScanArgs, ScanResult};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Constraints, ScalarValue, Statistics};
@@ -20,9 +23,12 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{InList, ScalarFunction};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TableProviderFilterPushDown, Volatility,
+};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::col;
 use object_store::ObjectStoreExt;
 use trailsql_lake::digest::{COLUMNS, Digest};
 use trailsql_lake::schema::{ACCOUNT_ID, EVENT_DATE};
@@ -72,19 +78,75 @@ impl LakeTable {
         }
         let Some(digest) = self.digest(state).await? else { return Ok(None) };
         let pred = Pred::And(preds).bind(&digest);
-        let mut skipped: BTreeMap<&str, Vec<Expr>> = BTreeMap::new();
+        let mut skipped = HashSet::new();
         for (account, date, values) in digest.partitions() {
-            if !pred.may_match(values) {
-                let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else { continue };
-                let days = (day - chrono::NaiveDate::default()).num_days();
-                skipped.entry(account).or_default().push(lit(ScalarValue::Date32(i32::try_from(days).ok())));
+            if !pred.may_match(values)
+                && let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                && let Ok(days) = i32::try_from((day - chrono::NaiveDate::default()).num_days())
+            {
+                skipped.insert((account.to_string(), days));
             }
         }
-        let skip = skipped
-            .into_iter()
-            .map(|(account, days)| col(ACCOUNT_ID).eq(lit(account)).and(col(EVENT_DATE).in_list(days, false)))
-            .reduce(Expr::or);
-        Ok(skip.map(std::ops::Not::not))
+        if skipped.is_empty() {
+            return Ok(None);
+        }
+        // One function call holding the set, not an expression listing thousands of partitions: the listing
+        // plans the filter again for every partition directory.
+        let skips =
+            ScalarUDF::new_from_impl(Skipped { partitions: Arc::new(skipped), signature: Skipped::signature() });
+        Ok(Some(!skips.call(vec![col(ACCOUNT_ID), col(EVENT_DATE)])))
+    }
+}
+
+/// `skipped(account_id, event_date)`: whether a partition is one the digest ruled out.
+#[derive(Debug)]
+struct Skipped {
+    partitions: Arc<HashSet<(String, i32)>>,
+    signature: Signature,
+}
+
+impl Skipped {
+    fn signature() -> Signature {
+        Signature::exact(vec![DataType::Utf8, DataType::Date32], Volatility::Immutable)
+    }
+}
+
+impl PartialEq for Skipped {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.partitions, &other.partitions)
+    }
+}
+
+impl Eq for Skipped {}
+
+impl std::hash::Hash for Skipped {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.partitions).hash(state)
+    }
+}
+
+impl ScalarUDFImpl for Skipped {
+    fn name(&self) -> &str {
+        "trailsql_digest_skipped"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let accounts = cast(&arrays[0], &DataType::Utf8)?;
+        let days = cast(&arrays[1], &DataType::Date32)?;
+        let (accounts, days) = (accounts.as_string::<i32>(), days.as_primitive::<Date32Type>());
+        let out: BooleanArray = (0..accounts.len())
+            .map(|i| {
+                let known = !accounts.is_null(i) && !days.is_null(i);
+                Some(known && self.partitions.contains(&(accounts.value(i).to_string(), days.value(i))))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 

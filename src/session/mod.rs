@@ -32,6 +32,9 @@ pub struct SessionOptions {
     pub target_partitions: Option<usize>,
     /// A Ballista cluster to run queries on, instead of this process.
     pub ballista: Option<Cluster>,
+    /// How long to wait for a remote cluster to have an executor: a job sent to a scheduler without one waits
+    /// forever.
+    pub ballista_wait: std::time::Duration,
 }
 
 /// A Ballista cluster (the `ballista` feature runs queries there).
@@ -104,7 +107,7 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     let ctx = match &opts.ballista {
         None => ctx,
         #[cfg(feature = "ballista")]
-        Some(cluster) => ballista::context(cluster, ctx.state()).await?,
+        Some(cluster) => ballista::context(cluster, opts.ballista_wait, ctx.state()).await?,
         #[cfg(not(feature = "ballista"))]
         Some(_) => return Err(without_ballista()),
     };

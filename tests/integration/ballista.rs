@@ -99,12 +99,22 @@ impl Drop for Children {
 
 /// A scheduler and an executor, trailsql's own, on loopback; `bin` gives each its environment.
 fn start_cluster(bin: &dyn Fn() -> Command) -> (Children, String) {
-    start_cluster_in_order(bin, false)
+    start_cluster_in_order(bin, Order::SchedulerFirst)
 }
 
-/// A scheduler and an executor on loopback; with `executor_first`, the executor starts a second before the
-/// scheduler, as in a cluster started all together.
-fn start_cluster_in_order(bin: &dyn Fn() -> Command, executor_first: bool) -> (Children, String) {
+/// How a test cluster starts.
+#[derive(PartialEq)]
+enum Order {
+    SchedulerFirst,
+    /// The executor a second before the scheduler, as in a cluster started all together.
+    ExecutorFirst,
+    /// A scheduler alone.
+    NoExecutor,
+}
+
+/// A scheduler and an executor on loopback, started in `order`.
+fn start_cluster_in_order(bin: &dyn Fn() -> Command, order: Order) -> (Children, String) {
+    let executor_first = order == Order::ExecutorFirst;
     let (sched, flight, grpc) = (free_port(), free_port(), free_port());
     let quiet = || std::process::Stdio::null();
     let logs = tempfile::tempdir().unwrap();
@@ -137,7 +147,7 @@ fn start_cluster_in_order(bin: &dyn Fn() -> Command, executor_first: bool) -> (C
         // An executor that gave up would leave a query waiting forever: fail here instead.
         std::thread::sleep(std::time::Duration::from_secs(2));
         assert!(children[0].try_wait().unwrap().is_none(), "the executor exited before its scheduler listened");
-    } else {
+    } else if order == Order::SchedulerFirst {
         children.push(executor());
     }
     (Children(children, logs), format!("df://127.0.0.1:{sched}"))
@@ -196,7 +206,7 @@ fn executors_read_an_s3_lake_with_the_aws_settings_of_their_environment() {
 /// An executor started before its scheduler waits for it, instead of exiting and leaving queries waiting forever.
 #[test]
 fn an_executor_started_before_its_scheduler_waits_for_it() {
-    let (_cluster, url) = start_cluster_in_order(&bin, true);
+    let (_cluster, url) = start_cluster_in_order(&bin, Order::ExecutorFirst);
     assert_eq!(on_cluster(&bin, &url, sample_lake().as_os_str(), BY_TASK), csv(&["query", BY_TASK], false));
 }
 
@@ -226,4 +236,19 @@ fn the_repl_runs_on_a_standalone_cluster() {
     let local = repl(false);
     assert!(local.contains("S3UnlockBucketPolicy"), "{local}");
     assert_eq!(repl(true), local);
+}
+
+/// A job sent to a scheduler without executors would wait forever in Ballista's queue: the client waits
+/// `--ballista-wait` seconds for one to register, then fails and says what to start.
+#[test]
+fn a_query_on_a_cluster_without_executors_fails_and_says_why() {
+    let (_cluster, url) = start_cluster_in_order(&bin, Order::NoExecutor);
+    let started = std::time::Instant::now();
+    let out =
+        run(bin().args(["--ballista", &url, "--ballista-wait", "2", "query", "SELECT 1", "--lake"]).arg(sample_lake()));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("has no executor after 2 s") && err.contains("0/1 executors registered"), "{err}");
+    assert!(err.contains("trailsql ballista-executor --scheduler 127.0.0.1:"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "it waited {:?}", started.elapsed());
 }
