@@ -347,116 +347,125 @@ impl<R: Read> Scanner<R> {
     /// The next record, bad line or oversized record; `Ok(None)` at the end of the stream.
     pub fn next_item(&mut self) -> Result<Option<Item<'_>>, ScanError> {
         loop {
-            match self.state {
+            // Each state's step says where the item is; the item borrowing the buffer is made here, once the
+            // step no longer holds `self`.
+            let step = match self.state {
                 State::Done => return Ok(None),
-                State::Top => {
-                    let Some(b) = self.next_non_ws()? else {
-                        self.state = State::Done;
-                        return Ok(None);
-                    };
-                    if !self.started {
-                        self.started = true;
-                        // A byte-order mark is not JSON, but some exporters write one.
-                        if self.buf[self.pos..self.end].starts_with(&[0xEF, 0xBB, 0xBF]) {
-                            self.pos += 3;
-                            continue;
-                        }
-                    }
-                    self.top_values += 1;
-                    match b {
-                        b'[' => {
-                            self.pos += 1;
-                            self.top_index += 1;
-                            self.state =
-                                State::Array { container: Container::Array, first: true, index: 0, member: false };
-                        }
-                        b'{' => match self.top_object()? {
-                            TopObject::Record(start, end, at) => {
-                                return Ok(Some(self.record_or_too_large(start, end, Container::TopLevel, at)));
-                            }
-                            TopObject::Container => {}
-                            TopObject::TooLarge(head, size, at) => {
-                                return Ok(Some(Item::TooLarge { head, size, at }));
-                            }
-                            TopObject::BadLine(what) => return self.bad_line(what).map(Some),
-                        },
-                        _ => {
-                            // A number, string or literal: valid JSON, but not an event (record processing says so);
-                            // anything else is a bad line.
-                            self.count_to(self.pos);
-                            let at = Locator { line: self.line_base, index: self.top_index };
-                            if let End::At(end) = value_end(&self.buf[..self.end], self.pos)
-                                && (end < self.end || self.eof)
-                            {
-                                self.top_index += 1;
-                                let start = self.pos;
-                                self.pos = end;
-                                return Ok(Some(Item::Record {
-                                    bytes: &self.buf[start..end],
-                                    container: Container::TopLevel,
-                                    at,
-                                }));
-                            }
-                            self.top_index += 1;
-                            return self.bad_line("not a JSON value").map(Some);
-                        }
-                    }
-                }
-                State::Array { container, first, index, member } => {
-                    let Some(mut b) = self.next_non_ws()? else {
-                        return Err(self.syntax("unexpected end of input inside an array", self.end));
-                    };
-                    if b == b']' {
-                        self.pos += 1;
-                        self.state = if member { State::ObjectRest } else { State::Top };
-                        continue;
-                    }
-                    if !first {
-                        if b != b',' {
-                            return Err(self.syntax("expected ',' or ']' after an array element", self.pos));
-                        }
-                        self.pos += 1;
-                        match self.next_non_ws()? {
-                            Some(next) => b = next,
-                            None => return Err(self.syntax("unexpected end of input inside an array", self.end)),
-                        }
-                    }
-                    if b == b']' {
-                        return Err(self.syntax("trailing ',' in an array", self.pos));
-                    }
-                    self.state = State::Array { container, first: false, index: index + 1, member };
-                    self.count_to(self.pos);
-                    let at = Locator { line: self.line_base, index };
-                    return match self.complete_value()? {
-                        Ok(end) => {
-                            let start = self.pos;
-                            self.pos = end;
-                            Ok(Some(self.record_or_too_large(start, end, container, at)))
-                        }
-                        Err((head, size)) => Ok(Some(Item::TooLarge { head, size, at })),
-                    };
-                }
-                State::ObjectRest => {
-                    // After the streamed array: the envelope's other members hold no events.
-                    match self.next_non_ws()? {
-                        Some(b'}') => {
-                            self.pos += 1;
-                            self.state = State::Top;
-                        }
-                        Some(b',') => {
-                            self.pos += 1;
-                            // A second record array (`{"Records":[…],"Records":[…]}`, or `Records` then `Events`) is
-                            // streamed like the first: its events are not dropped with the envelope's other members.
-                            if let Some(container) = self.skip_member()? {
-                                self.state = State::Array { container, first: true, index: 0, member: true };
-                            }
-                        }
-                        Some(_) => return Err(self.syntax("expected ',' or '}' after a member", self.pos)),
-                        None => return Err(self.syntax("unexpected end of input inside an object", self.end)),
-                    }
-                }
+                State::Top => self.top_step()?,
+                State::Array { container, first, index, member } => self.array_step(container, first, index, member)?,
+                State::ObjectRest => self.object_rest_step()?,
+            };
+            return Ok(Some(match step {
+                Found::Again => continue,
+                Found::Done => return Ok(None),
+                Found::Record(start, end, container, at) => self.record_or_too_large(start, end, container, at),
+                Found::TooLarge(head, size, at) => Item::TooLarge { head, size, at },
+                Found::BadLine(what) => return self.bad_line(what).map(Some),
+            }));
+        }
+    }
+
+    /// Between top-level values: the next one opens a streamed array, is a record, or is a bad line.
+    fn top_step(&mut self) -> Result<Found, ScanError> {
+        let Some(b) = self.next_non_ws()? else {
+            self.state = State::Done;
+            return Ok(Found::Done);
+        };
+        if !self.started {
+            self.started = true;
+            // A byte-order mark is not JSON, but some exporters write one.
+            if self.buf[self.pos..self.end].starts_with(&[0xEF, 0xBB, 0xBF]) {
+                self.pos += 3;
+                return Ok(Found::Again);
             }
         }
+        self.top_values += 1;
+        match b {
+            b'[' => {
+                self.pos += 1;
+                self.top_index += 1;
+                self.state = State::Array { container: Container::Array, first: true, index: 0, member: false };
+                Ok(Found::Again)
+            }
+            b'{' => Ok(match self.top_object()? {
+                TopObject::Record(start, end, at) => Found::Record(start, end, Container::TopLevel, at),
+                TopObject::Container => Found::Again,
+                TopObject::TooLarge(head, size, at) => Found::TooLarge(head, size, at),
+                TopObject::BadLine(what) => Found::BadLine(what),
+            }),
+            _ => {
+                // A number, string or literal: valid JSON, but not an event (record processing says so); anything
+                // else is a bad line.
+                self.count_to(self.pos);
+                let at = Locator { line: self.line_base, index: self.top_index };
+                self.top_index += 1;
+                if let End::At(end) = value_end(&self.buf[..self.end], self.pos)
+                    && (end < self.end || self.eof)
+                {
+                    let start = self.pos;
+                    self.pos = end;
+                    return Ok(Found::Record(start, end, Container::TopLevel, at));
+                }
+                Ok(Found::BadLine("not a JSON value"))
+            }
+        }
+    }
+
+    /// Inside a streamed array: its next element, or its end.
+    fn array_step(&mut self, container: Container, first: bool, index: u64, member: bool) -> Result<Found, ScanError> {
+        let Some(mut b) = self.next_non_ws()? else {
+            return Err(self.syntax("unexpected end of input inside an array", self.end));
+        };
+        if b == b']' {
+            self.pos += 1;
+            self.state = if member { State::ObjectRest } else { State::Top };
+            return Ok(Found::Again);
+        }
+        if !first {
+            if b != b',' {
+                return Err(self.syntax("expected ',' or ']' after an array element", self.pos));
+            }
+            self.pos += 1;
+            match self.next_non_ws()? {
+                Some(next) => b = next,
+                None => return Err(self.syntax("unexpected end of input inside an array", self.end)),
+            }
+        }
+        if b == b']' {
+            return Err(self.syntax("trailing ',' in an array", self.pos));
+        }
+        self.state = State::Array { container, first: false, index: index + 1, member };
+        self.count_to(self.pos);
+        let at = Locator { line: self.line_base, index };
+        Ok(match self.complete_value()? {
+            Ok(end) => {
+                let start = self.pos;
+                self.pos = end;
+                Found::Record(start, end, container, at)
+            }
+            Err((head, size)) => Found::TooLarge(head, size, at),
+        })
+    }
+
+    /// After a streamed array: the envelope's other members hold no events, but a second record array does.
+    fn object_rest_step(&mut self) -> Result<Found, ScanError> {
+        match self.next_non_ws()? {
+            Some(b'}') => {
+                self.pos += 1;
+                self.state = State::Top;
+            }
+            Some(b',') => {
+                self.pos += 1;
+                // A second record array (`{"Records":[…],"Records":[…]}`, or `Records` then `Events`) is streamed
+                // like the first: its events are not dropped with the envelope's other members.
+                if let Some(container) = self.skip_member()? {
+                    self.state = State::Array { container, first: true, index: 0, member: true };
+                }
+            }
+            Some(_) => return Err(self.syntax("expected ',' or '}' after a member", self.pos)),
+            None => return Err(self.syntax("unexpected end of input inside an object", self.end)),
+        }
+        Ok(Found::Again)
     }
 
     /// A complete record in the buffer, or, above the size cap, only its head: the cap holds whether or not the
@@ -687,6 +696,17 @@ enum Step {
     End(usize),
     Comma(usize),
     Member { key_start: usize, key_end: usize, value_start: usize, value_end: usize },
+}
+
+/// What one step of the scanner found: where an item is, without borrowing the buffer.
+enum Found {
+    /// Nothing to hand out yet: step again.
+    Again,
+    Done,
+    /// A value at `buf[start..end]`.
+    Record(usize, usize, Container, Locator),
+    TooLarge(Vec<u8>, u64, Locator),
+    BadLine(&'static str),
 }
 
 enum TopObject {
