@@ -3,7 +3,7 @@
 //! Hand-written rather than a list of chrono format strings: the converter calls it for every event, and trying
 //! formats one after the other costs more than the parse itself.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
@@ -24,21 +24,41 @@ pub fn parse_cloudtrail_time(text: &str) -> Option<Micros> {
 
 /// Formats microseconds as CloudTrail writes `eventTime`: `2024-10-25T20:52:11Z`, with a fraction only when there
 /// is one.
+///
+/// Called for every time of every event converted (to tell whether the text round-trips): written with integer
+/// formatting, as chrono's strftime parses its format string on every call.
 pub fn format_cloudtrail_time(micros: Micros) -> Option<String> {
     let t = DateTime::<Utc>::from_timestamp_micros(micros)?;
-    Some(if micros % 1_000_000 == 0 {
-        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-    })
+    if !(0..=9999).contains(&t.year()) {
+        return Some(t.format(strftime_form(micros)).to_string());
+    }
+    let (date, time) = (t.date_naive(), t.time());
+    let fraction = time.nanosecond() / 1000;
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        date.year(),
+        date.month(),
+        date.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    if fraction != 0 {
+        out.push_str(&format!(".{fraction:06}"));
+    }
+    out.push('Z');
+    Some(out)
 }
 
-/// Days since the epoch of the UTC date of a time, and that date as `YYYY-MM-DD`.
-pub fn utc_date(micros: Micros) -> Option<(i32, String)> {
-    let t = DateTime::<Utc>::from_timestamp_micros(micros)?;
-    let date = t.date_naive();
-    let days = (date - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
-    Some((i32::try_from(days).ok()?, date.format("%Y-%m-%d").to_string()))
+/// The strftime format of [`format_cloudtrail_time`].
+fn strftime_form(micros: Micros) -> &'static str {
+    if micros % 1_000_000 == 0 { "%Y-%m-%dT%H:%M:%SZ" } else { "%Y-%m-%dT%H:%M:%S%.6fZ" }
+}
+
+/// Days since the epoch of the UTC date of a time.
+pub fn utc_day(micros: Micros) -> Option<i32> {
+    DateTime::<Utc>::from_timestamp_micros(micros)?;
+    i32::try_from(micros.div_euclid(86_400_000_000)).ok()
 }
 
 struct Cursor<'a> {
@@ -311,8 +331,19 @@ mod tests {
         let t = utc("2024-10-25T20:52:11Z");
         assert_eq!(format_cloudtrail_time(t).unwrap(), "2024-10-25T20:52:11Z");
         assert_eq!(format_cloudtrail_time(t + 1500).unwrap(), "2024-10-25T20:52:11.001500Z");
-        assert_eq!(utc_date(t).unwrap().1, "2024-10-25");
-        assert_eq!(utc_date(utc("1970-01-02T00:00:00Z")).unwrap().0, 1);
-        assert_eq!(utc_date(utc("1969-12-31T23:59:59Z")).unwrap(), (-1, "1969-12-31".to_string()));
+        assert_eq!(utc_day(t).unwrap(), 20021);
+        assert_eq!(utc_day(utc("1970-01-02T00:00:00Z")).unwrap(), 1);
+        assert_eq!(utc_day(-1), Some(-1));
+        // The integer formatting says what strftime says, fractions, negative times and far years included.
+        let mut m: i64 = -62_135_596_800_000_000; // 0001-01-01
+        while m < 300_000_000_000_000_000 {
+            for t in [m, m + 1, m + 999_999, m + 1_000_000, m - 1, -m] {
+                let strftime =
+                    DateTime::<Utc>::from_timestamp_micros(t).map(|d| d.format(strftime_form(t)).to_string());
+                assert_eq!(format_cloudtrail_time(t), strftime, "{t}");
+            }
+            m += 7_777_777_777_777;
+        }
+        assert_eq!(utc_day(utc("1969-12-31T23:59:59Z")), Some(-1));
     }
 }

@@ -300,7 +300,7 @@ impl<'c> Sink<'c> {
             return Err(NotAnEvent::Reject("no eventTime: the event cannot be placed in a date partition".into()));
         };
         let time = string_value(time_raw.get()).and_then(|s| crate::time::parse_cloudtrail_time(&s));
-        let Some(day) = time.and_then(crate::time::utc_date).map(|(d, _)| d) else {
+        let Some(day) = time.and_then(crate::time::utc_day) else {
             return Err(NotAnEvent::Reject(format!("eventTime {} is not a time", time_raw.get())));
         };
         let recipient = find(conv.recipient).and_then(|r| string_value(r.get()));
