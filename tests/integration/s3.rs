@@ -200,6 +200,18 @@ fn filters_become_key_prefixes_and_queries_prune_partitions() {
         .iter()
         .filter(|r| r.contains("list-type=2") && !r.contains("delimiter") && r.ends_with("prefix=all%2F"));
     assert_eq!(whole.count(), 0, "the whole lake was listed: {requests:#?}");
+
+    // The lake's digest works in S3 too: a filter on eventname reads only the data of the partitions that hold it
+    // (the management account's, where the AssumeRoot calls are).
+    let sql = "SELECT count(*) FROM cloudtrail WHERE eventname = 'AssumeRoot'";
+    assert_eq!(count_csv(&s3, "s3://lake/all", sql), "7");
+    let requests = s3.take_requests();
+    assert!(requests.iter().any(|r| r.contains("_digest.json")), "the digest was not read: {requests:#?}");
+    let data_reads: Vec<&String> = requests.iter().filter(|r| r.contains(".parquet")).collect();
+    assert!(!data_reads.is_empty());
+    for r in &data_reads {
+        assert!(r.replace("%3D", "=").contains("account_id=111111111111/"), "a partition without AssumeRoot: {r}");
+    }
 }
 
 fn count_csv(s3: &S3Server, lake: &str, sql: &str) -> String {
