@@ -4,6 +4,7 @@
 pub mod ballista;
 pub mod lake_table;
 pub mod lazy_views;
+pub mod local_store;
 pub mod stores;
 
 use std::sync::Arc;

@@ -18,7 +18,10 @@ pub struct BucketStores {
 
 impl BucketStores {
     pub fn new(storage: Arc<Storage>) -> BucketStores {
-        BucketStores { storage, fallback: DefaultObjectStoreRegistry::new() }
+        let fallback = DefaultObjectStoreRegistry::new();
+        let local = url::Url::parse("file://").expect("a valid URL");
+        fallback.register_store(&local, Arc::new(super::local_store::InlineLocal::default()));
+        BucketStores { storage, fallback }
     }
 }
 
