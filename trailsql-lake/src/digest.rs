@@ -112,8 +112,11 @@ impl Digest {
         self.partitions.iter().filter_map(|(name, v)| name.split_once('/').map(|(a, d)| (a, d, v)))
     }
 
-    fn part(&mut self, name: String) -> &mut PartValues {
-        self.partitions.entry(name).or_insert_with(|| vec![Some(Vec::new()); COLUMNS.len()])
+    fn part(&mut self, name: &str) -> &mut PartValues {
+        if !self.partitions.contains_key(name) {
+            self.partitions.insert(name.to_string(), vec![Some(Vec::new()); COLUMNS.len()]);
+        }
+        self.partitions.get_mut(name).expect("inserted above")
     }
 
     fn id(&mut self, col: usize, value: &str) -> u32 {
@@ -127,15 +130,15 @@ impl Digest {
     }
 
     fn insert(&mut self, name: &str, col: usize, value: &str) {
-        if self.partitions.get(name).is_some_and(|p| p[col].is_none()) {
+        if self.part(name)[col].is_none() {
             return;
         }
         if value.len() > MAX_LEN {
-            self.part(name.to_string())[col] = None;
+            self.part(name)[col] = None;
             return;
         }
         let id = self.id(col, value);
-        let slot = &mut self.part(name.to_string())[col];
+        let slot = &mut self.part(name)[col];
         if let Some(ids) = slot
             && let Err(at) = ids.binary_search(&id)
         {
@@ -150,15 +153,16 @@ impl Digest {
     /// Records the values of a batch of one partition's rows (in the lake's file schema).
     pub fn add_batch(&mut self, key: &PartitionKey, batch: &RecordBatch) {
         let name = part_name(key);
-        self.part(name.clone());
+        self.part(&name);
         for (col, path) in COLUMNS.iter().enumerate() {
             match column(batch, path) {
+                // A batch holds few distinct values: each is looked up in the digest once.
                 Some(values) => {
-                    for v in values.into_iter().flatten() {
+                    for v in values.flatten().collect::<HashSet<&str>>() {
                         self.insert(&name, col, v);
                     }
                 }
-                None => self.part(name.clone())[col] = None,
+                None => self.part(&name)[col] = None,
             }
         }
     }
@@ -177,9 +181,9 @@ impl Digest {
             }
             for (col, ids) in values.iter().enumerate() {
                 match ids {
-                    None => self.part(name.clone())[col] = None,
+                    None => self.part(name)[col] = None,
                     Some(ids) => {
-                        self.part(name.clone());
+                        self.part(name);
                         for &id in ids {
                             self.insert(name, col, &run.values[col][id as usize]);
                         }
@@ -243,7 +247,7 @@ mod tests {
         let mut lake = Digest::new();
         let mut run = Digest::new();
         let k = key("111111111111", 0);
-        run.part(part_name(&k));
+        run.part(&part_name(&k));
         run.insert(&part_name(&k), 1, "AssumeRoot");
         run.insert(&part_name(&k), 1, "AssumeRoot");
         run.insert(&part_name(&k), 1, "GetObject");
