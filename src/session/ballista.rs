@@ -139,17 +139,27 @@ const SCHEDULER_WAIT: Duration = Duration::from_secs(60);
 /// listening yet, which is how a cluster started all together (a compose file, a job scheduler) usually begins;
 /// and a query sent to a scheduler left without executors waits forever.
 async fn wait_for_scheduler(host: &str, port: u16) -> Result<()> {
+    let connect = || async { tokio::net::TcpStream::connect((host, port)).await.map(drop).map_err(|e| e.to_string()) };
+    poll(SCHEDULER_WAIT, Duration::from_millis(250), connect).await.map_err(|e| {
+        Error::Other(format!(
+            "ballista: no scheduler listens at {host}:{port} after {} s: {e}",
+            SCHEDULER_WAIT.as_secs()
+        ))
+    })
+}
+
+/// Tries `attempt` every `every` until it succeeds or `wait` has passed; then says what the last try said.
+async fn poll<F, Fut>(wait: Duration, every: Duration, mut attempt: F) -> std::result::Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), String>>,
+{
     let start = std::time::Instant::now();
     loop {
-        match tokio::net::TcpStream::connect((host, port)).await {
-            Ok(_) => return Ok(()),
-            Err(e) if start.elapsed() >= SCHEDULER_WAIT => {
-                return Err(Error::Other(format!(
-                    "ballista: no scheduler listens at {host}:{port} after {} s: {e}",
-                    SCHEDULER_WAIT.as_secs()
-                )));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() >= wait => return Err(e),
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
 }
@@ -161,29 +171,26 @@ async fn wait_for_scheduler(host: &str, port: u16) -> Result<()> {
 /// scheduler's `--no-executors-grace-period-seconds`).
 async fn wait_for_executor(url: &str, wait: Duration) -> Result<()> {
     let parsed = url::Url::parse(url).map_err(|e| Error::Usage(format!("--ballista {url}: {e}")))?;
-    let host = parsed.host_str().unwrap_or("localhost");
-    let ready = format!("http://{host}:{}/readyz", parsed.port().unwrap_or(50050));
+    let (host, port) = (parsed.host_str().unwrap_or("localhost"), parsed.port().unwrap_or(50050));
+    let ready = format!("http://{host}:{port}/readyz");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| Error::Other(format!("ballista: {e}")))?;
-    let start = std::time::Instant::now();
-    loop {
-        let said = match client.get(&ready).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default().trim()),
-            Err(e) => format!("{e}"),
-        };
-        if start.elapsed() >= wait {
-            return Err(Error::Usage(format!(
-                "the Ballista scheduler at {url} has no executor after {} s ({ready} said {said}): start one with \
-                 `trailsql ballista-executor --scheduler {host}:{}`, or wait longer with --ballista-wait",
-                wait.as_secs(),
-                parsed.port().unwrap_or(50050)
-            )));
+    let ask = || async {
+        match client.get(&ready).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default().trim())),
+            Err(e) => Err(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    };
+    poll(wait, Duration::from_millis(500), ask).await.map_err(|said| {
+        Error::Usage(format!(
+            "the Ballista scheduler at {url} has no executor after {} s ({ready} said {said}): start one with \
+             `trailsql ballista-executor --scheduler {host}:{port}`, or wait longer with --ballista-wait",
+            wait.as_secs()
+        ))
+    })
 }
 
 fn ballista_error(e: ballista_core::error::BallistaError) -> Error {

@@ -8,7 +8,7 @@
 //! files are never opened. Anything else in a filter counts as "may match". A partition the digest does not know
 //! is always read.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -29,79 +29,73 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::col;
-use object_store::ObjectStoreExt;
+use trailsql_lake::Lake;
 use trailsql_lake::digest::{COLUMNS, Digest};
 use trailsql_lake::schema::{ACCOUNT_ID, EVENT_DATE};
 
 /// The lake's table, skipping partitions by the digest.
-#[derive(Debug)]
 pub struct LakeTable {
     inner: ListingTable,
-    /// The digest last read, with the object metadata it was read at.
+    lake: Lake,
+    /// The digest last read, with the version it was read at.
     cached: Mutex<Option<(String, Arc<Digest>)>>,
 }
 
+impl std::fmt::Debug for LakeTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeTable").field("inner", &self.inner).field("lake", &self.lake.name).finish()
+    }
+}
+
 impl LakeTable {
-    pub fn new(inner: ListingTable) -> LakeTable {
-        LakeTable { inner, cached: Mutex::new(None) }
+    pub fn new(inner: ListingTable, lake: Lake) -> LakeTable {
+        LakeTable { inner, lake, cached: Mutex::new(None) }
     }
 
     /// The lake's digest, read again whenever it changed; `None` when the lake has none this version can use.
-    async fn digest(&self, state: &dyn Session) -> Result<Option<Arc<Digest>>> {
-        let Some(url) = self.inner.table_paths().first() else { return Ok(None) };
-        let store = state.runtime_env().object_store(url)?;
-        let path = url.prefix().clone().join(trailsql_lake::layout::DIGEST_PATH);
-        let meta = match store.head(&path).await {
-            Ok(meta) => meta,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let version = format!("{:?}/{}/{}", meta.e_tag, meta.last_modified, meta.size);
+    /// A digest that cannot be read costs the skipping, never a query.
+    async fn digest(&self) -> Option<Arc<Digest>> {
+        let version = self.lake.digest_version().await.ok()??;
         if let Some((v, d)) = &*self.cached.lock().expect("digest cache")
             && *v == version
         {
-            return Ok(Some(Arc::clone(d)));
+            return Some(Arc::clone(d));
         }
-        let data = store.get(&path).await?.bytes().await?;
-        // A digest that cannot be read costs the skipping, never a query.
-        let Ok(Some(digest)) = Digest::from_json(&data) else { return Ok(None) };
-        let digest = Arc::new(digest);
+        let digest = Arc::new(self.lake.digest().await.ok()??);
         *self.cached.lock().expect("digest cache") = Some((version, Arc::clone(&digest)));
-        Ok(Some(digest))
+        Some(digest)
     }
 
     /// A filter on the partition columns that leaves out the partitions the digest rules out, if any.
-    async fn skip_filter(&self, state: &dyn Session, filters: &[Expr]) -> Result<Option<Expr>> {
+    async fn skip_filter(&self, filters: &[Expr]) -> Option<Expr> {
         let preds: Vec<Pred> = filters.iter().map(Pred::of).filter(|p| !matches!(p, Pred::Any)).collect();
         if preds.is_empty() {
-            return Ok(None);
+            return None;
         }
-        let Some(digest) = self.digest(state).await? else { return Ok(None) };
+        let digest = self.digest().await?;
         let pred = Pred::And(preds).bind(&digest);
-        let mut skipped = HashSet::new();
-        for (account, date, values) in digest.partitions() {
-            if !pred.may_match(values)
-                && let Ok(day) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                && let Ok(days) = i32::try_from((day - chrono::NaiveDate::default()).num_days())
-            {
-                skipped.insert((account.to_string(), days));
+        let mut skipped: HashMap<String, HashSet<i32>> = HashMap::new();
+        for (key, values) in digest.partitions() {
+            if !pred.may_match(values) {
+                skipped.entry(key.account).or_default().insert(key.day);
             }
         }
         if skipped.is_empty() {
-            return Ok(None);
+            return None;
         }
         // One function call holding the set, not an expression listing thousands of partitions: the listing
         // plans the filter again for every partition directory.
         let skips =
             ScalarUDF::new_from_impl(Skipped { partitions: Arc::new(skipped), signature: Skipped::signature() });
-        Ok(Some(!skips.call(vec![col(ACCOUNT_ID), col(EVENT_DATE)])))
+        Some(!skips.call(vec![col(ACCOUNT_ID), col(EVENT_DATE)]))
     }
 }
 
 /// `skipped(account_id, event_date)`: whether a partition is one the digest ruled out.
 #[derive(Debug)]
 struct Skipped {
-    partitions: Arc<HashSet<(String, i32)>>,
+    /// Days since the epoch, by account.
+    partitions: Arc<HashMap<String, HashSet<i32>>>,
     signature: Signature,
 }
 
@@ -143,7 +137,7 @@ impl ScalarUDFImpl for Skipped {
         let out: BooleanArray = (0..accounts.len())
             .map(|i| {
                 let known = !accounts.is_null(i) && !days.is_null(i);
-                Some(known && self.partitions.contains(&(accounts.value(i).to_string(), days.value(i))))
+                Some(known && self.partitions.get(accounts.value(i)).is_some_and(|d| d.contains(&days.value(i))))
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
@@ -313,7 +307,7 @@ impl TableProvider for LakeTable {
 
     async fn scan_with_args<'a>(&self, state: &dyn Session, args: ScanArgs<'a>) -> Result<ScanResult> {
         let mut filters = args.filters().unwrap_or(&[]).to_vec();
-        match self.skip_filter(state, &filters).await? {
+        match self.skip_filter(&filters).await {
             Some(skip) => {
                 filters.push(skip);
                 self.inner.scan_with_args(state, args.with_filters(Some(&filters))).await

@@ -50,17 +50,7 @@ impl InlineLocal {
             return None;
         }
         let (file, meta) = self.open(location)?;
-        ranges
-            .iter()
-            .map(|r| {
-                if r.start > r.end || r.end > meta.len() {
-                    return None;
-                }
-                let mut buf = vec![0; usize::try_from(r.end - r.start).ok()?];
-                file.read_exact_at(&mut buf, r.start).ok()?;
-                Some(Bytes::from(buf))
-            })
-            .collect()
+        ranges.iter().map(|r| if r.start > r.end || r.end > meta.len() { None } else { pread(&file, r) }).collect()
     }
 
     /// A plain ranged GET read inline, or `None`.
@@ -83,8 +73,7 @@ impl InlineLocal {
         if range.end - range.start > INLINE_MAX {
             return None;
         }
-        let mut buf = vec![0; usize::try_from(range.end - range.start).ok()?];
-        file.read_exact_at(&mut buf, range.start).ok()?;
+        let bytes = pread(&file, &range)?;
         let mtime = meta.modified().ok()?;
         let micros = mtime.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or_default();
         let object = ObjectMeta {
@@ -95,7 +84,6 @@ impl InlineLocal {
             e_tag: Some(format!("{:x}-{micros:x}-{size:x}", meta.ino())),
             version: None,
         };
-        let bytes = Bytes::from(buf);
         Some(GetResult {
             payload: GetResultPayload::Stream(Box::pin(futures::stream::once(async move { Ok(bytes) }))),
             meta: object,
@@ -103,6 +91,13 @@ impl InlineLocal {
             attributes: Attributes::default(),
         })
     }
+}
+
+/// The bytes of a range of a file, read at its offset.
+fn pread(file: &File, range: &Range<u64>) -> Option<Bytes> {
+    let mut buf = vec![0; usize::try_from(range.end - range.start).ok()?];
+    file.read_exact_at(&mut buf, range.start).ok()?;
+    Some(Bytes::from(buf))
 }
 
 #[async_trait]

@@ -123,8 +123,11 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
         ListingTable::try_new(table_cfg)?.with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
     register_views(&ctx).await?;
     // Ballista sends the logical plan to its scheduler, which knows the listing table and not ours.
-    let table: Arc<dyn datafusion::catalog::TableProvider> =
-        if opts.ballista.is_some() { Arc::new(table) } else { Arc::new(lake_table::LakeTable::new(table)) };
+    let table: Arc<dyn datafusion::catalog::TableProvider> = if opts.ballista.is_some() {
+        Arc::new(table)
+    } else {
+        Arc::new(lake_table::LakeTable::new(table, lake.lake.clone()))
+    };
     ctx.register_table(TABLE, table)?;
     Ok(Session { ctx, lake: lake.clone() })
 }

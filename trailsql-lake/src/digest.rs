@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use arrow::array::{Array, AsArray, RecordBatch, StructArray};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -40,19 +41,20 @@ pub const MAX_VALUES: usize = 4096;
 /// A value longer than this makes its column unknown in its partition.
 pub const MAX_LEN: usize = 256;
 
-const VERSION: u32 = 1;
+/// 2: partitions named by their directory (`account_id=…/event_date=…`).
+const VERSION: u32 = 2;
 
 /// Per column, the IDs (into [`Digest::values`]) of the values a partition holds, sorted; `None` when unknown.
 pub type PartValues = Vec<Option<Vec<u32>>>;
 
 /// The digest of a lake, or of what one run wrote.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Digest {
     version: u32,
     columns: Vec<String>,
     /// Per column, every value seen in the lake; a partition refers to them by position.
     values: Vec<Vec<String>>,
-    /// `account_id/event_date` → values per column.
+    /// Partition directory ([`PartitionKey::dir`]) → values per column.
     partitions: BTreeMap<String, PartValues>,
     #[serde(skip)]
     ids: Vec<HashMap<String, u32>>,
@@ -61,13 +63,8 @@ pub struct Digest {
     existing: HashSet<String>,
 }
 
-/// The digest's name for a partition.
-fn part_name(key: &PartitionKey) -> String {
-    format!("{}/{}", key.account, key.date())
-}
-
-impl Digest {
-    pub fn new() -> Digest {
+impl Default for Digest {
+    fn default() -> Digest {
         Digest {
             version: VERSION,
             columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
@@ -77,7 +74,9 @@ impl Digest {
             existing: HashSet::new(),
         }
     }
+}
 
+impl Digest {
     /// Reads a digest; `None` for one of another version or other columns, which is then not used.
     pub fn from_json(data: &[u8]) -> Result<Option<Digest>> {
         let mut d: Digest =
@@ -85,14 +84,14 @@ impl Digest {
         if d.version != VERSION || d.columns != COLUMNS || d.values.len() != COLUMNS.len() {
             return Ok(None);
         }
-        for (col, values) in d.values.iter().enumerate() {
-            let n = values.len() as u64;
-            let in_range = d.partitions.values().all(|p| {
-                p.len() == COLUMNS.len() && p[col].as_ref().is_none_or(|ids| ids.iter().all(|&i| u64::from(i) < n))
-            });
-            if !in_range {
-                return Err(Error::Other("unreadable lake digest: a value ID out of range".into()));
-            }
+        let in_range = d.partitions.values().all(|p| {
+            p.len() == COLUMNS.len()
+                && p.iter().zip(&d.values).all(|(ids, values)| {
+                    ids.as_ref().is_none_or(|ids| ids.iter().all(|&i| (i as usize) < values.len()))
+                })
+        });
+        if !in_range {
+            return Err(Error::Other("unreadable lake digest: a value ID out of range".into()));
         }
         d.ids = d.values.iter().map(|v| v.iter().cloned().zip(0..).collect()).collect();
         Ok(Some(d))
@@ -107,41 +106,32 @@ impl Digest {
         &self.values[col]
     }
 
-    /// The partitions, as (account_id, event_date as `YYYY-MM-DD`, values per column).
-    pub fn partitions(&self) -> impl Iterator<Item = (&str, &str, &PartValues)> {
-        self.partitions.iter().filter_map(|(name, v)| name.split_once('/').map(|(a, d)| (a, d, v)))
+    /// The partitions, with their values per column.
+    pub fn partitions(&self) -> impl Iterator<Item = (PartitionKey, &PartValues)> {
+        self.partitions.iter().filter_map(|(dir, v)| Some((PartitionKey::from_path(dir)?, v)))
     }
 
     fn part(&mut self, name: &str) -> &mut PartValues {
-        if !self.partitions.contains_key(name) {
-            self.partitions.insert(name.to_string(), vec![Some(Vec::new()); COLUMNS.len()]);
-        }
-        self.partitions.get_mut(name).expect("inserted above")
-    }
-
-    fn id(&mut self, col: usize, value: &str) -> u32 {
-        if let Some(&id) = self.ids[col].get(value) {
-            return id;
-        }
-        let id = u32::try_from(self.values[col].len()).expect("fewer than 2^32 values");
-        self.values[col].push(value.to_string());
-        self.ids[col].insert(value.to_string(), id);
-        id
+        part(&mut self.partitions, name)
     }
 
     fn insert(&mut self, name: &str, col: usize, value: &str) {
-        if self.part(name)[col].is_none() {
-            return;
-        }
+        let slot = &mut part(&mut self.partitions, name)[col];
+        let Some(ids) = slot else { return };
         if value.len() > MAX_LEN {
-            self.part(name)[col] = None;
+            *slot = None;
             return;
         }
-        let id = self.id(col, value);
-        let slot = &mut self.part(name)[col];
-        if let Some(ids) = slot
-            && let Err(at) = ids.binary_search(&id)
-        {
+        let id = match self.ids[col].get(value) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.values[col].len()).expect("fewer than 2^32 values");
+                self.values[col].push(value.to_string());
+                self.ids[col].insert(value.to_string(), id);
+                id
+            }
+        };
+        if let Err(at) = ids.binary_search(&id) {
             if ids.len() >= MAX_VALUES {
                 *slot = None;
             } else {
@@ -152,7 +142,7 @@ impl Digest {
 
     /// Records the values of a batch of one partition's rows (in the lake's file schema).
     pub fn add_batch(&mut self, key: &PartitionKey, batch: &RecordBatch) {
-        let name = part_name(key);
+        let name = key.dir();
         self.part(&name);
         for (col, path) in COLUMNS.iter().enumerate() {
             match column(batch, path) {
@@ -169,7 +159,7 @@ impl Digest {
 
     /// Notes that a partition this run writes to already held files before it.
     pub fn mark_existing(&mut self, key: &PartitionKey) {
-        self.existing.insert(part_name(key));
+        self.existing.insert(key.dir());
     }
 
     /// Adds what a run wrote to the lake's digest.
@@ -194,6 +184,14 @@ impl Digest {
     }
 }
 
+/// A partition's values, made known and empty when it is new.
+fn part<'a>(partitions: &'a mut BTreeMap<String, PartValues>, name: &str) -> &'a mut PartValues {
+    if !partitions.contains_key(name) {
+        partitions.insert(name.to_string(), vec![Some(Vec::new()); COLUMNS.len()]);
+    }
+    partitions.get_mut(name).expect("inserted above")
+}
+
 /// The string values of a column (a dotted path into structs); `None` where the column is not plain text.
 fn column<'a>(batch: &'a RecordBatch, path: &str) -> Option<impl Iterator<Item = Option<&'a str>>> {
     let mut parts = path.split('.');
@@ -216,6 +214,16 @@ impl Lake {
         }
     }
 
+    /// What changes whenever the digest is rewritten (its ETag, time and size), without reading it; `None` when
+    /// there is none.
+    pub async fn digest_version(&self) -> Result<Option<String>> {
+        match self.store.head(&object_store::path::Path::from(DIGEST_PATH)).await {
+            Ok(m) => Ok(Some(format!("{:?}/{}/{}", m.e_tag, m.last_modified, m.size))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Adds a run's values to the lake's digest. Called under the lock, before the run's commit record.
     pub async fn update_digest(&self, run: &Digest) -> Result<()> {
         if run.partitions.is_empty() {
@@ -223,7 +231,7 @@ impl Lake {
         }
         // An unreadable digest is replaced: the partitions it knew become unknown, which skips less and loses
         // nothing.
-        let mut digest = self.digest().await.ok().flatten().unwrap_or_else(Digest::new);
+        let mut digest = self.digest().await.ok().flatten().unwrap_or_default();
         digest.merge(run);
         self.put(DIGEST_PATH, digest.to_json()).await
     }
@@ -244,37 +252,43 @@ mod tests {
 
     #[test]
     fn a_runs_values_are_added_and_existing_partitions_become_unknown() {
-        let mut lake = Digest::new();
-        let mut run = Digest::new();
+        let mut lake = Digest::default();
+        let mut run = Digest::default();
         let k = key("111111111111", 0);
-        run.part(&part_name(&k));
-        run.insert(&part_name(&k), 1, "AssumeRoot");
-        run.insert(&part_name(&k), 1, "AssumeRoot");
-        run.insert(&part_name(&k), 1, "GetObject");
+        run.part(&k.dir());
+        run.insert(&k.dir(), 1, "AssumeRoot");
+        run.insert(&k.dir(), 1, "AssumeRoot");
+        run.insert(&k.dir(), 1, "GetObject");
         let old = key("222222222222", 0);
-        run.insert(&part_name(&old), 1, "ListBuckets");
+        run.insert(&old.dir(), 1, "ListBuckets");
         run.mark_existing(&old);
         lake.merge(&run);
-        assert_eq!(ids_of(&lake, "111111111111/1970-01-01", 1), Some(vec!["AssumeRoot", "GetObject"]));
-        assert_eq!(ids_of(&lake, "222222222222/1970-01-01", 1), None);
-        assert!(lake.partitions.contains_key("222222222222/1970-01-01"));
+        assert_eq!(
+            ids_of(&lake, "account_id=111111111111/event_date=1970-01-01", 1),
+            Some(vec!["AssumeRoot", "GetObject"])
+        );
+        assert_eq!(ids_of(&lake, "account_id=222222222222/event_date=1970-01-01", 1), None);
+        assert!(lake.partitions.contains_key("account_id=222222222222/event_date=1970-01-01"));
 
         // Known partitions take the union; a partition once unknown stays so.
-        let mut next = Digest::new();
-        next.insert(&part_name(&k), 1, "PutObject");
-        next.insert(&part_name(&old), 1, "GetObject");
+        let mut next = Digest::default();
+        next.insert(&k.dir(), 1, "PutObject");
+        next.insert(&old.dir(), 1, "GetObject");
         next.mark_existing(&k);
         next.mark_existing(&old);
         lake.merge(&next);
         let back = Digest::from_json(&lake.to_json()).unwrap().unwrap();
-        assert_eq!(ids_of(&back, "111111111111/1970-01-01", 1), Some(vec!["AssumeRoot", "GetObject", "PutObject"]));
-        assert_eq!(ids_of(&back, "222222222222/1970-01-01", 1), None);
+        assert_eq!(
+            ids_of(&back, "account_id=111111111111/event_date=1970-01-01", 1),
+            Some(vec!["AssumeRoot", "GetObject", "PutObject"])
+        );
+        assert_eq!(ids_of(&back, "account_id=222222222222/event_date=1970-01-01", 1), None);
     }
 
     #[test]
     fn too_many_or_too_long_values_make_a_column_unknown() {
-        let mut d = Digest::new();
-        let name = "111111111111/1970-01-01";
+        let mut d = Digest::default();
+        let name = "account_id=111111111111/event_date=1970-01-01";
         for i in 0..MAX_VALUES {
             d.insert(name, 1, &format!("Event{i}"));
         }
@@ -289,13 +303,13 @@ mod tests {
 
     #[test]
     fn digests_of_other_versions_are_not_used_and_corrupt_ones_are_errors() {
-        let mut d = Digest::new();
-        d.insert("111111111111/1970-01-01", 1, "AssumeRoot");
+        let mut d = Digest::default();
+        d.insert("account_id=111111111111/event_date=1970-01-01", 1, "AssumeRoot");
         let mut other = d.clone();
         other.version = 99;
         assert!(Digest::from_json(&other.to_json()).unwrap().is_none());
         let mut bad = d.clone();
-        bad.partitions.get_mut("111111111111/1970-01-01").unwrap()[1] = Some(vec![7]);
+        bad.partitions.get_mut("account_id=111111111111/event_date=1970-01-01").unwrap()[1] = Some(vec![7]);
         assert!(Digest::from_json(&bad.to_json()).is_err());
         assert!(Digest::from_json(b"{not json").is_err());
     }

@@ -3,6 +3,8 @@
 //! Hand-written rather than a list of chrono format strings: the converter calls it for every event, and trying
 //! formats one after the other costs more than the parse itself.
 
+use std::fmt::Write;
+
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 /// Microseconds since the Unix epoch, UTC.
@@ -44,7 +46,7 @@ pub fn format_cloudtrail_time(micros: Micros) -> Option<String> {
         time.second()
     );
     if fraction != 0 {
-        out.push_str(&format!(".{fraction:06}"));
+        let _ = write!(out, ".{fraction:06}");
     }
     out.push('Z');
     Some(out)

@@ -167,7 +167,7 @@ impl Writer {
             tick: 0,
             next_file: 0,
             inflight: JoinSet::new(),
-            digest: Digest::new(),
+            digest: Digest::default(),
             stats: WriteStats::default(),
         }
     }
