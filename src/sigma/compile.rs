@@ -395,6 +395,9 @@ fn string_match(t: &Target, m: &Mods, s: &SigmaString) -> String {
             format!("(lower({}) = {})", t.expr, literal(&plain.to_lowercase()))
         };
     }
+    if let Some(needle) = contained_text(s, m).filter(|_| !m.cased) {
+        return format!("icontains({}, {})", t.expr, literal(&escape_json(&needle)));
+    }
     let mut pattern = String::new();
     if m.contains || m.endswith {
         pattern.push('%');
@@ -418,6 +421,25 @@ fn string_match(t: &Target, m: &Mods, s: &SigmaString) -> String {
     }
     let op = if m.cased { "LIKE" } else { "ILIKE" };
     format!("({} {op} {} ESCAPE '\\')", t.expr, literal(&pattern))
+}
+
+/// The text a value asks to be contained, when that is all it asks: `x` with `|contains`, or `*x*` (or `*x` with
+/// `|startswith`, …) with no other wildcard.
+fn contained_text(s: &SigmaString, m: &Mods) -> Option<String> {
+    let star = |p: Option<&StringPart>| matches!(p, Some(StringPart::Special(SpecialChar::WildcardMulti)));
+    let mut parts = s.parts.as_slice();
+    let open_start = m.contains || m.endswith || star(parts.first());
+    if star(parts.first()) {
+        parts = &parts[1..];
+    }
+    let open_end = m.contains || m.startswith || star(parts.last());
+    if star(parts.last()) {
+        parts = &parts[..parts.len() - 1];
+    }
+    if !(open_start && open_end) {
+        return None;
+    }
+    parts.iter().map(|p| if let StringPart::Plain(t) = p { Some(t.as_str()) } else { None }).collect()
 }
 
 /// Keywords: a search of the event's text (its top-level text and JSON columns, and what no column holds), each
@@ -494,18 +516,24 @@ mod tests {
     }
 
     #[test]
-    fn wildcards_and_modifiers_become_like_patterns() {
+    fn wildcards_and_modifiers_become_like_patterns_or_a_search() {
         let s = |v: &str, mods: &[Modifier]| {
             string_match(&Target { expr: "x".into(), json_text: false }, &mods_of(mods), &SigmaString::new(v))
         };
         assert_eq!(s("a*b?c", &[]), r"(x ILIKE 'a%b_c' ESCAPE '\')");
-        assert_eq!(s("50%_\\*", &[Modifier::Contains]), r"(x ILIKE '%50\%\_*%' ESCAPE '\')");
+        assert_eq!(s("5?%_\\*", &[Modifier::Contains]), r"(x ILIKE '%5_\%\_*%' ESCAPE '\')");
+        // Containing a text and nothing more: no pattern to build.
+        assert_eq!(s("50%_\\*", &[Modifier::Contains]), "icontains(x, '50%_*')");
+        assert_eq!(s("*kali*", &[]), "icontains(x, 'kali')");
+        assert_eq!(s("*Kali", &[Modifier::StartsWith]), "icontains(x, 'Kali')");
+        assert_eq!(s("*kali", &[]), r"(x ILIKE '%kali' ESCAPE '\')");
+        assert_eq!(s("kali", &[Modifier::Contains, Modifier::Cased]), r"(x LIKE '%kali%' ESCAPE '\')");
         assert_eq!(s("Pre", &[Modifier::StartsWith, Modifier::Cased]), r"(x LIKE 'Pre%' ESCAPE '\')");
         assert_eq!(s("it's", &[]), "(lower(x) = 'it''s')");
         let json = Target { expr: "p".into(), json_text: true };
         assert_eq!(
             string_match(&json, &mods_of(&[Modifier::Contains]), &SigmaString::new("a\"b")),
-            r#"(p ILIKE '%a\\"b%' ESCAPE '\')"#
+            r#"icontains(p, 'a\"b')"#
         );
     }
 

@@ -9,6 +9,7 @@ pub mod arn_parse;
 pub mod arn_part;
 pub mod cloudtrail_time;
 mod common;
+pub mod icontains;
 pub mod ip_in_cidr;
 pub mod principal_name;
 pub mod root_task;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(ArnPart::new(Part::Resource))),
         Arc::new(ScalarUDF::new_from_impl(cloudtrail_time::CloudtrailTime::default())),
         Arc::new(ScalarUDF::new_from_impl(access_key_kind::AccessKeyKind::default())),
+        Arc::new(ScalarUDF::new_from_impl(icontains::IContains::default())),
         Arc::new(ScalarUDF::new_from_impl(ip_in_cidr::IpInCidr::default())),
         Arc::new(ScalarUDF::new_from_impl(source_ip_kind::SourceIpKind::default())),
         Arc::new(ScalarUDF::new_from_impl(principal_name::PrincipalName::default())),

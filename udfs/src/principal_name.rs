@@ -5,8 +5,11 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, StructArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err};
+use datafusion::functions::core::expr_fn::{get_field, named_struct};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
 };
 
 use crate::arn_parse::parse_arn;
@@ -117,6 +120,35 @@ impl ScalarUDFImpl for PrincipalName {
             })
             .collect();
         finish(Arc::new(out), scalar)
+    }
+    /// Given a column, the call takes a struct of only the fields it reads: handed the whole useridentity, a
+    /// scan decodes all of it (session context, issuer, web identity, …) for each event it names.
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let [column @ Expr::Column(_)] = args.as_slice() else { return Ok(ExprSimplifyResult::Original(args)) };
+        let DataType::Struct(fields) = info.get_data_type(column)? else {
+            return Ok(ExprSimplifyResult::Original(args));
+        };
+        let mut narrow = Vec::new();
+        for name in ["type", "arn", "username", "accountid", "principalid", "invokedby"] {
+            if fields.find(name).is_some() {
+                narrow.extend([lit(name), get_field(column.clone(), name)]);
+            }
+        }
+        if let Some((_, f)) = fields.find("onbehalfof")
+            && let DataType::Struct(inner) = f.data_type()
+            && inner.find("userid").is_some()
+        {
+            let user_id = get_field(get_field(column.clone(), "onbehalfof"), "userid");
+            narrow.extend([lit("onbehalfof"), named_struct(vec![lit("userid"), user_id])]);
+        }
+        if narrow.is_empty() {
+            return Ok(ExprSimplifyResult::Original(args));
+        }
+        let udf = Arc::new(ScalarUDF::new_from_impl(PrincipalName::default()));
+        Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(ScalarFunction::new_udf(
+            udf,
+            vec![named_struct(narrow)],
+        ))))
     }
     fn documentation(&self) -> Option<&Documentation> {
         static DOC: LazyLock<Documentation> = LazyLock::new(|| {
