@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::Result;
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -14,29 +14,40 @@ use crate::common::{doc, map_to_bool};
 /// Whether `ip` is in `cidr` (`10.0.0.0/8`, `2001:db8::/32`, or a single address). NULL when either is not an
 /// address (`AWS Internal`, a service host name) or the families differ.
 pub fn ip_in_cidr(ip: &str, cidr: &str) -> Option<bool> {
-    let ip = normalise(ip.trim().parse::<IpAddr>().ok()?);
-    let (net, bits) = match cidr.trim().split_once('/') {
-        Some((n, b)) => (n.parse::<IpAddr>().ok()?, Some(b.parse::<u8>().ok()?)),
-        None => (cidr.trim().parse::<IpAddr>().ok()?, None),
-    };
-    match (ip, normalise(net)) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let bits = bits.unwrap_or(32);
-            if bits > 32 {
-                return None;
+    Network::parse(cidr)?.holds(ip)
+}
+
+/// A network, parsed once for a whole column of addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Network {
+    net: IpAddr,
+    bits: u32,
+}
+
+impl Network {
+    pub fn parse(cidr: &str) -> Option<Network> {
+        let (net, bits) = match cidr.trim().split_once('/') {
+            Some((n, b)) => (normalise(n.parse::<IpAddr>().ok()?), Some(b.parse::<u32>().ok()?)),
+            None => (normalise(cidr.trim().parse::<IpAddr>().ok()?), None),
+        };
+        let width = if net.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(width);
+        (bits <= width).then_some(Network { net, bits })
+    }
+
+    /// Whether the address is in the network; NULL when it is not an address or of the other family.
+    pub fn holds(&self, ip: &str) -> Option<bool> {
+        match (normalise(ip.trim().parse::<IpAddr>().ok()?), self.net) {
+            (IpAddr::V4(a), IpAddr::V4(n)) => {
+                let mask = u32::MAX.checked_shl(32 - self.bits).unwrap_or(0);
+                Some(u32::from(a) & mask == u32::from(n) & mask)
             }
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-            Some(u32::from(a) & mask == u32::from(n) & mask)
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let bits = bits.unwrap_or(128);
-            if bits > 128 {
-                return None;
+            (IpAddr::V6(a), IpAddr::V6(n)) => {
+                let mask = u128::MAX.checked_shl(128 - self.bits).unwrap_or(0);
+                Some(u128::from(a) & mask == u128::from(n) & mask)
             }
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
-            Some(u128::from(a) & mask == u128::from(n) & mask)
+            _ => None,
         }
-        _ => None,
     }
 }
 
@@ -70,6 +81,18 @@ impl ScalarUDFImpl for IpInCidr {
         Ok(DataType::Boolean)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // One network for the column (a Sigma rule's `|cidr`, a query's literal) is parsed once, not per row.
+        if let [ColumnarValue::Array(_), ColumnarValue::Scalar(cidr)] = &args.args[..] {
+            let network = match cidr {
+                ScalarValue::Utf8(c) | ScalarValue::LargeUtf8(c) | ScalarValue::Utf8View(c) => {
+                    c.as_deref().and_then(Network::parse)
+                }
+                _ => None,
+            };
+            if let Some(network) = network {
+                return map_to_bool(&args.args[..1], args.number_rows, |s, r| network.holds(s.get(0, r)?));
+            }
+        }
         map_to_bool(&args.args, args.number_rows, |s, r| ip_in_cidr(s.get(0, r)?, s.get(1, r)?))
     }
     fn documentation(&self) -> Option<&Documentation> {
