@@ -16,6 +16,7 @@ pub mod root_task;
 pub mod root_task_name;
 pub mod source_ip_kind;
 pub mod task_policy_allows;
+pub mod true_indices;
 pub mod user_agent_tool;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(principal_name::PrincipalName::default())),
         Arc::new(ScalarUDF::new_from_impl(root_task_name::RootTaskName::default())),
         Arc::new(ScalarUDF::new_from_impl(task_policy_allows::TaskPolicyAllows::default())),
+        Arc::new(ScalarUDF::new_from_impl(true_indices::TrueIndices::default())),
         Arc::new(ScalarUDF::new_from_impl(user_agent_tool::UserAgentTool::default())),
     ]
 }
