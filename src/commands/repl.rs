@@ -13,7 +13,8 @@ use crate::session;
 
 pub async fn run(cli: &Cli, args: &ReplArgs, storage: &Arc<Storage>) -> Result<Outcome> {
     let lake = open_lake(&lake_location(cli)?, false, storage).await?;
-    let session = session::build(&lake, &session_options(cli)?, storage.clone()).await?;
+    let opts = session::SessionOptions { metadata_cache: session::LASTING_METADATA_CACHE, ..session_options(cli)? };
+    let session = session::build(&lake, &opts, storage.clone()).await?;
     let history = if args.no_history {
         None
     } else {

@@ -78,8 +78,9 @@ pub async fn run_scheduler(opts: &SchedulerOptions, storage: Arc<Storage>) -> Re
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
 
-    // One runtime, so that every session shares the bucket stores it builds.
-    let runtime = super::runtime(storage)?;
+    // One runtime, so that every session shares the bucket stores it builds, and the footers it reads (the
+    // process serves query after query).
+    let runtime = super::runtime(storage, super::LASTING_METADATA_CACHE)?;
     let builder = move |config: SessionConfig| state_with_functions(config, runtime.clone());
     let config = SchedulerConfig {
         bind_host: opts.bind.ip().to_string(),
@@ -111,8 +112,9 @@ pub struct ExecutorOptions {
 pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Result<()> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 
-    // One runtime, so that every session shares the bucket stores it builds.
-    let runtime = super::runtime(storage)?;
+    // One runtime, so that every session shares the bucket stores it builds, and the footers it reads (the
+    // process serves query after query).
+    let runtime = super::runtime(storage, super::LASTING_METADATA_CACHE)?;
     let functions = state_with_functions(SessionConfig::new(), runtime.clone())?;
     let registry = BallistaFunctionRegistry::from(&functions);
     let config = ExecutorProcessConfig {

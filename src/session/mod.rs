@@ -36,7 +36,15 @@ pub struct SessionOptions {
     /// How long to wait for a remote cluster to have an executor: a job sent to a scheduler without one waits
     /// forever.
     pub ballista_wait: std::time::Duration,
+    /// Bytes of Parquet footers the session keeps between queries (DataFusion's file metadata cache; 0 keeps
+    /// none). A command that runs once reads each footer once: caching them only cost it the cache's upkeep
+    /// (sizing each footer, evicting past 50 MB), a third of a GROUP BY over a lake of 2,700 files and 65 MB of
+    /// memory. The REPL keeps [`LASTING_METADATA_CACHE`] for the queries that follow (a footer from S3 is a request).
+    pub metadata_cache: usize,
 }
+
+/// The footer cache of the processes that serve query after query, the REPL and Ballista's: DataFusion's default.
+pub const LASTING_METADATA_CACHE: usize = datafusion::execution::cache::cache_manager::DEFAULT_METADATA_CACHE_LIMIT;
 
 /// A Ballista cluster (the `ballista` feature runs queries there).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +111,7 @@ pub fn listing_options() -> ListingOptions {
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
-    let ctx = SessionContext::new_with_config_rt(config(opts), runtime(storage)?);
+    let ctx = SessionContext::new_with_config_rt(config(opts), runtime(storage, opts.metadata_cache)?);
     register_functions(&mut ctx.state_ref().write())?;
     let ctx = match &opts.ballista {
         None => ctx,
@@ -132,12 +140,13 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     Ok(Session { ctx, lake: lake.clone() })
 }
 
-/// The runtime of every session, here and in Ballista's processes: S3 buckets through [`Storage`].
-pub fn runtime(storage: Arc<Storage>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+/// The runtime of every session, here and in Ballista's processes: S3 buckets through [`Storage`], and
+/// `metadata_cache` bytes of Parquet footers kept (see [`SessionOptions::metadata_cache`]).
+pub fn runtime(storage: Arc<Storage>, metadata_cache: usize) -> datafusion::error::Result<Arc<RuntimeEnv>> {
     // No cache of file listings: it lists the whole table on first use, where a query filtered on account_id
     // and event_date should list only that partition's prefix (an S3 lake can hold millions of objects), and it
     // would hide what a concurrent `trailsql convert` adds from a REPL session.
-    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0).with_metadata_cache_limit(metadata_cache);
     RuntimeEnvBuilder::new()
         .with_cache_manager(caches)
         .with_object_store_registry(Arc::new(BucketStores::new(storage)))

@@ -181,3 +181,26 @@ fn an_empty_lake_is_named_when_nothing_is_found() {
     let none = run(bin().args(["query", "SELECT * FROM cloudtrail WHERE false", "--lake"]).arg(sample_lake()));
     assert!(none.status.success() && stderr(&none).is_empty(), "{}", stderr(&none));
 }
+
+/// A command that runs once keeps no Parquet footers (their upkeep cost a third of a GROUP BY over a wide lake);
+/// the sessions that serve query after query (the REPL, Ballista's processes) keep them for the next query.
+#[test]
+fn only_lasting_sessions_keep_parquet_footers() {
+    use std::sync::Arc;
+    use trailsql::session::{self, LASTING_METADATA_CACHE, SessionOptions};
+    use trailsql_lake::storage::{Location, Storage, open_lake};
+
+    let lake = sample_lake();
+    for (metadata_cache, kept) in [(0, false), (LASTING_METADATA_CACHE, true)] {
+        let footers = rt().block_on(async {
+            let storage = Arc::new(Storage::default());
+            let opened = open_lake(&Location::Local(lake.to_path_buf()), false, &storage).await.unwrap();
+            let opts = SessionOptions { metadata_cache, ..SessionOptions::default() };
+            let s = session::build(&opened, &opts, storage).await.unwrap();
+            let sql = "SELECT count(*) FROM cloudtrail WHERE errorcode IS NOT NULL";
+            trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap();
+            s.ctx.runtime_env().cache_manager.get_file_metadata_cache().len()
+        });
+        assert_eq!(footers > 0, kept, "cache of {metadata_cache} bytes holds {footers} footers");
+    }
+}
