@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
 };
 use memchr::memmem::Finder;
 
-use crate::common::{doc, finish, map_to_bool, to_utf8};
+use crate::common::{doc, finish, map_to_bool, scalar_text, to_utf8};
 
 /// A needle, ready to be looked for in many texts.
 pub struct Needle {
@@ -96,10 +96,10 @@ impl ScalarUDFImpl for IContains {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[..] {
             [ColumnarValue::Array(texts), ColumnarValue::Scalar(needle)] => {
-                let Some(needle) = needle_text(needle) else {
+                let Some(needle) = scalar_text(needle) else {
                     return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
                 };
-                finish(Arc::new(over_column(&to_utf8(texts)?, &Needle::new(&needle))), false)
+                finish(Arc::new(over_column(&to_utf8(texts)?, &Needle::new(needle))), false)
             }
             _ => map_to_bool(&args.args, args.number_rows, |s, r| {
                 Some(Needle::new(s.get(1, r)?).is_in(s.get(0, r)?, &mut Vec::new()))
@@ -120,14 +120,6 @@ impl ScalarUDFImpl for IContains {
             .build()
         });
         Some(&DOC)
-    }
-}
-
-fn needle_text(s: &ScalarValue) -> Option<String> {
-    match s {
-        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v.clone(),
-        ScalarValue::Dictionary(_, v) => needle_text(v),
-        _ => None,
     }
 }
 

@@ -4,12 +4,12 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::common::{doc, map_to_bool};
+use crate::common::{doc, map_to_bool, scalar_text};
 
 /// Whether `ip` is in `cidr` (`10.0.0.0/8`, `2001:db8::/32`, or a single address). NULL when either is not an
 /// address (`AWS Internal`, a service host name) or the families differ.
@@ -83,13 +83,7 @@ impl ScalarUDFImpl for IpInCidr {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         // One network for the column (a Sigma rule's `|cidr`, a query's literal) is parsed once, not per row.
         if let [ColumnarValue::Array(_), ColumnarValue::Scalar(cidr)] = &args.args[..] {
-            let network = match cidr {
-                ScalarValue::Utf8(c) | ScalarValue::LargeUtf8(c) | ScalarValue::Utf8View(c) => {
-                    c.as_deref().and_then(Network::parse)
-                }
-                _ => None,
-            };
-            if let Some(network) = network {
+            if let Some(network) = scalar_text(cidr).and_then(Network::parse) {
                 return map_to_bool(&args.args[..1], args.number_rows, |s, r| network.holds(s.get(0, r)?));
             }
         }
