@@ -82,10 +82,10 @@ impl ScalarUDFImpl for IpInCidr {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         // One network for the column (a Sigma rule's `|cidr`, a query's literal) is parsed once, not per row.
-        if let [ColumnarValue::Array(_), ColumnarValue::Scalar(cidr)] = &args.args[..] {
-            if let Some(network) = scalar_text(cidr).and_then(Network::parse) {
-                return map_to_bool(&args.args[..1], args.number_rows, |s, r| network.holds(s.get(0, r)?));
-            }
+        if let [ColumnarValue::Array(_), ColumnarValue::Scalar(cidr)] = &args.args[..]
+            && let Some(network) = scalar_text(cidr).and_then(Network::parse)
+        {
+            return map_to_bool(&args.args[..1], args.number_rows, |s, r| network.holds(s.get(0, r)?));
         }
         map_to_bool(&args.args, args.number_rows, |s, r| ip_in_cidr(s.get(0, r)?, s.get(1, r)?))
     }
