@@ -390,18 +390,19 @@ fn fused(rules: &[(&Rule, &str)]) -> String {
     if !named.is_empty() {
         let names: BTreeSet<&String> = named.iter().flat_map(|(r, _)| r.event_names.iter().flatten()).collect();
         let names: Vec<String> = names.into_iter().map(|n| literal(n)).collect();
-        scans.push(scan(&named, &format!("coalesce(lower(eventname) IN ({}), false)", names.join(", "))));
+        scans.push(scan(&named, Some(format!("coalesce(lower(eventname) IN ({}), false)", names.join(", ")))));
     }
     if !free.is_empty() {
-        let conditions: Vec<&str> = free.iter().map(|(_, c)| *c).collect();
-        scans.push(scan(&free, &conditions.join("\n    OR ")));
+        scans.push(scan(&free, None));
     }
     scans.join("\nUNION ALL\n")
 }
 
-/// One scan of the events for some detections: a row per (rule, matching event).
-fn scan(rules: &[(&Rule, &str)], filter: &str) -> String {
+/// One scan of the events for some detections: a row per (rule, matching event). The scan keeps the events that
+/// pass `gate`, or without one those that meet any of the rules.
+fn scan(rules: &[(&Rule, &str)], gate: Option<String>) -> String {
     let conditions: Vec<&str> = rules.iter().map(|(_, c)| *c).collect();
+    let filter = gate.unwrap_or_else(|| conditions.join("\n    OR "));
     let values: Vec<String> = rules
         .iter()
         .enumerate()

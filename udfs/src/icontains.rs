@@ -57,15 +57,15 @@ fn over_column(texts: &StringArray, needle: &Needle) -> BooleanArray {
         let values = BooleanBuffer::collect_bool(texts.len(), |i| needle.is_in(texts.value(i), &mut scratch));
         return BooleanArray::new(values, nulls);
     }
-    let offsets: Vec<usize> = texts.value_offsets().iter().map(|o| *o as usize).collect();
-    let (first, last) = (offsets[0], offsets[texts.len()]);
+    let offsets = texts.value_offsets();
+    let (first, last) = (offsets[0] as usize, offsets[texts.len()] as usize);
     let folded: Vec<u8> = texts.value_data()[first..last].iter().map(u8::to_ascii_lowercase).collect();
     let mut hits = vec![false; texts.len()];
     let (mut at, mut row) = (0, 0);
     while let Some(found) = needle.finder.find(&folded[at..]) {
         let start = first + at + found;
-        row += offsets[row + 1..].partition_point(|end| *end <= start);
-        let end = offsets[row + 1];
+        row += offsets[row + 1..].partition_point(|end| *end as usize <= start);
+        let end = offsets[row + 1] as usize;
         hits[row] |= start + needle.lower.len() <= end;
         at = end - first;
     }

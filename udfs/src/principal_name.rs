@@ -65,6 +65,10 @@ fn field(s: &StructArray, path: &str) -> Result<Option<StringArray>> {
     }
 }
 
+/// The fields of the useridentity struct the name is made from (`a.b`: field `b` of struct `a`), in the order of
+/// [`Identity`]'s members.
+const FIELDS: [&str; 7] = ["type", "arn", "username", "accountid", "principalid", "invokedby", "onbehalfof.userid"];
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PrincipalName {
     signature: Signature,
@@ -98,10 +102,7 @@ impl ScalarUDFImpl for PrincipalName {
             return exec_err!("principal_name takes the useridentity struct, not {}", array.data_type());
         };
         let s = array.as_struct();
-        let cols = ["type", "arn", "username", "accountid", "principalid", "invokedby", "onbehalfof.userid"]
-            .map(|p| field(s, p))
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
+        let cols = FIELDS.map(|p| field(s, p)).into_iter().collect::<Result<Vec<_>>>()?;
         let get = |c: usize, r: usize| cols[c].as_ref().and_then(|a| a.is_valid(r).then(|| a.value(r)));
         let out: StringArray = (0..s.len())
             .map(|r| {
@@ -129,17 +130,20 @@ impl ScalarUDFImpl for PrincipalName {
             return Ok(ExprSimplifyResult::Original(args));
         };
         let mut narrow = Vec::new();
-        for name in ["type", "arn", "username", "accountid", "principalid", "invokedby"] {
-            if fields.find(name).is_some() {
-                narrow.extend([lit(name), get_field(column.clone(), name)]);
+        for path in FIELDS {
+            match path.split_once('.') {
+                None if fields.find(path).is_some() => narrow.extend([lit(path), get_field(column.clone(), path)]),
+                Some((outer, inner)) => {
+                    if let Some((_, f)) = fields.find(outer)
+                        && let DataType::Struct(members) = f.data_type()
+                        && members.find(inner).is_some()
+                    {
+                        let value = get_field(get_field(column.clone(), outer), inner);
+                        narrow.extend([lit(outer), named_struct(vec![lit(inner), value])]);
+                    }
+                }
+                None => {}
             }
-        }
-        if let Some((_, f)) = fields.find("onbehalfof")
-            && let DataType::Struct(inner) = f.data_type()
-            && inner.find("userid").is_some()
-        {
-            let user_id = get_field(get_field(column.clone(), "onbehalfof"), "userid");
-            narrow.extend([lit("onbehalfof"), named_struct(vec![lit("userid"), user_id])]);
         }
         if narrow.is_empty() {
             return Ok(ExprSimplifyResult::Original(args));
