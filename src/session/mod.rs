@@ -86,7 +86,14 @@ fn config(opts: &SessionOptions) -> SessionConfig {
         // holds a file per account and day, thousands of them, and each file's row groups are pruned by their
         // own statistics when it is opened anyway. On the wide benchmark lake (2,700 files) planning
         // privileged_sessions took two thirds of its time and memory. `SET ... = true` brings them back.
-        .set_bool("datafusion.execution.collect_statistics", false);
+        .set_bool("datafusion.execution.collect_statistics", false)
+        // A hash join hands its build side's keys to the probe side's scan as a filter that changes while the
+        // query runs, so the scan plans it again for every file it opens: simplifies it, builds a pruning
+        // predicate and a page pruning predicate from it. Without statistics every join is partitioned, and
+        // the filter is a CASE over the hash of the keys, per partition, that prunes nothing on a lake of
+        // per-account-day files (key ranges span every file). On the wide benchmark lake (2,700 files)
+        // planning it per file was a quarter of privileged_sessions' CPU. `SET ... = true` brings it back.
+        .set_bool("datafusion.optimizer.enable_join_dynamic_filter_pushdown", false);
     if let Some(n) = opts.target_partitions {
         cfg = cfg.with_target_partitions(n);
     }
