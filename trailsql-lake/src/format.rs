@@ -59,12 +59,6 @@ fn column_path(path: &[&str]) -> ColumnPath {
 pub const SNAPPY_BELOW_ROWS: usize = 8 * PAGE_ROWS;
 
 /// The properties of a file of `rows` rows.
-///
-/// A file of at most [`PAGE_ROWS`] rows holds one page per column (unless a column's values pass the 1 MB page
-/// size), so its page index (a column index and an offset index per column) only repeats the footer's statistics. Every reader with a filter still loaded it: DataFusion
-/// reads and decodes both indexes, copies the whole footer and converts its schema to Arrow a second time, for
-/// each file, which is most of what a query over a wide lake (thousands of files of a hundred events) spends per
-/// file. Such files get statistics per column chunk only, and no page index.
 fn writer_properties(rows: usize) -> WriterProperties {
     static BASE: LazyLock<WriterPropertiesBuilder> = LazyLock::new(|| {
         let mut b = WriterProperties::builder()
@@ -98,9 +92,6 @@ fn writer_properties(rows: usize) -> WriterProperties {
     let mut b = BASE.clone();
     if rows < SNAPPY_BELOW_ROWS {
         b = b.set_compression(Compression::SNAPPY);
-    }
-    if rows <= PAGE_ROWS {
-        b = b.set_statistics_enabled(EnabledStatistics::Chunk).set_offset_index_disabled(true);
     }
     for path in BLOOM_COLUMNS {
         b = b.set_column_bloom_filter_max_ndv(column_path(path), ndv);
@@ -277,28 +268,6 @@ mod tests {
         assert!(group.column(find(&["eventname"])).dictionary_page_offset().is_some());
         let pages = &meta.offset_index().expect("offset index")[0][find(&["eventid"])];
         assert_eq!(pages.page_locations().len(), 3);
-    }
-
-    /// A file of one page per column carries no page index (its footer's statistics say the same); a bigger one
-    /// keeps it, with statistics per page.
-    #[test]
-    fn only_files_of_several_pages_have_a_page_index() {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        use parquet::file::serialized_reader::ReadOptionsBuilder;
-
-        for (rows, paged) in [(1, false), (PAGE_ROWS, false), (PAGE_ROWS + 1, true)] {
-            let (data, _, _) = encode(&[distinct_ids(rows)], &[]).unwrap();
-            let options = ReadOptionsBuilder::new().with_page_index().build();
-            let reader = SerializedFileReader::new_with_options(data, options).unwrap();
-            let meta = reader.metadata();
-            let group = meta.row_group(0);
-            for c in group.columns() {
-                assert_eq!(c.offset_index_offset().is_some(), paged, "{} of {rows} rows", c.column_path());
-                assert_eq!(c.column_index_offset().is_some(), paged, "{} of {rows} rows", c.column_path());
-                assert!(c.statistics().is_some(), "{} of {rows} rows has no statistics", c.column_path());
-            }
-            assert_eq!(meta.offset_index().is_some(), paged);
-        }
     }
 
     /// Rows with distinct event IDs and times, two event names, and nulls elsewhere.
