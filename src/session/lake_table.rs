@@ -261,10 +261,7 @@ fn path(e: &Expr) -> Option<String> {
 
 fn text(e: &Expr) -> Option<&str> {
     match e {
-        Expr::Literal(
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
-            _,
-        ) => Some(s),
+        Expr::Literal(v, _) => v.try_as_str().flatten(),
         _ => None,
     }
 }

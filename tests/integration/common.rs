@@ -76,15 +76,17 @@ pub fn convert_lib(sources: &[&Path], lake: &Path) -> Summary {
     })
 }
 
+/// A library session over a local lake, as the commands build it.
+pub async fn session_over(lake: &Path, opts: &SessionOptions) -> session::Session {
+    let storage = std::sync::Arc::new(Storage::default());
+    let lake = open_lake(&Location::Local(lake.to_path_buf()), false, &storage).await.unwrap();
+    session::build(&lake, opts, storage).await.unwrap()
+}
+
 /// Runs SQL over a lake with the library.
 pub fn query(lake: &Path, sql: &str) -> Vec<RecordBatch> {
     rt().block_on(async {
-        let storage = std::sync::Arc::new(Storage::default());
-        let lake = open_lake(&Location::Local(lake.to_path_buf()), false, &storage).await.unwrap();
-        let s =
-            session::build(&lake, &SessionOptions { target_partitions: Some(2), ..SessionOptions::default() }, storage)
-                .await
-                .unwrap();
+        let s = session_over(lake, &SessionOptions { target_partitions: Some(2), ..SessionOptions::default() }).await;
         trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap()
     })
 }

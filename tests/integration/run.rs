@@ -186,17 +186,13 @@ fn an_empty_lake_is_named_when_nothing_is_found() {
 /// the sessions that serve query after query (the REPL, Ballista's processes) keep them for the next query.
 #[test]
 fn only_lasting_sessions_keep_parquet_footers() {
-    use std::sync::Arc;
-    use trailsql::session::{self, LASTING_METADATA_CACHE, SessionOptions};
-    use trailsql_lake::storage::{Location, Storage, open_lake};
+    use trailsql::session::{LASTING_METADATA_CACHE, SessionOptions};
 
+    // The lake is converted (in a runtime of its own) before any session's runtime starts.
     let lake = sample_lake();
     for (metadata_cache, kept) in [(0, false), (LASTING_METADATA_CACHE, true)] {
         let footers = rt().block_on(async {
-            let storage = Arc::new(Storage::default());
-            let opened = open_lake(&Location::Local(lake.to_path_buf()), false, &storage).await.unwrap();
-            let opts = SessionOptions { metadata_cache, ..SessionOptions::default() };
-            let s = session::build(&opened, &opts, storage).await.unwrap();
+            let s = session_over(lake, &SessionOptions { metadata_cache, ..SessionOptions::default() }).await;
             let sql = "SELECT count(*) FROM cloudtrail WHERE errorcode IS NOT NULL";
             trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap();
             s.ctx.runtime_env().cache_manager.get_file_metadata_cache().len()
@@ -210,15 +206,11 @@ fn only_lasting_sessions_keep_parquet_footers() {
 #[test]
 fn joins_give_the_lake_scan_no_dynamic_filter_unless_asked() {
     use datafusion::physical_plan::displayable;
-    use std::sync::Arc;
-    use trailsql::session::{self, SessionOptions};
-    use trailsql_lake::storage::{Location, Storage, open_lake};
+    use trailsql::session::SessionOptions;
 
     let lake = sample_lake();
     rt().block_on(async {
-        let storage = Arc::new(Storage::default());
-        let opened = open_lake(&Location::Local(lake.to_path_buf()), false, &storage).await.unwrap();
-        let s = session::build(&opened, &SessionOptions::default(), storage).await.unwrap();
+        let s = session_over(lake, &SessionOptions::default()).await;
         let sql = "SELECT * FROM privileged_sessions ORDER BY action_event_id";
         let mut seen = Vec::new();
         for pushdown in [false, true] {

@@ -67,15 +67,6 @@ pub fn to_utf8(array: &ArrayRef) -> Result<StringArray> {
     })
 }
 
-/// The text of a string scalar (a literal argument); `None` for NULL or another type.
-pub fn scalar_text(s: &ScalarValue) -> Option<&str> {
-    match s {
-        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v.as_deref(),
-        ScalarValue::Dictionary(_, v) => scalar_text(v),
-        _ => None,
-    }
-}
-
 /// The result of a call: a scalar when every argument was one.
 pub fn finish(array: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
     if scalar {

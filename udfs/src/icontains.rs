@@ -16,7 +16,7 @@ use datafusion::logical_expr::{
 };
 use memchr::memmem::Finder;
 
-use crate::common::{doc, finish, map_to_bool, scalar_text, to_utf8};
+use crate::common::{doc, finish, map_to_bool, to_utf8};
 
 /// A needle, ready to be looked for in many texts.
 pub struct Needle {
@@ -96,7 +96,7 @@ impl ScalarUDFImpl for IContains {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[..] {
             [ColumnarValue::Array(texts), ColumnarValue::Scalar(needle)] => {
-                let Some(needle) = scalar_text(needle) else {
+                let Some(needle) = needle.try_as_str().flatten() else {
                     return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
                 };
                 finish(Arc::new(over_column(&to_utf8(texts)?, &Needle::new(needle))), false)

@@ -9,7 +9,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::common::{doc, map_to_bool, scalar_text};
+use crate::common::{doc, map_to_bool};
 
 /// Whether `ip` is in `cidr` (`10.0.0.0/8`, `2001:db8::/32`, or a single address). NULL when either is not an
 /// address (`AWS Internal`, a service host name) or the families differ.
@@ -83,7 +83,7 @@ impl ScalarUDFImpl for IpInCidr {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         // One network for the column (a Sigma rule's `|cidr`, a query's literal) is parsed once, not per row.
         if let [ColumnarValue::Array(_), ColumnarValue::Scalar(cidr)] = &args.args[..]
-            && let Some(network) = scalar_text(cidr).and_then(Network::parse)
+            && let Some(network) = cidr.try_as_str().flatten().and_then(Network::parse)
         {
             return map_to_bool(&args.args[..1], args.number_rows, |s, r| network.holds(s.get(0, r)?));
         }
