@@ -3,8 +3,6 @@
 //! Hand-written rather than a list of chrono format strings: the converter calls it for every event, and trying
 //! formats one after the other costs more than the parse itself.
 
-use std::fmt::Write;
-
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 /// Microseconds since the Unix epoch, UTC.
@@ -31,25 +29,58 @@ pub fn parse_cloudtrail_time(text: &str) -> Option<Micros> {
 /// formatting, as chrono's strftime parses its format string on every call.
 pub fn format_cloudtrail_time(micros: Micros) -> Option<String> {
     let t = DateTime::<Utc>::from_timestamp_micros(micros)?;
-    if !(0..=9999).contains(&t.year()) {
-        return Some(t.format(strftime_form(micros)).to_string());
+    let mut buf = [0u8; TIME_TEXT_MAX];
+    Some(match write_time(&t, &mut buf) {
+        Some(n) => std::str::from_utf8(&buf[..n]).expect("digits and ASCII punctuation").to_owned(),
+        None => t.format(strftime_form(micros)).to_string(),
+    })
+}
+
+/// Whether `text` is exactly what [`format_cloudtrail_time`] gives for `micros`, without building that text: the
+/// converter asks it for every time it reads, to know whether the column gives the text back.
+pub fn is_cloudtrail_time_text(micros: Micros, text: &str) -> bool {
+    let Some(t) = DateTime::<Utc>::from_timestamp_micros(micros) else { return false };
+    let mut buf = [0u8; TIME_TEXT_MAX];
+    match write_time(&t, &mut buf) {
+        Some(n) => buf[..n] == *text.as_bytes(),
+        None => t.format(strftime_form(micros)).to_string() == text,
     }
+}
+
+/// Length of the longest text of [`write_time`]: `2024-10-25T20:52:11.001500Z`.
+const TIME_TEXT_MAX: usize = 27;
+
+/// Writes `t` as `2024-10-25T20:52:11Z`, with `.ffffff` only when it has a fraction, and returns the length; `None`
+/// for a year outside 0 to 9999, which strftime writes.
+fn write_time(t: &DateTime<Utc>, out: &mut [u8; TIME_TEXT_MAX]) -> Option<usize> {
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
     let (date, time) = (t.date_naive(), t.time());
+    let mut at = 0;
+    let mut put = |value: u32, width: usize, then: Option<u8>| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        at += width;
+        if let Some(c) = then {
+            out[at] = c;
+            at += 1;
+        }
+        at
+    };
+    put(year, 4, Some(b'-'));
+    put(date.month(), 2, Some(b'-'));
+    put(date.day(), 2, Some(b'T'));
+    put(time.hour(), 2, Some(b':'));
+    put(time.minute(), 2, Some(b':'));
     let fraction = time.nanosecond() / 1000;
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        date.year(),
-        date.month(),
-        date.day(),
-        time.hour(),
-        time.minute(),
-        time.second()
-    );
-    if fraction != 0 {
-        let _ = write!(out, ".{fraction:06}");
+    if fraction == 0 {
+        Some(put(time.second(), 2, Some(b'Z')))
+    } else {
+        put(time.second(), 2, Some(b'.'));
+        Some(put(fraction, 6, Some(b'Z')))
     }
-    out.push('Z');
-    Some(out)
 }
 
 /// The strftime format of [`format_cloudtrail_time`].
@@ -333,6 +364,9 @@ mod tests {
         let t = utc("2024-10-25T20:52:11Z");
         assert_eq!(format_cloudtrail_time(t).unwrap(), "2024-10-25T20:52:11Z");
         assert_eq!(format_cloudtrail_time(t + 1500).unwrap(), "2024-10-25T20:52:11.001500Z");
+        for other in ["2024-10-25T20:52:11.000Z", "2024-10-25T20:52:11+00:00", "2024-10-25 20:52:11Z", ""] {
+            assert!(!is_cloudtrail_time_text(t, other), "{other}");
+        }
         assert_eq!(utc_day(t).unwrap(), 20021);
         assert_eq!(utc_day(utc("1970-01-02T00:00:00Z")).unwrap(), 1);
         assert_eq!(utc_day(-1), Some(-1));
@@ -343,6 +377,9 @@ mod tests {
                 let strftime =
                     DateTime::<Utc>::from_timestamp_micros(t).map(|d| d.format(strftime_form(t)).to_string());
                 assert_eq!(format_cloudtrail_time(t), strftime, "{t}");
+                let text = strftime.unwrap_or_default();
+                assert!(is_cloudtrail_time_text(t, &text) || text.is_empty(), "{t} {text}");
+                assert!(!is_cloudtrail_time_text(t + 1, &text), "{t} {text}");
             }
             m += 7_777_777_777_777;
         }

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::time::{format_cloudtrail_time, parse_cloudtrail_time};
+use crate::time::{is_cloudtrail_time_text, parse_cloudtrail_time};
 use arrow::array::{
     ArrayRef, BooleanBuilder, ListArray, NullBufferBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
@@ -333,7 +333,7 @@ fn append_time(b: &mut TimestampMicrosecondBuilder, text: &str) -> bool {
     let t = s.as_deref().and_then(parse_cloudtrail_time);
     b.append_option(t);
     match (t, s) {
-        (Some(t), Some(s)) => format_cloudtrail_time(t).is_some_and(|f| f == s),
+        (Some(t), Some(s)) => is_cloudtrail_time_text(t, &s),
         _ => false,
     }
 }
