@@ -133,8 +133,11 @@ pub fn rejects_path(run: &str) -> String {
     format!("{REJECTS_DIR}/{run}.ndjson")
 }
 
+/// Where a file of a run waits for the commit: all of a run's files in one flat directory, the final path's
+/// slashes written as `@` (which no path the lake writes holds). Mirroring the partition tree cost a local run two
+/// more directories per partition, created and then removed: a tenth of a convert of 2,700 partitions.
 pub fn staging_path(run: &str, final_path: &str) -> String {
-    format!("{STAGING_DIR}/{run}/{final_path}")
+    format!("{STAGING_DIR}/{run}/{}", final_path.replace('/', "@"))
 }
 
 #[cfg(test)]

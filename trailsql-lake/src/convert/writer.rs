@@ -179,11 +179,11 @@ impl Writer {
         if !committed.is_empty() {
             self.digest.mark_existing(key);
         }
-        let staged = self.lake.list(&staging_path(&self.cfg.run, &index_dir(key))).await?;
-        for (path, _) in committed.into_iter().chain(staged) {
-            if !path.ends_with(".ids") {
-                continue;
-            }
+        // This run's staged files of the partition, when its index was set aside to keep within the budget.
+        let staged = self.parts.get(key).map_or(&[][..], |p| &p.staged[..]);
+        let staged: Vec<String> = staged.iter().map(|s| staging_path(&self.cfg.run, &index_path(key, &s.stem))).collect();
+        let committed = committed.into_iter().map(|(path, _)| path).filter(|path| path.ends_with(".ids"));
+        for path in committed.chain(staged) {
             let data = self.lake.get(&path).await?;
             let ids = decode_ids(&data).ok_or_else(|| Error::Lake {
                 lake: self.lake.name.clone(),
@@ -435,6 +435,7 @@ impl Writer {
 mod tests {
     use super::*;
     use arrow::array::new_null_array;
+    use std::sync::Arc;
 
     fn rows(n: usize) -> RecordBatch {
         let schema = crate::schema::file_schema();
@@ -455,5 +456,29 @@ mod tests {
         assert_eq!(part.tiny, 0);
         assert_eq!(part.pending_bytes, total - before + after);
         assert_eq!(part.pending_bytes, part.pending.iter().map(RecordBatch::get_array_memory_size).sum::<usize>());
+    }
+
+    /// A partition whose index was set aside (no memory budget for indexes here) reads it back from the files
+    /// this run staged, so that an event seen again later in the run is still a duplicate.
+    #[tokio::test]
+    async fn an_index_set_aside_is_read_back_from_the_staged_files() {
+        let lake = Lake::new(Arc::new(object_store::memory::InMemory::new()), "memory");
+        let cfg = WriterConfig {
+            run: "run1".into(),
+            memory_limit: 0,
+            index_budget: 0,
+            compact_below: 0,
+            parallel: 1,
+        };
+        let mut writer = Writer::new(lake, cfg);
+        let key = PartitionKey { account: "123456789012".into(), day: 20_000 };
+        let id = |n: u64| Some(EventId { id: n, content: n * 7 });
+        let part = |ids: Vec<Option<EventId>>| PartBatch { key: key.clone(), batch: rows(ids.len()), ids };
+        assert_eq!(writer.add(part(vec![id(1), id(2)])).await.unwrap(), (0, 0));
+        assert!(writer.parts[&key].index.is_none() && writer.parts[&key].staged.len() == 1, "set aside once staged");
+        let changed = Some(EventId { id: 2, content: 1 });
+        assert_eq!(writer.add(part(vec![id(1), id(3), changed])).await.unwrap(), (1, 1));
+        let written = writer.finish().await.unwrap();
+        assert_eq!(written.stats.rows_written, 4);
     }
 }
