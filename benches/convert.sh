@@ -17,11 +17,13 @@ gen="$target/release/examples/gen_corpus"
 python3 -c "import duckdb" 2>/dev/null || pip install -q duckdb
 
 corpus="$work/corpus"
-if [ ! -d "$corpus" ]; then
+# The generator's own record of the privileged sessions goes beside the corpus, for benches/queries.sh to check.
+if [ ! -d "$corpus" ] || [ ! -f "$work/sessions.csv" ]; then
+    rm -rf "$corpus"
     if [ "${SHAPE:-narrow}" = wide ]; then
-        "$gen" --out "$corpus" --accounts 30 --regions 1 --days 90 --files-per-day 4 --events-per-file 28 --sessions-per-day 1
+        "$gen" --out "$corpus" --accounts 30 --regions 1 --days 90 --files-per-day 4 --events-per-file 28 --sessions-per-day 1 --sessions-csv "$work/sessions.csv"
     else
-        "$gen" --out "$corpus" --accounts 8 --regions 3 --days 2 --files-per-day 96 --events-per-file 120 --sessions-per-day 4
+        "$gen" --out "$corpus" --accounts 8 --regions 3 --days 2 --files-per-day 96 --events-per-file 120 --sessions-per-day 4 --sessions-csv "$work/sessions.csv"
     fi
 fi
 # Bytes of JSON and events, in one pass (grep -o over the long lines of these files took minutes).

@@ -24,6 +24,7 @@ MEASURE = str(ROOT / "benches" / "measure.py")
 
 GROUP_BY = "SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname"
 PRIVILEGED = "SELECT * FROM privileged_sessions ORDER BY action_time, action_event_id"
+SESSION_PAIRS = "SELECT assume_root_event_id, action_event_id FROM privileged_sessions ORDER BY 1, 2"
 
 
 def measure(*cmd):
@@ -43,13 +44,24 @@ def one_partition(lake):
     return account.split("=", 1)[1], day.split("=", 1)[1]
 
 
+def check_sessions(lake, sessions):
+    """Correctness before speed: privileged_sessions gives exactly the generator's own record of the sessions."""
+    got = subprocess.run([BIN, "query", "--lake", str(lake), "--format", "csv", SESSION_PAIRS], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    if got != sessions.read_text():
+        sys.exit(f"privileged_sessions over {lake} differs from the generator's record {sessions}")
+
+
 def point(work, accounts, days, rounds):
     base = Path(work) / f"{accounts}x{days}"
     corpus, lake, duck_lake = base / "corpus", base / "lake_trailsql", base / "lake_duckdb"
-    if not corpus.exists():
+    sessions = base / "sessions.csv"
+    if not corpus.exists() or not sessions.exists():
+        subprocess.run(["rm", "-rf", str(corpus)], check=True)
         subprocess.run([GEN, "--out", str(corpus), "--accounts", str(accounts), "--regions", "1", "--days", str(days),
                         "--files-per-day", str(FILES_PER_DAY), "--events-per-file", str(EVENTS_PER_FILE),
-                        "--sessions-per-day", "1"], check=True, stdout=subprocess.DEVNULL)
+                        "--sessions-per-day", "1", "--sessions-csv", str(sessions)], check=True,
+                       stdout=subprocess.DEVNULL)
     subprocess.run(["rm", "-rf", str(lake), str(duck_lake)], check=True)
     event_type = base / "event_type.txt"
     event_type.write_text(subprocess.run([BIN, "schema", "--format", "duckdb"], check=True, stdout=subprocess.PIPE,
@@ -62,6 +74,7 @@ def point(work, accounts, days, rounds):
     ddl = subprocess.run([BIN, "ddl", "--engine", "duckdb", "--lake", str(lake)], check=True, stdout=subprocess.PIPE,
                          text=True).stdout
     views.write_text("SET TimeZone = 'UTC';\nSET enable_progress_bar = false;\n" + ddl)
+    check_sessions(lake, sessions)
     account, day = one_partition(lake)
     one_day = f"SELECT eventname, count(*) AS n FROM cloudtrail WHERE account_id = '{account}' " \
               f"AND event_date = DATE '{day}' GROUP BY eventname ORDER BY n DESC, eventname"

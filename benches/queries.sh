@@ -15,6 +15,14 @@ group_by_eventname	SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY even
 access_denied_bursts	SELECT useridentity.arn, recipientaccountid, date_bin(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1	SELECT useridentity.arn, recipientaccountid, time_bucket(INTERVAL '10 minutes', eventtime) AS w, count(*) AS denied FROM cloudtrail WHERE errorcode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation') GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY denied DESC, w, 1
 SQL
 
+# Correctness before speed: privileged_sessions gives exactly the generator's own record of the sessions.
+[ -f "$work/sessions.csv" ] || { echo "$work/sessions.csv is missing: run benches/convert.sh $work first" >&2; exit 1; }
+"$bin" query --lake "$lake" --format csv \
+    "SELECT assume_root_event_id, action_event_id FROM privileged_sessions ORDER BY 1, 2" > "$work/sessions_found.csv"
+cmp -s "$work/sessions.csv" "$work/sessions_found.csv" ||
+    { echo "privileged_sessions differs from the generator's record: diff $work/sessions.csv $work/sessions_found.csv" >&2; exit 1; }
+echo "privileged_sessions: the generator's $(($(wc -l < "$work/sessions.csv") - 1)) session actions, exactly"
+
 printf '%-22s %10s %10s %8s %8s\n' query trailsql duckdb ratio rows
 while IFS=$'\t' read -r name ts_sql duck_sql; do
     rows=$("$bin" query --lake "$lake" --format csv "$ts_sql" | tail -n +2 | wc -l)

@@ -28,6 +28,10 @@ struct Args {
     sessions_per_day: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write the generator's record of the privileged sessions here, as CSV (assume_root_event_id,
+    /// action_event_id): what `privileged_sessions` must give on the corpus
+    #[arg(long)]
+    sessions_csv: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,8 +50,15 @@ fn main() -> anyhow::Result<()> {
             sessions_per_day: args.sessions_per_day,
             seed: args.seed,
         };
-        let (files, events) = corpus::write_corpus(dir, &spec)?;
-        println!("wrote {files} files, {events} events to {}", dir.display());
+        let written = corpus::write_corpus(dir, &spec)?;
+        println!("wrote {} files, {} events to {}", written.files, written.events, dir.display());
+        if let Some(path) = &args.sessions_csv {
+            let mut csv = String::from("assume_root_event_id,action_event_id\n");
+            for (session, action) in &written.session_actions {
+                csv.push_str(&format!("{session},{action}\n"));
+            }
+            std::fs::write(path, csv)?;
+        }
     }
     Ok(())
 }

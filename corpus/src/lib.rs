@@ -327,8 +327,23 @@ pub fn account_id(i: usize) -> String {
     format!("{:012}", 100_000_000_000u64 + i as u64 * 1_111)
 }
 
-/// Writes a large corpus in the organization-trail delivery layout; returns (files, events).
-pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<(usize, usize)> {
+/// What [`write_corpus`] wrote, with its own record of the privileged sessions in it.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub files: usize,
+    pub events: usize,
+    /// For every action taken with the credentials of an AssumeRoot: (the AssumeRoot's eventID, the action's
+    /// eventID), sorted. `privileged_sessions` must give exactly these pairs.
+    pub session_actions: Vec<(String, String)>,
+}
+
+/// The eventID of an event this module wrote.
+fn event_id(e: &Value) -> String {
+    e["eventID"].as_str().expect("every generated event has an eventID").to_string()
+}
+
+/// Writes a large corpus in the organization-trail delivery layout.
+pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<Written> {
     let mut rng = Rng::new(spec.seed);
     let start = Utc.with_ymd_and_hms(2024, 10, 1, 0, 0, 0).single().expect("valid date");
     let mgmt = account_id(0);
@@ -339,7 +354,7 @@ pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<(usize, usize)> {
         "IAMDeleteRootUserCredentials",
         "IAMCreateRootUserPassword",
     ];
-    let (mut files, mut events) = (0, 0);
+    let mut written = Written::default();
     for day in 0..spec.days {
         let day_start = start + Duration::days(day as i64);
         // Privileged sessions of the day: the AssumeRoot goes in the management account's files, the actions in
@@ -353,7 +368,9 @@ pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<(usize, usize)> {
                 let key = rng.key("ASIA");
                 let task = *rng.pick(&tasks);
                 let region = REGIONS[rng.below(spec.regions.min(REGIONS.len()) as u64) as usize];
-                mgmt_extra.push(assume_root(&mut rng, &mgmt, &member, task, region, t, None, None, &key));
+                let session = assume_root(&mut rng, &mgmt, &member, task, region, t, None, None, &key);
+                let session_id = event_id(&session);
+                mgmt_extra.push(session);
                 for k in 0..(1 + rng.below(4)) {
                     let at = t + Duration::seconds(20 + 60 * k as i64);
                     let call = match task {
@@ -371,7 +388,9 @@ pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<(usize, usize)> {
                         "IAMDeleteRootUserCredentials" => ("iam.amazonaws.com", "DeleteLoginProfile", Value::Null),
                         _ => ("iam.amazonaws.com", "ListAccessKeys", Value::Null),
                     };
-                    member_extra.push((a, root_action(&mut rng, &member, &key, t, at, region, call, None)));
+                    let action = root_action(&mut rng, &member, &key, t, at, region, call, None);
+                    written.session_actions.push((session_id.clone(), event_id(&action)));
+                    member_extra.push((a, action));
                 }
             }
         }
@@ -393,16 +412,17 @@ pub fn write_corpus(root: &Path, spec: &CorpusSpec) -> Result<(usize, usize)> {
                         }
                         records.extend(member_extra.iter().filter(|(m, _)| *m == a).map(|(_, e)| e.clone()));
                     }
-                    events += records.len();
+                    written.events += records.len();
                     let delivered = file_start + Duration::minutes(5);
                     let unique = format!("{:016X}", rng.next_u64());
                     write_delivery(root, Some("o-bench00001"), &account, region, delivered, &unique[..16], &records)?;
-                    files += 1;
+                    written.files += 1;
                 }
             }
         }
     }
-    Ok((files, events))
+    written.session_actions.sort();
+    Ok(written)
 }
 
 /// The accounts of the sample organization.

@@ -21,7 +21,7 @@ fn killed_runs_leave_every_event_exactly_once() {
         sessions_per_day: 1,
         seed: 7,
     };
-    let (_, events) = write_corpus(&src, &spec).unwrap();
+    let events = write_corpus(&src, &spec).unwrap().events;
     let convert = || {
         let mut c = bin();
         c.args(["convert", "--quiet", "--threads", "2", "--memory-limit", "2MiB"]).arg(&src).arg("--lake").arg(&lake);

@@ -30,7 +30,7 @@ fn small_corpus(src: &Path, seed: u64) -> usize {
         sessions_per_day: 1,
         seed,
     };
-    write_corpus(src, &spec).unwrap().1
+    write_corpus(src, &spec).unwrap().events
 }
 
 fn assert_each_event_once(lake: &Path, events: usize) {
@@ -658,7 +658,8 @@ fn convert_measuring_peak(src: &Path, lake: &Path, threads: &str, limit: &str) -
 fn one_day(src: &Path, files_per_day: usize, events_per_file: usize, seed: u64) -> (usize, usize) {
     let spec =
         CorpusSpec { accounts: 1, regions: 1, days: 1, files_per_day, events_per_file, sessions_per_day: 0, seed };
-    write_corpus(src, &spec).unwrap()
+    let written = write_corpus(src, &spec).unwrap();
+    (written.files, written.events)
 }
 
 // Item 15: thousands of one-event files into one partition (a wide lake's deliveries, each a five-minute file

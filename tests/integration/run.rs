@@ -228,3 +228,35 @@ fn joins_give_the_lake_scan_no_dynamic_filter_unless_asked() {
         assert_eq!(seen[0], seen[1]);
     });
 }
+
+/// `privileged_sessions` gives exactly the sessions the generator wrote into a corpus of several accounts, days and
+/// sessions a day: every action taken with an AssumeRoot's credentials, paired with that AssumeRoot, and nothing else.
+#[test]
+fn privileged_sessions_are_the_generators_own_record() {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    let spec = trailsql_corpus::CorpusSpec {
+        accounts: 5,
+        regions: 2,
+        days: 3,
+        files_per_day: 2,
+        events_per_file: 20,
+        sessions_per_day: 2,
+        seed: 11,
+    };
+    let written = trailsql_corpus::write_corpus(&src, &spec).unwrap();
+    assert!(written.session_actions.len() >= 4 * 3 * 2, "a session has one action or more");
+    let summary = convert_lib(&[&src], &lake);
+    assert!(summary.ok(), "{}", summary.render());
+    let mut found = Vec::new();
+    for b in query(&lake, "SELECT assume_root_event_id, action_event_id FROM privileged_sessions") {
+        let (s, a) = (cast(b.column(0), &DataType::Utf8).unwrap(), cast(b.column(1), &DataType::Utf8).unwrap());
+        let (s, a) = (s.as_string::<i32>(), a.as_string::<i32>());
+        found.extend((0..b.num_rows()).map(|i| (s.value(i).to_string(), a.value(i).to_string())));
+    }
+    found.sort();
+    assert_eq!(found, written.session_actions);
+}
