@@ -181,7 +181,8 @@ impl Writer {
         }
         // This run's staged files of the partition, when its index was set aside to keep within the budget.
         let staged = self.parts.get(key).map_or(&[][..], |p| &p.staged[..]);
-        let staged: Vec<String> = staged.iter().map(|s| staging_path(&self.cfg.run, &index_path(key, &s.stem))).collect();
+        let staged: Vec<String> =
+            staged.iter().map(|s| staging_path(&self.cfg.run, &index_path(key, &s.stem))).collect();
         let committed = committed.into_iter().map(|(path, _)| path).filter(|path| path.ends_with(".ids"));
         for path in committed.chain(staged) {
             let data = self.lake.get(&path).await?;
@@ -463,13 +464,7 @@ mod tests {
     #[tokio::test]
     async fn an_index_set_aside_is_read_back_from_the_staged_files() {
         let lake = Lake::new(Arc::new(object_store::memory::InMemory::new()), "memory");
-        let cfg = WriterConfig {
-            run: "run1".into(),
-            memory_limit: 0,
-            index_budget: 0,
-            compact_below: 0,
-            parallel: 1,
-        };
+        let cfg = WriterConfig { run: "run1".into(), memory_limit: 0, index_budget: 0, compact_below: 0, parallel: 1 };
         let mut writer = Writer::new(lake, cfg);
         let key = PartitionKey { account: "123456789012".into(), day: 20_000 };
         let id = |n: u64| Some(EventId { id: n, content: n * 7 });
