@@ -25,7 +25,8 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         0
     } else {
         let lake = open_lake(&lake_location(cli)?, false, storage).await?;
-        let session = session::build(&lake, &session_options(cli)?, storage.clone()).await?;
+        let session_opts = session::SessionOptions { no_filter_pushdown: true, ..session_options(cli)? };
+        let session = session::build(&lake, &session_opts, storage.clone()).await?;
         let opts = print_options(&args.output)?;
         let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
         let mut sink = output_sink(args.output.output.as_deref())?;

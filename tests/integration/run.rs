@@ -229,6 +229,31 @@ fn joins_give_the_lake_scan_no_dynamic_filter_unless_asked() {
     });
 }
 
+/// Filters go into the Parquet decoder unless the session says otherwise (`trailsql sigma`'s does), with the same
+/// rows either way.
+#[test]
+fn filters_are_pushed_into_the_parquet_scan_unless_the_session_says_not() {
+    use datafusion::physical_plan::displayable;
+    use trailsql::session::SessionOptions;
+
+    let lake = sample_lake();
+    rt().block_on(async {
+        let sql = "SELECT eventid, eventname FROM cloudtrail WHERE lower(eventname) IN ('assumeroot', 'consolelogin') \
+                   ORDER BY eventid";
+        let mut seen = Vec::new();
+        for no_filter_pushdown in [false, true] {
+            let s = session_over(lake, &SessionOptions { no_filter_pushdown, ..SessionOptions::default() }).await;
+            let plan = s.ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+            let shown = displayable(plan.as_ref()).indent(true).to_string();
+            assert_eq!(shown.contains("FilterExec"), no_filter_pushdown, "{shown}");
+            let rows = trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap();
+            seen.push(datafusion::arrow::util::pretty::pretty_format_batches(&rows).unwrap().to_string());
+        }
+        assert!(seen[0].lines().count() > 4, "the sample data has such events: {}", seen[0]);
+        assert_eq!(seen[0], seen[1]);
+    });
+}
+
 /// `privileged_sessions` gives exactly the sessions the generator wrote into a corpus of several accounts, days and
 /// sessions a day: every action taken with an AssumeRoot's credentials, paired with that AssumeRoot, and nothing else.
 #[test]
