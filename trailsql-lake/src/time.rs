@@ -3,6 +3,8 @@
 //! Hand-written rather than a list of chrono format strings: the converter calls it for every event, and trying
 //! formats one after the other costs more than the parse itself.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 /// Microseconds since the Unix epoch, UTC.
@@ -29,21 +31,21 @@ pub fn parse_cloudtrail_time(text: &str) -> Option<Micros> {
 /// formatting, as chrono's strftime parses its format string on every call.
 pub fn format_cloudtrail_time(micros: Micros) -> Option<String> {
     let t = DateTime::<Utc>::from_timestamp_micros(micros)?;
-    let mut buf = [0u8; TIME_TEXT_MAX];
-    Some(match write_time(&t, &mut buf) {
-        Some(n) => std::str::from_utf8(&buf[..n]).expect("digits and ASCII punctuation").to_owned(),
-        None => t.format(strftime_form(micros)).to_string(),
-    })
+    Some(time_text(&t, micros, &mut [0u8; TIME_TEXT_MAX]).into_owned())
 }
 
 /// Whether `text` is exactly what [`format_cloudtrail_time`] gives for `micros`, without building that text: the
 /// converter asks it for every time it reads, to know whether the column gives the text back.
 pub fn is_cloudtrail_time_text(micros: Micros, text: &str) -> bool {
-    let Some(t) = DateTime::<Utc>::from_timestamp_micros(micros) else { return false };
-    let mut buf = [0u8; TIME_TEXT_MAX];
-    match write_time(&t, &mut buf) {
-        Some(n) => buf[..n] == *text.as_bytes(),
-        None => t.format(strftime_form(micros)).to_string() == text,
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .is_some_and(|t| time_text(&t, micros, &mut [0u8; TIME_TEXT_MAX]) == text)
+}
+
+/// The text of [`format_cloudtrail_time`], in `buf` for the years 0 to 9999, from strftime for the others.
+fn time_text<'b>(t: &DateTime<Utc>, micros: Micros, buf: &'b mut [u8; TIME_TEXT_MAX]) -> Cow<'b, str> {
+    match write_time(t, buf) {
+        Some(n) => Cow::Borrowed(std::str::from_utf8(&buf[..n]).expect("digits and ASCII punctuation")),
+        None => Cow::Owned(t.format(strftime_form(micros)).to_string()),
     }
 }
 
