@@ -1,6 +1,7 @@
 //! Writes CloudTrail corpora in the delivery layout: `--sample DIR` the bundled sample-data, or a large corpus for
 //! benchmarks (`--out DIR` with its size settings).
 
+use std::fmt::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -55,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         if let Some(path) = &args.sessions_csv {
             let mut csv = String::from("assume_root_event_id,action_event_id\n");
             for (session, action) in &written.session_actions {
-                csv.push_str(&format!("{session},{action}\n"));
+                writeln!(csv, "{session},{action}")?;
             }
             std::fs::write(path, csv)?;
         }

@@ -201,11 +201,18 @@ fn only_lasting_sessions_keep_parquet_footers() {
     }
 }
 
+/// The physical plan of `sql` in `s`, as EXPLAIN shows it, and its rows as a table.
+async fn plan_and_rows(s: &trailsql::session::Session, sql: &str) -> (String, String) {
+    let plan = s.ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+    let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+    let rows = trailsql::exec::execute(s, sql).await.unwrap().collect().await.unwrap();
+    (shown, datafusion::arrow::util::pretty::pretty_format_batches(&rows).unwrap().to_string())
+}
+
 /// Joins hand no dynamic filter to the lake's scan: planned again for every file opened, it was a quarter of
 /// privileged_sessions' CPU on a lake of 2,700 files and pruned nothing. `SET` brings it back, with the same rows.
 #[test]
 fn joins_give_the_lake_scan_no_dynamic_filter_unless_asked() {
-    use datafusion::physical_plan::displayable;
     use trailsql::session::SessionOptions;
 
     let lake = sample_lake();
@@ -218,11 +225,9 @@ fn joins_give_the_lake_scan_no_dynamic_filter_unless_asked() {
                 let set = "SET datafusion.optimizer.enable_join_dynamic_filter_pushdown = true";
                 trailsql::exec::execute(&s, set).await.unwrap().collect().await.unwrap();
             }
-            let plan = s.ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
-            let shown = displayable(plan.as_ref()).indent(true).to_string();
+            let (shown, rows) = plan_and_rows(&s, sql).await;
             assert_eq!(shown.contains("DynamicFilter"), pushdown, "{shown}");
-            let rows = trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap();
-            seen.push(datafusion::arrow::util::pretty::pretty_format_batches(&rows).unwrap().to_string());
+            seen.push(rows);
         }
         assert!(seen[0].lines().count() > 4, "the sample data has privileged sessions: {}", seen[0]);
         assert_eq!(seen[0], seen[1]);
@@ -233,7 +238,6 @@ fn joins_give_the_lake_scan_no_dynamic_filter_unless_asked() {
 /// rows either way.
 #[test]
 fn filters_are_pushed_into_the_parquet_scan_unless_the_session_says_not() {
-    use datafusion::physical_plan::displayable;
     use trailsql::session::SessionOptions;
 
     let lake = sample_lake();
@@ -243,11 +247,9 @@ fn filters_are_pushed_into_the_parquet_scan_unless_the_session_says_not() {
         let mut seen = Vec::new();
         for no_filter_pushdown in [false, true] {
             let s = session_over(lake, &SessionOptions { no_filter_pushdown, ..SessionOptions::default() }).await;
-            let plan = s.ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
-            let shown = displayable(plan.as_ref()).indent(true).to_string();
+            let (shown, rows) = plan_and_rows(&s, sql).await;
             assert_eq!(shown.contains("FilterExec"), no_filter_pushdown, "{shown}");
-            let rows = trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap();
-            seen.push(datafusion::arrow::util::pretty::pretty_format_batches(&rows).unwrap().to_string());
+            seen.push(rows);
         }
         assert!(seen[0].lines().count() > 4, "the sample data has such events: {}", seen[0]);
         assert_eq!(seen[0], seen[1]);

@@ -180,9 +180,8 @@ impl Writer {
             self.digest.mark_existing(key);
         }
         // This run's staged files of the partition, when its index was set aside to keep within the budget.
-        let staged = self.parts.get(key).map_or(&[][..], |p| &p.staged[..]);
-        let staged: Vec<String> =
-            staged.iter().map(|s| staging_path(&self.cfg.run, &index_path(key, &s.stem))).collect();
+        let staged = self.parts.get(key).into_iter().flat_map(|p| &p.staged);
+        let staged = staged.map(|s| staging_path(&self.cfg.run, &index_path(key, &s.stem)));
         let committed = committed.into_iter().map(|(path, _)| path).filter(|path| path.ends_with(".ids"));
         for path in committed.chain(staged) {
             let data = self.lake.get(&path).await?;
