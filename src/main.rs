@@ -7,6 +7,11 @@ use trailsql::cli::Cli;
 use trailsql::error::Error;
 use trailsql::{commands, outcome};
 
+/// The stack of the thread that parses and plans statements. SQL is parsed and planned by recursion, and the
+/// query of a Sigma rule directory nests three subqueries per correlation: sixty correlations overflowed the main
+/// thread's 8 MiB in a debug build. The memory is only reserved; pages are used as the recursion reaches them.
+const PLANNING_STACK: usize = 256 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
@@ -14,7 +19,13 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return outcome::exit_code(Err(Error::Other(format!("cannot start the runtime: {e}")))),
     };
-    outcome::exit_code(runtime.block_on(commands::run(cli)))
+    let planner = std::thread::Builder::new().name("trailsql".into()).stack_size(PLANNING_STACK);
+    match planner.spawn(move || runtime.block_on(commands::run(cli))) {
+        Ok(thread) => {
+            outcome::exit_code(thread.join().unwrap_or_else(|_| Err(Error::Other("the run panicked".into()))))
+        }
+        Err(e) => outcome::exit_code(Err(Error::Other(format!("cannot start a thread: {e}")))),
+    }
 }
 
 /// Logs go to stderr as `RUST_LOG` says (`RUST_LOG=info`, `RUST_LOG=ballista=debug`). The Ballista processes run

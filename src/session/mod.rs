@@ -12,6 +12,7 @@ use std::sync::Arc;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
@@ -41,10 +42,11 @@ pub struct SessionOptions {
     /// (sizing each footer, evicting past 50 MB), a third of a GROUP BY over a lake of 2,700 files and 65 MB of
     /// memory. The REPL keeps [`LASTING_METADATA_CACHE`] for the queries that follow (a footer from S3 is a request).
     pub metadata_cache: usize,
-    /// Filters evaluated on decoded batches instead of inside the Parquet decoder. A predicate that ORs dozens of
-    /// conditions, as `trailsql sigma`'s do, costs more to set up for each file (rewritten, simplified, turned
-    /// into a pruning predicate and a row filter, for each of a wide lake's thousands of files) than decoding
-    /// only the rows it keeps saves: 60 rules over the wide benchmark lake took 5.3 s pushed down, 4.5 s not.
+    /// Filters evaluated on decoded batches, not handed to the Parquet scan at all (neither to filter rows while
+    /// decoding nor to prune row groups). A predicate that ORs dozens of conditions, as `trailsql sigma`'s do,
+    /// costs more to set up for each file (rewritten, simplified, turned into a pruning predicate and a row
+    /// filter, for each of a wide lake's thousands of files) than it saves: 60 rules over the wide benchmark lake
+    /// took 5.3 s pushed down, 4.5 s filtered while decoding but still pruning, and TODO s not handed over.
     pub no_filter_pushdown: bool,
 }
 
@@ -80,6 +82,9 @@ pub struct Session {
     pub lake: OpenLake,
 }
 
+/// How deep the SQL parser goes into nested expressions and subqueries.
+pub const SQL_NESTING: usize = 1000;
+
 fn config(opts: &SessionOptions) -> SessionConfig {
     let mut cfg = SessionConfig::new()
         .with_information_schema(true)
@@ -98,7 +103,10 @@ fn config(opts: &SessionOptions) -> SessionConfig {
         // the filter is a CASE over the hash of the keys, per partition, that prunes nothing on a lake of
         // per-account-day files (key ranges span every file). On the wide benchmark lake (2,700 files)
         // planning it per file was a quarter of privileged_sessions' CPU. `SET ... = true` brings it back.
-        .set_bool("datafusion.optimizer.enable_join_dynamic_filter_pushdown", false);
+        .set_bool("datafusion.optimizer.enable_join_dynamic_filter_pushdown", false)
+        // The fused query of a Sigma rule directory nests three subqueries per correlation (`sigma::fused`): the
+        // parser's default limit of 50 stopped at eight correlations.
+        .set_usize("datafusion.sql_parser.recursion_limit", SQL_NESTING);
     if let Some(n) = opts.target_partitions {
         cfg = cfg.with_target_partitions(n);
     }
@@ -123,7 +131,10 @@ pub fn listing_options() -> ListingOptions {
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
-    let ctx = SessionContext::new_with_config_rt(config(opts), runtime(storage, opts.metadata_cache)?);
+    let mut ctx = SessionContext::new_with_config_rt(config(opts), runtime(storage, opts.metadata_cache)?);
+    if opts.no_filter_pushdown {
+        ctx = without_filter_pushdown(ctx);
+    }
     register_functions(&mut ctx.state_ref().write())?;
     let ctx = match &opts.ballista {
         None => ctx,
@@ -150,6 +161,19 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     };
     ctx.register_table(TABLE, table)?;
     Ok(Session { ctx, lake: lake.clone() })
+}
+
+/// The session without the physical optimizer's filter push-down. Even when Parquet is not to filter rows, the
+/// push-down hands the scan the filter to prune row groups with, and the scan adapts it to each file it opens:
+/// rewrites and simplifies it, builds a pruning predicate from it. For the OR of a rule directory's conditions,
+/// which prunes nothing, that was a tenth of a Sigma run over a lake of small files.
+fn without_filter_pushdown(ctx: SessionContext) -> SessionContext {
+    let state = ctx.state();
+    let rules: Vec<_> =
+        state.physical_optimizers().iter().filter(|r| !r.name().starts_with("FilterPushdown")).cloned().collect();
+    SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build(),
+    )
 }
 
 /// The runtime of every session, here and in Ballista's processes: S3 buckets through [`Storage`], and

@@ -320,7 +320,7 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
     let sql = if let Some(flags) = &m.re {
         // The pattern is the rule's text as written: backslashes are the regular expression's own.
         let flags = if flags.is_empty() { String::new() } else { format!(", {}", literal(flags)) };
-        format!("regexp_like({expr}, {}{flags})", literal(&text.original))
+        format!("matches_regex({expr}, {}{flags})", literal(&text.original))
     } else if m.cidr {
         format!("ip_in_cidr({expr}, {})", literal(&text.original))
     } else if let Some(op) = m.compare {

@@ -15,7 +15,7 @@ use rsigma_parser::{
 };
 
 use super::compile::{self, Compiled, Unsupported, unsupported};
-use super::{EVENT_COLUMNS, literal};
+use super::literal;
 
 /// A rule a correlation counts: its name as the correlation refers to it, and its SQL condition.
 pub struct Input<'a> {
@@ -147,37 +147,81 @@ fn compare(op: ConditionOperator) -> &'static str {
     }
 }
 
-/// The query of one correlation, with the columns of every Sigma result.
-pub fn sql(spec: &Spec, head: &str, inputs: &[Input]) -> Compiled<String> {
+/// A correlation's part of the fused query: columns the scan adds to each event, then window columns over the
+/// events it counts, layer by layer, down to whether an event is the row the correlation gives. Every column it
+/// names starts with its prefix, so that any number of correlations share the one scan.
+#[derive(Debug, Clone)]
+pub struct Fused {
+    /// Whether the scan must keep an event: one of the correlation's rules matches it.
+    pub counted: String,
+    /// Columns of the scan (`expr AS name`): the group-by fields, the counted value, each rule's match.
+    pub scan: Vec<String>,
+    /// Columns over the scan's events, in layers, each over the one before: each event's place in its group (by
+    /// time, then event ID); the measure in the window that ends at each event; the group's largest measure
+    /// where the condition holds, and the place of the first event where it holds. The first sort, by group,
+    /// time and event ID, serves every later window: the stream is sorted once per correlation.
+    pub layers: [Vec<String>; LAYERS],
+    /// Whether an event is the row of its group.
+    pub emits: String,
+    /// The group, as text, and the count, for that row.
+    pub group_text: String,
+    pub count: String,
+}
+
+/// How many layers of columns a correlation adds over the scan.
+pub const LAYERS: usize = 3;
+
+/// The fused form of one correlation, its columns named `{prefix}_…`.
+pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
+    let col = |name: &str| format!("{prefix}_{name}");
     let groups: Vec<String> = spec.group_by.iter().map(|g| compile::field_text(g)).collect::<Compiled<_>>()?;
-    let g_cols: Vec<String> = (0..groups.len()).map(|i| format!("g{i}")).collect();
-    let mut inner = vec![EVENT_COLUMNS.to_string()];
-    inner.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
-    inner.extend(inputs.iter().enumerate().map(|(i, r)| format!("{} AS h{i}", r.condition)));
+    let g_cols: Vec<String> = (0..groups.len()).map(|i| col(&format!("g{i}"))).collect();
+    let counted_col = col("in");
+    let any: Vec<&str> = inputs.iter().map(|r| r.condition).collect();
+    let counted = format!("({})", any.join(" OR "));
+    let mut scan = vec![format!("coalesce({counted}, false) AS {counted_col}")];
+    // The events it does not count are one group of their own: split by their fields too, they made the windows
+    // track a partition for each of thousands of values nobody counts.
+    scan.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("CASE WHEN {counted} THEN {e} END AS {c}")));
+    let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
+    if let Measure::Rules(_) = spec.measure {
+        scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
+    }
     if let Measure::Values(field) = &spec.measure {
-        inner.push(format!("{} AS v", compile::field_text(field)?));
+        scan.push(format!("{} AS {}", compile::field_text(field)?, col("v")));
     }
 
-    let mut partition = g_cols.clone();
+    // Events a correlation does not count are in the stream too, for other rules: they are windowed apart.
+    let mut partition = vec![counted_col.clone()];
+    partition.extend(g_cols.iter().cloned());
+    let group = partition_by(&partition);
+    let group = group.trim_end();
     let frame = match spec.window {
         Window::Sliding(s) => format!("RANGE BETWEEN INTERVAL '{s} seconds' PRECEDING AND CURRENT ROW"),
         Window::Tumbling(s) => {
-            partition.push(format!("date_bin(INTERVAL '{s} seconds', eventtime, TIMESTAMP '1970-01-01T00:00:00Z')"));
+            partition.push(format!(
+                "CASE WHEN {counted_col} THEN date_bin(INTERVAL '{s} seconds', eventtime, TIMESTAMP '1970-01-01T00:00:00Z') END"
+            ));
             "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string()
         }
         Window::Unbounded => "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string(),
     };
     let w = format!("OVER ({}ORDER BY eventtime {frame})", partition_by(&partition));
+    let n_col = col("n");
     let mut tests: Vec<String> = Vec::new();
     let (measures, n) = match &spec.measure {
-        Measure::Events => (vec![format!("count(*) {w} AS n")], "n".to_string()),
-        Measure::Values(_) => (vec![format!("count(DISTINCT v) {w} AS n")], "n".to_string()),
+        Measure::Events => (vec![format!("count(*) {w} AS {n_col}")], n_col.clone()),
+        Measure::Values(_) => (vec![format!("count(DISTINCT {}) {w} AS {n_col}", col("v"))], n_col.clone()),
         Measure::Rules(expr) => {
-            let present: Vec<String> =
-                (0..inputs.len()).map(|i| format!("max(CASE WHEN h{i} THEN 1 ELSE 0 END) {w} AS p{i}")).collect();
-            let n = format!("({})", (0..inputs.len()).map(|i| format!("p{i}")).collect::<Vec<_>>().join(" + "));
+            let p_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("p{i}"))).collect();
+            let present: Vec<String> = h_cols
+                .iter()
+                .zip(&p_cols)
+                .map(|(h, p)| format!("max(CASE WHEN {h} THEN 1 ELSE 0 END) {w} AS {p}"))
+                .collect();
+            let n = format!("({})", p_cols.join(" + "));
             match expr {
-                Some(e) => tests.push(rules_condition(e, inputs)?),
+                Some(e) => tests.push(rules_condition(e, inputs, &p_cols)?),
                 None if spec.predicates.is_empty() => tests.push(format!("{n} = {}", inputs.len())),
                 None => {}
             }
@@ -186,7 +230,16 @@ pub fn sql(spec: &Spec, head: &str, inputs: &[Input]) -> Compiled<String> {
     };
     tests.extend(spec.predicates.iter().map(|(op, k)| format!("{n} {} {k}", compare(*op))));
     let test = if tests.is_empty() { "true".to_string() } else { tests.join(" AND ") };
-
+    let holds = format!("({counted_col} AND {test})");
+    let (order, count, first) = (col("rn"), col("count"), col("first"));
+    let layers = [
+        vec![format!("row_number() OVER ({group} ORDER BY eventtime, eventid) AS {order}")],
+        measures,
+        vec![
+            format!("max(CASE WHEN {holds} THEN {n} END) OVER ({group}) AS {count}"),
+            format!("min(CASE WHEN {holds} THEN {order} END) OVER ({group}) AS {first}"),
+        ],
+    ];
     let group_text = if spec.group_by.is_empty() {
         "''".to_string()
     } else {
@@ -198,20 +251,7 @@ pub fn sql(spec: &Spec, head: &str, inputs: &[Input]) -> Compiled<String> {
             .collect();
         format!("concat_ws(', ', {})", parts.join(", "))
     };
-    let by_group = partition_by(&g_cols);
-    let any: Vec<&str> = inputs.iter().map(|r| r.condition).collect();
-    Ok(format!(
-        "SELECT {head}, eventtime, account_id, awsregion, eventsource, eventname, principal, sourceipaddress, \
-         eventid, {group_text} AS correlation_group, correlation_count\n\
-         FROM (\n  SELECT *, row_number() OVER ({by_group}ORDER BY eventtime, eventid) AS first_k,\n    \
-         max({n}) OVER ({}) AS correlation_count\n  \
-         FROM (\n    SELECT *, {}\n    FROM (SELECT {} FROM cloudtrail WHERE {}) m\n  ) w\n  WHERE {test}\n) x\n\
-         WHERE first_k = 1",
-        by_group.trim_end(),
-        measures.join(", "),
-        inner.join(", "),
-        any.join(" OR "),
-    ))
+    Ok(Fused { counted, scan, layers, emits: format!("({holds} AND {order} = {first})"), group_text, count })
 }
 
 fn partition_by(columns: &[String]) -> String {
@@ -220,17 +260,23 @@ fn partition_by(columns: &[String]) -> String {
 
 /// A temporal correlation's own condition over the names of its rules: a name is true when its rule matched in
 /// the window.
-fn rules_condition(e: &ConditionExpr, inputs: &[Input]) -> Compiled<String> {
+fn rules_condition(e: &ConditionExpr, inputs: &[Input], present: &[String]) -> Compiled<String> {
     Ok(match e {
         ConditionExpr::And(v) => {
-            format!("({})", v.iter().map(|c| rules_condition(c, inputs)).collect::<Compiled<Vec<_>>>()?.join(" AND "))
+            format!(
+                "({})",
+                v.iter().map(|c| rules_condition(c, inputs, present)).collect::<Compiled<Vec<_>>>()?.join(" AND ")
+            )
         }
         ConditionExpr::Or(v) => {
-            format!("({})", v.iter().map(|c| rules_condition(c, inputs)).collect::<Compiled<Vec<_>>>()?.join(" OR "))
+            format!(
+                "({})",
+                v.iter().map(|c| rules_condition(c, inputs, present)).collect::<Compiled<Vec<_>>>()?.join(" OR ")
+            )
         }
-        ConditionExpr::Not(c) => format!("(NOT {})", rules_condition(c, inputs)?),
+        ConditionExpr::Not(c) => format!("(NOT {})", rules_condition(c, inputs, present)?),
         ConditionExpr::Identifier(name) => match inputs.iter().position(|r| r.name == name) {
-            Some(i) => format!("(p{i} = 1)"),
+            Some(i) => format!("({} = 1)", present[i]),
             None => {
                 return unsupported(format!("the correlation condition names {name}, which is not among its rules"));
             }
@@ -259,24 +305,35 @@ mod tests {
     }
 
     #[test]
-    fn correlation_queries_use_windows_over_the_rules_events() {
+    fn correlations_are_windows_over_the_events_they_count() {
         let spec = Spec {
             group_by: vec!["sourceIPAddress".into()],
             measure: Measure::Events,
             window: Window::Sliding(600),
             predicates: vec![(ConditionOperator::Gte, 5)],
         };
-        let q = sql(&spec, "'x' AS rule_id", &[Input { name: "a", condition: "(eventname = 'A')" }]).unwrap();
-        assert!(q.contains("count(*) OVER (PARTITION BY g0 ORDER BY eventtime RANGE BETWEEN INTERVAL '600 seconds' PRECEDING AND CURRENT ROW)"), "{q}");
-        assert!(q.contains("WHERE n >= 5"), "{q}");
-        assert!(q.contains("WHERE (eventname = 'A')"), "{q}");
+        let f = fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1").unwrap();
+        assert_eq!(f.counted, "((eventname = 'A'))");
+        assert_eq!(
+            f.layers[0],
+            vec!["row_number() OVER (PARTITION BY c1_in, c1_g0 ORDER BY eventtime, eventid) AS c1_rn"]
+        );
+        assert_eq!(
+            f.layers[1],
+            vec![
+                "count(*) OVER (PARTITION BY c1_in, c1_g0 ORDER BY eventtime RANGE BETWEEN INTERVAL '600 seconds' \
+                  PRECEDING AND CURRENT ROW) AS c1_n"
+            ]
+        );
+        assert_eq!(
+            f.layers[2][0],
+            "max(CASE WHEN (c1_in AND c1_n >= 5) THEN c1_n END) OVER (PARTITION BY c1_in, c1_g0) AS c1_count"
+        );
+        assert_eq!(f.emits, "((c1_in AND c1_n >= 5) AND c1_rn = c1_first)");
         let temporal = Spec { measure: Measure::Rules(None), predicates: vec![], ..spec };
-        let q = sql(
-            &temporal,
-            "'x' AS rule_id",
-            &[Input { name: "a", condition: "c_a" }, Input { name: "b", condition: "c_b" }],
-        )
-        .unwrap();
-        assert!(q.contains("WHERE (p0 + p1) = 2"), "{q}");
+        let f = fused(&temporal, &[Input { name: "a", condition: "c_a" }, Input { name: "b", condition: "c_b" }], "c2")
+            .unwrap();
+        assert_eq!(f.emits, "((c2_in AND (c2_p0 + c2_p1) = 2) AND c2_rn = c2_first)");
+        assert!(f.scan.contains(&"c_b AS c2_h1".to_string()), "{:?}", f.scan);
     }
 }

@@ -1,5 +1,5 @@
 //! Sigma rules over the lake: each rule that applies to CloudTrail compiled into a SQL condition over `cloudtrail`,
-//! and all of them run fused, in two scans of the lake at most (the rules that name their events, and the others).
+//! and all of them run fused, in one scan of the lake: detections and correlations alike.
 //!
 //! The rules are parsed by the rsigma-parser crate (the Sigma specification's conditions, modifiers and value
 //! escapes); the SQL is ours (`compile.rs`).
@@ -32,8 +32,8 @@ pub struct Rule {
 pub enum RuleKind {
     /// The SQL condition of a detection.
     Detection(String),
-    /// The whole query of a correlation.
-    Correlation(String),
+    /// A correlation's columns in the fused query.
+    Correlation(correlate::Fused),
 }
 
 /// What a set of rule files held.
@@ -166,12 +166,12 @@ impl Documents {
                 continue;
             }
             let id = c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone());
-            match self.correlation(c, &id) {
-                Ok((sql, inputs)) => {
+            match self.correlation(c, &column_prefix(self.set.rules.len())) {
+                Ok((fused, inputs)) => {
                     if !c.generate {
                         fed.extend(inputs);
                     }
-                    self.set.rules.push(Rule::new(id, &c.title, c.level, file, RuleKind::Correlation(sql)));
+                    self.set.rules.push(Rule::new(id, &c.title, c.level, file, RuleKind::Correlation(fused)));
                 }
                 Err(Unsupported(what)) => self.set.unsupported.push((file.clone(), c.title.clone(), what)),
             }
@@ -179,7 +179,7 @@ impl Documents {
         fed
     }
 
-    fn correlation(&self, c: &CorrelationRule, id: &str) -> compile::Compiled<(String, Vec<usize>)> {
+    fn correlation(&self, c: &CorrelationRule, prefix: &str) -> compile::Compiled<(correlate::Fused, Vec<usize>)> {
         let mut inputs = Vec::new();
         let mut named = Vec::new();
         for reference in &c.rules {
@@ -196,8 +196,7 @@ impl Documents {
             }
             inputs.push(i);
         }
-        let spec = correlate::spec(c)?;
-        Ok((correlate::sql(&spec, &head(id, &c.title, level_name(c.level)), &named)?, inputs))
+        Ok((correlate::fused(&correlate::spec(c)?, &named, prefix)?, inputs))
     }
 
     fn compile_detections(&mut self, fed: &BTreeSet<usize>, min: usize) {
@@ -217,7 +216,7 @@ impl Documents {
                 (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
                     .and_then(|spec| {
                         let input = correlate::Input { name: "", condition: c };
-                        correlate::sql(&spec, &head(&id, &rule.title, level_name(rule.level)), &[input])
+                        correlate::fused(&spec, &[input], &column_prefix(self.set.rules.len()))
                     })
                     .map(RuleKind::Correlation),
             };
@@ -250,6 +249,11 @@ fn level_name(level: Option<Level>) -> &'static str {
 /// The first columns of every result row: which rule.
 fn head(id: &str, title: &str, level: &str) -> String {
     format!("{} AS rule_id, {} AS rule_title, {} AS level", literal(id), literal(title), literal(level))
+}
+
+/// The start of the names of a correlation's columns in the fused query: unique in its rule set.
+fn column_prefix(position: usize) -> String {
+    format!("c{position}")
 }
 
 /// A rule whose condition ends in an old aggregation (`sel | count() by x > 5`), as the parser of today's
@@ -317,14 +321,14 @@ const NO_CORRELATION: &str = "CAST(NULL AS VARCHAR) AS correlation_group, CAST(N
 /// The order of every result: by time, then rule.
 const ORDER: &str = "ORDER BY eventtime, rule_id, eventid";
 
-/// One rule's query, as `--explain` shows it.
+/// One rule's query, as `--explain` shows it: a detection's as a plain query, a correlation's as it runs.
 pub fn rule_sql(rule: &Rule) -> String {
     match &rule.kind {
         RuleKind::Detection(condition) => format!(
             "SELECT {}, {EVENT_COLUMNS}, {NO_CORRELATION}\nFROM cloudtrail\nWHERE {condition}\n{ORDER}",
             head(&rule.id, &rule.title, &rule.level)
         ),
-        RuleKind::Correlation(sql) => format!("{sql}\n{ORDER}"),
+        RuleKind::Correlation(_) => fused(std::slice::from_ref(rule)),
     }
 }
 
@@ -344,77 +348,90 @@ pub fn refused(set: &RuleSet) -> Option<Error> {
     })
 }
 
-/// Every rule in one query. The detections share two scans (see `fused`): each event is tested against all their
-/// conditions, and one row comes out per (rule, matching event). Each correlation adds one scan of the events its
-/// rules match.
+/// Every rule in one query, over one scan of the lake (see `fused`).
 pub fn query(set: &RuleSet) -> String {
-    let detections: Vec<(&Rule, &str)> = set
-        .rules
-        .iter()
-        .filter_map(|r| match &r.kind {
-            RuleKind::Detection(c) => Some((r, c.as_str())),
-            RuleKind::Correlation(_) => None,
-        })
-        .collect();
-    let mut parts: Vec<String> = set
-        .rules
-        .iter()
-        .filter_map(|r| match &r.kind {
-            RuleKind::Correlation(sql) => Some(sql.clone()),
-            RuleKind::Detection(_) => None,
-        })
-        .collect();
-    if !detections.is_empty() || parts.is_empty() {
-        parts.insert(0, fused(&detections));
-    }
-    format!("SELECT * FROM (\n{}\n) sigma\n{ORDER}", parts.join("\nUNION ALL\n"))
+    fused(&set.rules)
 }
 
-/// The detections' part of the query: the rules that name their events in one scan, the others in another.
+/// The rules fused: one scan keeps the events some rule may match and tests each rule's condition on them; the
+/// correlations count their events with window functions over that stream (an event no correlation counts is
+/// windowed apart); one row comes out per (rule, matching event), and per correlation group where the
+/// correlation's condition holds.
 ///
-/// A rule that names its events is tested only on events that pass one look-up of the event's name: DataFusion
-/// pushes that look-up into the Parquet scan as its own filter, so the columns the rules read are decoded only for
-/// the pages where it holds, and the rules' conditions are evaluated once, on those events (in the filter too,
-/// they were evaluated twice, a third of the scan). A rule that names no event (keywords, say) must read its
-/// columns everywhere: its scan filters on the rules' conditions, so that the columns of a match are decoded only
-/// for the events that match; fused with the others, it would make every rule's columns be decoded everywhere.
-fn fused(rules: &[(&Rule, &str)]) -> String {
+/// The scan keeps an event when its name is one that the rules naming their events name (one look-up), or when
+/// it meets the condition of a rule that names none, or one a correlation counts. A second scan, for the rules
+/// that name their events, cost a second opening of every file; on a lake of small files that is most of a scan.
+fn fused(rules: &[Rule]) -> String {
     if rules.is_empty() {
         return format!(
             "SELECT CAST(NULL AS VARCHAR) AS rule_id, CAST(NULL AS VARCHAR) AS rule_title, \
              CAST(NULL AS VARCHAR) AS level, {EVENT_COLUMNS}, {NO_CORRELATION} FROM cloudtrail WHERE false"
         );
     }
-    let (named, free): (Vec<(&Rule, &str)>, Vec<_>) = rules.iter().partition(|(r, _)| r.event_names.is_some());
-    let mut scans = Vec::new();
-    if !named.is_empty() {
-        let names: BTreeSet<&String> = named.iter().flat_map(|(r, _)| r.event_names.iter().flatten()).collect();
-        let names: Vec<String> = names.into_iter().map(|n| literal(n)).collect();
-        scans.push(scan(&named, Some(format!("coalesce(lower(eventname) IN ({}), false)", names.join(", ")))));
+    // Correlations are numbered first: an event's detections are found by the scan, the rows of correlations
+    // after their windows, and the two lists of positions are joined.
+    let (correlations, detections): (Vec<&Rule>, Vec<&Rule>) =
+        rules.iter().partition(|r| matches!(r.kind, RuleKind::Correlation(_)));
+    let mut names = BTreeSet::new();
+    let mut keep = Vec::new();
+    let mut scan = vec![EVENT_COLUMNS.to_string()];
+    let mut layers: Vec<&[String]> = Vec::new();
+    let (mut emits, mut groups, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, r) in correlations.iter().enumerate() {
+        let RuleKind::Correlation(f) = &r.kind else { continue };
+        keep.push(f.counted.clone());
+        scan.extend(f.scan.iter().cloned());
+        // One correlation's layers follow each other: its windows share one sort of the stream.
+        layers.extend(f.layers.iter().map(Vec::as_slice));
+        emits.push(f.emits.clone());
+        groups.push(format!("WHEN {i} THEN {}", f.group_text));
+        counts.push(format!("WHEN {i} THEN {}", f.count));
     }
-    if !free.is_empty() {
-        scans.push(scan(&free, None));
+    // The detections' matches travel as one list through the correlations' windows (fifty boolean columns
+    // made every sort of the stream move fifty columns); the first positions are the correlations'.
+    let mut conditions = vec!["false".to_string(); correlations.len()];
+    for r in &detections {
+        let RuleKind::Detection(condition) = &r.kind else { continue };
+        match &r.event_names {
+            Some(n) => names.extend(n.iter().map(|n| literal(n))),
+            None => keep.push(condition.clone()),
+        }
+        conditions.push(condition.clone());
     }
-    scans.join("\nUNION ALL\n")
-}
-
-/// One scan of the events for some detections: a row per (rule, matching event). The scan keeps the events that
-/// pass `gate`, or without one those that meet any of the rules.
-fn scan(rules: &[(&Rule, &str)], gate: Option<String>) -> String {
-    let conditions: Vec<&str> = rules.iter().map(|(_, c)| *c).collect();
-    let filter = gate.unwrap_or_else(|| conditions.join("\n    OR "));
-    let values: Vec<String> = rules
+    if !names.is_empty() {
+        let names: Vec<String> = names.into_iter().collect();
+        keep.insert(0, format!("coalesce(lower(eventname) IN ({}), false)", names.join(", ")));
+    }
+    if !detections.is_empty() {
+        scan.push(format!("true_indices({}) AS detected", conditions.join(",\n      ")));
+    }
+    let mut stream = format!("SELECT {}\n  FROM cloudtrail\n  WHERE {}", scan.join(",\n    "), keep.join("\n    OR "));
+    for layer in layers {
+        if !layer.is_empty() {
+            stream = format!("SELECT *, {}\n  FROM (\n  {stream}\n  ) s", layer.join(",\n    "));
+        }
+    }
+    let matched = match (emits.is_empty(), detections.is_empty()) {
+        (true, _) => "detected".to_string(),
+        (false, true) => format!("true_indices({})", emits.join(", ")),
+        (false, false) => format!("array_concat(true_indices({}), detected)", emits.join(", ")),
+    };
+    let case = |whens: &[String], none: &str| {
+        if whens.is_empty() { none.to_string() } else { format!("CASE m.rule_index {} END", whens.join(" ")) }
+    };
+    let values: Vec<String> = correlations
         .iter()
+        .chain(&detections)
         .enumerate()
-        .map(|(i, (r, _))| format!("({i}, {}, {}, {})", literal(&r.id), literal(&r.title), literal(&r.level)))
+        .map(|(i, r)| format!("({i}, {}, {}, {})", literal(&r.id), literal(&r.title), literal(&r.level)))
         .collect();
     format!(
-        "SELECT r.rule_id, r.rule_title, r.level, m.eventtime, m.account_id, m.awsregion, m.eventsource, \
-         m.eventname, m.principal, m.sourceipaddress, m.eventid, {NO_CORRELATION}\n\
-         FROM (\n  SELECT {EVENT_COLUMNS},\n    unnest(true_indices({})) AS rule_index\n  FROM cloudtrail\n  \
-         WHERE {filter}\n) m\n\
-         JOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON m.rule_index = r.rule_index",
-        conditions.join(",\n      "),
+        "SELECT * FROM (\nSELECT r.rule_id, r.rule_title, r.level, m.eventtime, m.account_id, m.awsregion, \
+         m.eventsource, m.eventname, m.principal, m.sourceipaddress, m.eventid, {} AS correlation_group, {} AS \
+         correlation_count\nFROM (\n  SELECT *, unnest({matched}) AS rule_index\n  FROM (\n  {stream}\n  ) s\n) m\n\
+         JOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON m.rule_index = r.rule_index\n) sigma\n{ORDER}",
+        case(&groups, "CAST(NULL AS VARCHAR)"),
+        case(&counts, "CAST(NULL AS BIGINT)"),
         values.join(", ")
     )
 }
@@ -480,10 +497,10 @@ mod tests {
         assert!(!detection_of(&set, "b").contains("111122223333"));
     }
 
-    /// The rules that name their events scan apart from those that name none, behind a gate of their own: fused
-    /// into one OR with a keyword rule, the gate could not be pushed into the Parquet scan.
+    /// Every rule runs in one scan of the lake: the rules that name their events keep an event by one look-up of
+    /// its name, a rule that names none by its condition, a correlation by its rules' conditions.
     #[test]
-    fn rules_that_name_their_events_scan_behind_their_own_gate() {
+    fn all_rules_share_one_scan() {
         let dir = tempfile::tempdir().unwrap();
         let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
         std::fs::write(
@@ -495,14 +512,29 @@ mod tests {
             ),
         )
         .unwrap();
+        std::fs::write(
+            dir.path().join("count.yml"),
+            format!(
+                "title: n\nid: n\n{head}detection:\n  sel:\n    errorCode: AccessDenied\n  condition: sel | count() \
+                 by sourceIPAddress > 3\n"
+            ),
+        )
+        .unwrap();
         let set = load(&[dir.path().to_path_buf()], None).unwrap();
         let sql = query(&set);
         let scans: Vec<&str> = sql.split("FROM cloudtrail").skip(1).collect();
-        assert_eq!(scans.len(), 2, "{sql}");
-        let gate = "WHERE coalesce(lower(eventname) IN ('deletetrail', 'stoplogging', 'updatetrail'), false)\n) m";
-        assert!(scans[0].trim_start().starts_with(gate), "{sql}");
-        assert!(!scans[1].contains("IN ('deletetrail'"), "{sql}");
-        assert!(scans[1].contains("evil"), "{sql}");
+        assert_eq!(scans.len(), 1, "{sql}");
+        let keep = "WHERE coalesce(lower(eventname) IN ('deletetrail', 'stoplogging', 'updatetrail'), false)\n    OR ";
+        assert!(scans[0].trim_start().starts_with(keep), "{sql}");
+        let keep = scans[0].split(") s").next().unwrap();
+        assert!(keep.contains("evil") && keep.contains("'accessdenied'"), "{sql}");
+        // Correlations come first in a rule set.
+        assert!(sql.contains("count(*) OVER (PARTITION BY c0_in, c0_g0 ORDER BY eventtime"), "{sql}");
+        assert!(
+            sql.contains("unnest(array_concat(true_indices(((c0_in AND c0_n > 3) AND c0_rn = c0_first)), detected))"),
+            "{sql}"
+        );
+        assert!(sql.contains("true_indices(false,\n"), "{sql}");
     }
 
     #[test]

@@ -533,6 +533,38 @@ fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
     assert!(err.contains("sigma: 9 rules run (8 correlations)"), "{err}");
 }
 
+/// Correlations share the rules' one scan, each nesting its windows in the query: sixty of them run, and each
+/// gives its own row (a threshold of k over the whole data fires when the data holds at least k events).
+#[test]
+fn sixty_correlations_run_in_one_query_each_with_its_own_rows() {
+    let Some(root) = realdata() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    convert_lib(&[&root], &lake);
+    let denied = count(&lake, "SELECT count(*) FROM cloudtrail WHERE errorcode = 'AccessDenied'");
+    assert!((2..60).contains(&denied), "choose a rule that the real data matches between 2 and 59 times: {denied}");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let mut docs = vec![detection("ct_denied", "  sel:\n    errorCode: AccessDenied\n  condition: sel\n")];
+    for k in 1..=60 {
+        docs.push(format!(
+            "title: at least {k}\nid: n{k}\ncorrelation:\n  type: event_count\n  rules: [ct_denied]\n  timespan: \
+             36500d\n  condition:\n    gte: {k}\n"
+        ));
+    }
+    std::fs::write(rules.join("rules.yml"), docs.join("---\n")).unwrap();
+    let out = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&rules));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut fired = BTreeSet::new();
+    for line in stdout(&out).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["correlation_count"].as_i64(), Some(denied), "{line}");
+        assert!(fired.insert(row["rule_id"].as_str().unwrap().to_string()), "one row per correlation: {line}");
+    }
+    let want: BTreeSet<String> = (1..=denied).map(|k| format!("n{k}")).collect();
+    assert_eq!(fired, want);
+}
+
 #[test]
 fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
     use base64::Engine as _;

@@ -47,6 +47,11 @@ impl Strings {
         self.rows
     }
 
+    /// Whether argument `arg` was one value for every row.
+    pub fn is_scalar(&self, arg: usize) -> bool {
+        self.scalar[arg]
+    }
+
     pub fn all_scalar(&self) -> bool {
         self.scalar.iter().all(|s| *s)
     }

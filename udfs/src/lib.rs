@@ -11,6 +11,7 @@ pub mod cloudtrail_time;
 mod common;
 pub mod icontains;
 pub mod ip_in_cidr;
+pub mod matches_regex;
 pub mod principal_name;
 pub mod root_task;
 pub mod root_task_name;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(access_key_kind::AccessKeyKind::default())),
         Arc::new(ScalarUDF::new_from_impl(icontains::IContains::default())),
         Arc::new(ScalarUDF::new_from_impl(ip_in_cidr::IpInCidr::default())),
+        Arc::new(ScalarUDF::new_from_impl(matches_regex::MatchesRegex::default())),
         Arc::new(ScalarUDF::new_from_impl(source_ip_kind::SourceIpKind::default())),
         Arc::new(ScalarUDF::new_from_impl(principal_name::PrincipalName::default())),
         Arc::new(ScalarUDF::new_from_impl(root_task_name::RootTaskName::default())),
