@@ -180,9 +180,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
     let any: Vec<&str> = inputs.iter().map(|r| r.condition).collect();
     let counted = format!("({})", any.join(" OR "));
     let mut scan = vec![format!("coalesce({counted}, false) AS {counted_col}")];
-    // The events it does not count are one group of their own: split by their fields too, they made the windows
-    // track a partition for each of thousands of values nobody counts.
-    scan.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("CASE WHEN {counted} THEN {e} END AS {c}")));
+    scan.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
     if let Measure::Rules(_) = spec.measure {
         scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
@@ -199,9 +197,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
     let frame = match spec.window {
         Window::Sliding(s) => format!("RANGE BETWEEN INTERVAL '{s} seconds' PRECEDING AND CURRENT ROW"),
         Window::Tumbling(s) => {
-            partition.push(format!(
-                "CASE WHEN {counted_col} THEN date_bin(INTERVAL '{s} seconds', eventtime, TIMESTAMP '1970-01-01T00:00:00Z') END"
-            ));
+            partition.push(format!("date_bin(INTERVAL '{s} seconds', eventtime, TIMESTAMP '1970-01-01T00:00:00Z')"));
             "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string()
         }
         Window::Unbounded => "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string(),
