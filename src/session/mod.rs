@@ -84,14 +84,14 @@ pub struct Session {
 }
 
 /// How deep the SQL parser goes into nested expressions and subqueries.
-pub const SQL_NESTING: usize = 1000;
+const SQL_NESTING: usize = 1000;
 
 fn config(opts: &SessionOptions) -> SessionConfig {
     let mut cfg = SessionConfig::new()
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(true)
         // Filters evaluated while decoding Parquet: most hunting queries keep a tiny fraction of rows.
-        .set_bool("datafusion.execution.parquet.pushdown_filters", !opts.no_filter_pushdown)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true)
         // Statistics from every file's footer at planning time cost more than the queries they plan: a lake
         // holds a file per account and day, thousands of them, and each file's row groups are pruned by their

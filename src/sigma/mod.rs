@@ -370,15 +370,20 @@ fn fused(rules: &[Rule]) -> String {
     }
     // Correlations are numbered first: an event's detections are found by the scan, the rows of correlations
     // after their windows, and the two lists of positions are joined.
-    let (correlations, detections): (Vec<&Rule>, Vec<&Rule>) =
-        rules.iter().partition(|r| matches!(r.kind, RuleKind::Correlation(_)));
+    let mut correlations: Vec<(&Rule, &correlate::Fused)> = Vec::new();
+    let mut detections: Vec<(&Rule, &String)> = Vec::new();
+    for r in rules {
+        match &r.kind {
+            RuleKind::Correlation(f) => correlations.push((r, f)),
+            RuleKind::Detection(condition) => detections.push((r, condition)),
+        }
+    }
     let mut names = BTreeSet::new();
     let mut keep = Vec::new();
     let mut scan = vec![EVENT_COLUMNS.to_string()];
     let mut layers: Vec<&[String]> = Vec::new();
     let (mut emits, mut groups, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, r) in correlations.iter().enumerate() {
-        let RuleKind::Correlation(f) = &r.kind else { continue };
+    for (i, (_, f)) in correlations.iter().enumerate() {
         keep.push(f.counted.clone());
         scan.extend(f.scan.iter().cloned());
         // One correlation's layers follow each other: its windows share one sort of the stream.
@@ -390,13 +395,12 @@ fn fused(rules: &[Rule]) -> String {
     // The detections' matches travel as one list through the correlations' windows (fifty boolean columns
     // made every sort of the stream move fifty columns); the first positions are the correlations'.
     let mut conditions = vec!["false".to_string(); correlations.len()];
-    for r in &detections {
-        let RuleKind::Detection(condition) = &r.kind else { continue };
+    for (r, condition) in &detections {
         match &r.event_names {
             Some(n) => names.extend(n.iter().map(|n| literal(n))),
-            None => keep.push(condition.clone()),
+            None => keep.push(condition.to_string()),
         }
-        conditions.push(condition.clone());
+        conditions.push(condition.to_string());
     }
     if !names.is_empty() {
         let names: Vec<String> = names.into_iter().collect();
@@ -421,7 +425,8 @@ fn fused(rules: &[Rule]) -> String {
     };
     let values: Vec<String> = correlations
         .iter()
-        .chain(&detections)
+        .map(|(r, _)| *r)
+        .chain(detections.iter().map(|(r, _)| *r))
         .enumerate()
         .map(|(i, r)| format!("({i}, {}, {}, {})", literal(&r.id), literal(&r.title), literal(&r.level)))
         .collect();
