@@ -2,6 +2,7 @@
 
 #[cfg(feature = "ballista")]
 pub mod ballista;
+pub mod coalesce;
 pub mod lake_table;
 pub mod lazy_views;
 pub mod local_store;
@@ -132,10 +133,10 @@ pub fn listing_options() -> ListingOptions {
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
-    let mut ctx = SessionContext::new_with_config_rt(config(opts), runtime(storage, opts.metadata_cache)?);
-    if opts.no_filter_pushdown {
-        ctx = without_filter_pushdown(ctx);
-    }
+    let ctx = with_physical_rules(
+        SessionContext::new_with_config_rt(config(opts), runtime(storage, opts.metadata_cache)?),
+        opts,
+    );
     register_functions(&mut ctx.state_ref().write())?;
     let ctx = match &opts.ballista {
         None => ctx,
@@ -164,14 +165,20 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     Ok(Session { ctx, lake: lake.clone() })
 }
 
-/// The session without the physical optimizer's filter push-down. Even when Parquet is not to filter rows, the
-/// push-down hands the scan the filter to prune row groups with, and the scan adapts it to each file it opens:
-/// rewrites and simplifies it, builds a pruning predicate from it. For the OR of a rule directory's conditions,
-/// which prunes nothing, that was a tenth of a Sigma run over a lake of small files.
-fn without_filter_pushdown(ctx: SessionContext) -> SessionContext {
+/// The session with DataFusion's physical optimizer rules and [`coalesce::CoalesceScans`], less the filter
+/// push-down where [`SessionOptions::no_filter_pushdown`] asks: even when Parquet is not to filter rows, the push-down
+/// hands the scan the filter to prune row groups with, and the scan adapts it to each file it opens: rewrites and
+/// simplifies it, builds a pruning predicate from it. For the OR of a rule directory's conditions, which prunes
+/// nothing, that was a tenth of a Sigma run over a lake of small files.
+fn with_physical_rules(ctx: SessionContext, opts: &SessionOptions) -> SessionContext {
     let state = ctx.state();
-    let rules: Vec<_> =
-        state.physical_optimizers().iter().filter(|r| !r.name().starts_with("FilterPushdown")).cloned().collect();
+    let mut rules: Vec<_> = state
+        .physical_optimizers()
+        .iter()
+        .filter(|r| !(opts.no_filter_pushdown && r.name().starts_with("FilterPushdown")))
+        .cloned()
+        .collect();
+    rules.push(Arc::new(coalesce::CoalesceScans));
     SessionContext::new_with_state(
         SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build(),
     )

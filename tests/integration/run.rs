@@ -287,3 +287,50 @@ fn privileged_sessions_are_the_generators_own_record() {
     found.sort();
     assert_eq!(found, written.session_actions);
 }
+
+/// A lake's files are small (a file per account, Region and day), and the scan gives each file's rows as a batch
+/// of their own: the operators above the scan get them put together to the session's batch size, in every kind of
+/// session, and a LIMIT still stops the scan as early (nothing gathers rows past it).
+#[test]
+fn the_operators_above_the_lake_scan_get_full_batches() {
+    use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+    use trailsql::session::SessionOptions;
+
+    /// (batches the scans gave, batches their parents got) over the executed plan.
+    fn batches(plan: &dyn ExecutionPlan) -> (usize, usize) {
+        let output = |p: &dyn ExecutionPlan| {
+            let metrics = p.metrics().unwrap_or_default();
+            metrics.iter().filter(|m| m.value().name() == "output_batches").map(|m| m.value().as_usize()).sum::<usize>()
+        };
+        let mut seen = (0, 0);
+        if plan.name() == "CoalesceBatchesExec" {
+            seen = (output(plan.children()[0].as_ref()), output(plan));
+        }
+        plan.children().iter().map(|c| batches(c.as_ref())).fold(seen, |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    let lake = sample_lake();
+    rt().block_on(async {
+        for no_filter_pushdown in [false, true] {
+            let opts = SessionOptions { no_filter_pushdown, target_partitions: Some(2), ..SessionOptions::default() };
+            let s = session_over(lake, &opts).await;
+            let sql = "SELECT eventname, count(*) FROM cloudtrail WHERE eventname <> 'x' GROUP BY eventname";
+            let plan = s.ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+            let shown = displayable(plan.as_ref()).indent(true).to_string();
+            let lines: Vec<&str> = shown.lines().collect();
+            for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.contains("DataSourceExec")) {
+                assert!(lines[i - 1].contains("CoalesceBatchesExec: target_batch_size=8192"), "{shown}");
+            }
+            collect(plan.clone(), s.ctx.task_ctx()).await.unwrap();
+            let (scanned, coalesced) = batches(plan.as_ref());
+            assert!(scanned >= 8, "a batch per file of the sample lake (8 files): {scanned}");
+            assert!(coalesced <= 2, "a batch per partition: {coalesced}");
+
+            let sql = "SELECT eventid FROM cloudtrail WHERE eventname <> 'x' LIMIT 3";
+            let (shown, rows) = plan_and_rows(&s, sql).await;
+            let coalesced: Vec<&str> = shown.lines().filter(|l| l.contains("CoalesceBatchesExec")).collect();
+            assert!(coalesced.iter().all(|l| l.ends_with("fetch=3")), "{shown}");
+            assert_eq!(rows.lines().count(), 3 + 4, "{rows}");
+        }
+    });
+}
