@@ -534,7 +534,7 @@ mod tests {
         let keep = scans[0].split(") s").next().unwrap();
         assert!(keep.contains("evil") && keep.contains("'accessdenied'"), "{sql}");
         // Correlations come first in a rule set.
-        assert!(sql.contains("count(*) OVER (PARTITION BY c0_in, c0_g0 ORDER BY eventtime"), "{sql}");
+        assert!(sql.contains("count(*) OVER (PARTITION BY c0_in, c0_g0 ORDER BY c0_t"), "{sql}");
         assert!(
             sql.contains("unnest(array_concat(true_indices(((c0_in AND c0_n > 3) AND c0_rn = c0_first)), detected))"),
             "{sql}"
