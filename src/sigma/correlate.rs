@@ -57,14 +57,12 @@ pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
     if !c.aliases.is_empty() {
         return unsupported("correlation field aliases");
     }
+    let seconds = span_seconds(c.timespan.seconds, &format!("a timespan of {}", c.timespan.original))?;
     let window = match c.window {
-        WindowMode::Sliding => Window::Sliding(c.timespan.seconds),
-        WindowMode::Tumbling => Window::Tumbling(c.timespan.seconds),
+        WindowMode::Sliding => Window::Sliding(seconds),
+        WindowMode::Tumbling => Window::Tumbling(seconds),
         WindowMode::Session => return unsupported("correlation window: session"),
     };
-    if c.timespan.seconds == 0 {
-        return unsupported(format!("a timespan of {}", c.timespan.original));
-    }
     let (measure, predicates) = match (&c.correlation_type, &c.condition) {
         (CorrelationType::EventCount, CorrelationCondition::Threshold { predicates, field: None, .. }) => {
             (Measure::Events, predicates.clone())
@@ -118,10 +116,7 @@ pub fn legacy(aggregation: &str, timeframe: Option<&str>) -> Compiled<Spec> {
         None => Window::Unbounded,
         Some(t) => {
             let span = rsigma_parser::Timespan::parse(t).map_err(|_| Unsupported(format!("timeframe {t}")))?;
-            if span.seconds == 0 {
-                return unsupported(format!("timeframe {t}"));
-            }
-            Window::Sliding(span.seconds)
+            Window::Sliding(span_seconds(span.seconds, &format!("timeframe {t}"))?)
         }
     };
     let measure = match &caps[1] {
@@ -134,6 +129,20 @@ pub fn legacy(aggregation: &str, timeframe: Option<&str>) -> Compiled<Spec> {
         window,
         predicates: vec![(op, n)],
     })
+}
+
+/// The longest timespan a window may have: 10,000 years. Its microseconds, subtracted from any time a timestamp
+/// holds, stay within the range of the window's numeric time ([`TIME_NUMBER`]); a longer one would overflow there
+/// and fail the whole run, not one rule.
+const MAX_SPAN_SECONDS: u64 = 10_000 * 366 * 24 * 3600;
+
+/// A timespan's seconds, if a window can have them: more than none, at most [`MAX_SPAN_SECONDS`].
+fn span_seconds(seconds: u64, what: &str) -> Compiled<u64> {
+    match seconds {
+        0 => unsupported(what.to_string()),
+        s if s > MAX_SPAN_SECONDS => unsupported(format!("{what} (more than 10,000 years)")),
+        s => Ok(s),
+    }
 }
 
 fn compare(op: ConditionOperator) -> &'static str {
@@ -305,6 +314,11 @@ mod tests {
         assert_eq!(d.window, Window::Unbounded);
         assert!(d.group_by.is_empty());
         assert!(legacy("sum(x) by y > 1", None).is_err());
+        assert!(legacy("count() > 1", Some("0s")).is_err());
+        let longest = legacy("count() > 1", Some(&format!("{MAX_SPAN_SECONDS}s"))).unwrap();
+        assert_eq!(longest.window, Window::Sliding(MAX_SPAN_SECONDS));
+        let err = legacy("count() > 1", Some(&format!("{}s", MAX_SPAN_SECONDS + 1))).unwrap_err();
+        assert!(err.0.contains("more than 10,000 years"), "{}", err.0);
         assert!(legacy("count() by a, b > 1", None).is_err());
     }
 
