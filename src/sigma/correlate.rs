@@ -131,16 +131,16 @@ pub fn legacy(aggregation: &str, timeframe: Option<&str>) -> Compiled<Spec> {
     })
 }
 
-/// The longest timespan a window may have: 10,000 years. Its microseconds, subtracted from any time a timestamp
-/// holds, stay within the range of the window's numeric time ([`TIME_NUMBER`]); a longer one would overflow there
-/// and fail the whole run, not one rule.
-const MAX_SPAN_SECONDS: u64 = 10_000 * 366 * 24 * 3600;
+/// The longest timespan a window may have: 100 years. A tumbling window's timespan is an interval of nanoseconds
+/// (`date_bin`), which overflows past 292 years, and a sliding window's is subtracted from the windows' numeric
+/// time ([`TIME_NUMBER`]): past such bounds the query fails, and with it every rule of the run, not one.
+const MAX_SPAN_SECONDS: u64 = 100 * 366 * 24 * 3600;
 
 /// A timespan's seconds, if a window can have them: more than none, at most [`MAX_SPAN_SECONDS`].
 fn span_seconds(seconds: u64, what: &str) -> Compiled<u64> {
     match seconds {
         0 => unsupported(what.to_string()),
-        s if s > MAX_SPAN_SECONDS => unsupported(format!("{what} (more than 10,000 years)")),
+        s if s > MAX_SPAN_SECONDS => unsupported(format!("{what} (more than 100 years)")),
         s => Ok(s),
     }
 }
@@ -318,7 +318,7 @@ mod tests {
         let longest = legacy("count() > 1", Some(&format!("{MAX_SPAN_SECONDS}s"))).unwrap();
         assert_eq!(longest.window, Window::Sliding(MAX_SPAN_SECONDS));
         let err = legacy("count() > 1", Some(&format!("{}s", MAX_SPAN_SECONDS + 1))).unwrap_err();
-        assert!(err.0.contains("more than 10,000 years"), "{}", err.0);
+        assert!(err.0.contains("more than 100 years"), "{}", err.0);
         assert!(legacy("count() by a, b > 1", None).is_err());
     }
 

@@ -245,7 +245,7 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     );
     write(
         "ordered.yml",
-        "title: In order\ncorrelation:\n  type: temporal_ordered\n  rules: [r1, r1]\n  timespan: 5m\n---\ntitle: Counts a rule not loaded\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Forever\ncorrelation:\n  type: event_count\n  rules: [r1]\n  timespan: 999999999d\n  condition:\n    gte: 2\n",
+        "title: In order\ncorrelation:\n  type: temporal_ordered\n  rules: [r1, r1]\n  timespan: 5m\n---\ntitle: Counts a rule not loaded\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Forever\ncorrelation:\n  type: event_count\n  rules: [r1]\n  timespan: 366000d\n  window: tumbling\n  condition:\n    gte: 2\n",
     );
     write(
         "windows.yml",
@@ -262,8 +262,9 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     assert!(err.contains("windash.yml: Dash: modifier |windash"), "{err}");
     assert!(err.contains("count.yml: Burst: aggregation `sum(eventVersion)"), "{err}");
     assert!(err.contains("ordered.yml: In order: correlation type temporal_ordered"), "{err}");
-    // A window longer than the time a timestamp can hold would overflow in the query and fail every rule.
-    assert!(err.contains("ordered.yml: Forever: a timespan of 999999999d (more than 10,000 years)"), "{err}");
+    // A window of centuries would overflow in the query (a tumbling one's interval past 292 years) and fail every
+    // rule of the run.
+    assert!(err.contains("ordered.yml: Forever: a timespan of 366000d (more than 100 years)"), "{err}");
     assert!(
         err.contains("Counts a rule not loaded: it counts rule nosuch, which is not a CloudTrail rule loaded"),
         "{err}"
