@@ -318,10 +318,21 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         SigmaValue::String(s) => s.clone(),
     };
     let sql = if let Some(flags) = &m.re {
-        // The pattern is the rule's text as written: backslashes are the regular expression's own.
+        // The pattern is the rule's text as written: backslashes are the regular expression's own. One that does
+        // not compile would fail the fused query, every rule of the run with it: it is this rule's report instead.
+        if let Err(e) = trailsql_udfs::matches_regex::compiled(&text.original, flags) {
+            // The regex crate's message shows the pattern and a caret above its last line, the reason.
+            let message = e.message();
+            let why = message.lines().last().unwrap_or_default().trim().trim_start_matches("matches_regex: ");
+            return unsupported(format!("{name}|re: a pattern that does not compile ({why})"));
+        }
         let flags = if flags.is_empty() { String::new() } else { format!(", {}", literal(flags)) };
         format!("matches_regex({expr}, {}{flags})", literal(&text.original))
     } else if m.cidr {
+        // `ip_in_cidr` is NULL for a network it cannot read: the rule would never match, silently.
+        if trailsql_udfs::ip_in_cidr::Network::parse(&text.original).is_none() {
+            return unsupported(format!("{name}|cidr with {:?}, which is not a network", text.original));
+        }
         format!("ip_in_cidr({expr}, {})", literal(&text.original))
     } else if let Some(op) = m.compare {
         let Ok(n) = text.original.trim().parse::<f64>() else {

@@ -251,6 +251,16 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
         "windows.yml",
         "title: Not ours\nlogsource:\n  product: windows\n  service: security\ndetection:\n  sel:\n    EventID: 4624\n  condition: sel\n",
     );
+    // A pattern that does not compile, or a network that is not one, would fail the fused query of every rule, or
+    // never match: each is its own rule's report.
+    write(
+        "regex.yml",
+        "title: Bad pattern\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    userAgent|re: '(unclosed'\n  condition: sel\n",
+    );
+    write(
+        "cidr.yml",
+        "title: Bad network\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    sourceIPAddress|cidr: 10.0.0.0/99\n  condition: sel\n",
+    );
     write("notes.txt", "not a rule");
     let lake = sample_lake();
 
@@ -258,7 +268,15 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("sigma: 1 rule run"), "{err}");
-    assert!(err.contains("5 not supported") && err.contains("1 for other log sources"), "{err}");
+    assert!(err.contains("7 not supported") && err.contains("1 for other log sources"), "{err}");
+    assert!(
+        err.contains("regex.yml: Bad pattern: userAgent|re: a pattern that does not compile (error: unclosed group)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("cidr.yml: Bad network: sourceIPAddress|cidr with \"10.0.0.0/99\", which is not a network"),
+        "{err}"
+    );
     assert!(err.contains("windash.yml: Dash: modifier |windash"), "{err}");
     assert!(err.contains("count.yml: Burst: aggregation `sum(eventVersion)"), "{err}");
     assert!(err.contains("ordered.yml: In order: correlation type temporal_ordered"), "{err}");
