@@ -335,8 +335,10 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         }
         format!("ip_in_cidr({expr}, {})", literal(&text.original))
     } else if let Some(op) = m.compare {
-        let Ok(n) = text.original.trim().parse::<f64>() else {
-            return unsupported(format!("{name}|{op} with a value that is not a number"));
+        // `inf`, `NaN` and `1e400` parse as floats but are no SQL number: the fused query would fail on them.
+        let n = match text.original.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() => n,
+            _ => return unsupported(format!("{name}|{op} with a value that is not a number")),
         };
         format!("(TRY_CAST({expr} AS DOUBLE) {op} {n})")
     } else if m.fieldref {

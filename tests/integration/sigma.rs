@@ -261,6 +261,10 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
         "cidr.yml",
         "title: Bad network\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    sourceIPAddress|cidr: 10.0.0.0/99\n  condition: sel\n",
     );
+    write(
+        "nan.yml",
+        "title: Not a number\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventVersion|lt: NaN\n  condition: sel\n",
+    );
     write("notes.txt", "not a rule");
     let lake = sample_lake();
 
@@ -268,7 +272,8 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("sigma: 1 rule run"), "{err}");
-    assert!(err.contains("7 not supported") && err.contains("1 for other log sources"), "{err}");
+    assert!(err.contains("8 not supported") && err.contains("1 for other log sources"), "{err}");
+    assert!(err.contains("nan.yml: Not a number: eventVersion|< with a value that is not a number"), "{err}");
     assert!(
         err.contains("regex.yml: Bad pattern: userAgent|re: a pattern that does not compile (error: unclosed group)"),
         "{err}"
