@@ -381,7 +381,8 @@ fn base64_offsets(s: &str) -> Vec<String> {
             let padded = format!("{}{s}", " ".repeat(i));
             let enc = base64_plain(&padded);
             let end_trim = END[(s.len() + i) % 3];
-            enc[START[i]..enc.len() - end_trim].to_string()
+            // As the specification's Python slices it: a value of no bytes leaves nothing between the two ends.
+            enc.get(START[i]..enc.len().saturating_sub(end_trim)).unwrap_or_default().to_string()
         })
         .collect()
 }
@@ -580,6 +581,11 @@ mod tests {
         // The three encodings Sigma's documentation gives for `/bin/bash`.
         assert_eq!(base64_offsets("/bin/bash"), vec!["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]);
         assert_eq!(base64_plain("/bin/bash"), "L2Jpbi9iYXNo");
+        // Short values, as pySigma's slices give them (a value of no bytes panicked here).
+        assert_eq!(base64_offsets(""), vec!["", "", ""]);
+        assert_eq!(base64_offsets("a"), vec!["Y", "", "h"]);
+        assert_eq!(base64_offsets("ab"), vec!["YW", "Fi", "hY"]);
+        assert_eq!(base64_offsets("abc"), vec!["YWJj", "FiY", "hYm"]);
     }
 
     #[test]
