@@ -122,7 +122,7 @@ impl Documents {
         let collection = rsigma_parser::parse_sigma_yaml(&text).map_err(|e| Error::Usage(format!("{name}: {e}")))?;
         // A rule the parser refuses is not run, and listed.
         for e in &collection.errors {
-            self.set.unsupported.push((name.clone(), "(rule not parsed)".into(), e.clone()));
+            self.set.unsupported.push((name.clone(), "(rule not parsed)".into(), parse_error(e)));
         }
         for rule in collection.rules {
             if !is_cloudtrail(&rule.logsource) {
@@ -299,6 +299,17 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The parser's message for a rule it refuses, readable: it wraps a condition's error once for every level of
+/// nesting ("Condition parse error at 1:66: at 1:66: Condition parse error at …", 2,700 characters for a
+/// condition nested too deep), and the innermost says why.
+fn parse_error(message: &str) -> String {
+    const WRAPPED: &str = "Condition parse error";
+    match message.rfind(WRAPPED) {
+        Some(last) if message.find(WRAPPED) != Some(last) => message[last..].to_string(),
+        _ => message.to_string(),
+    }
 }
 
 /// `logsource: product: aws, service: cloudtrail`.
@@ -504,6 +515,21 @@ mod tests {
 
     /// Every rule runs in one scan of the lake: the rules that name their events keep an event by one look-up of
     /// its name, a rule that names none by its condition, a correlation by its rules' conditions.
+    #[test]
+    fn a_condition_nested_too_deep_is_reported_by_its_reason() {
+        let rule = format!(
+            "title: deep\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventName: A\n  \
+             condition: {}sel{}\n",
+            "(".repeat(200),
+            ")".repeat(200)
+        );
+        let errors = rsigma_parser::parse_sigma_yaml(&rule).unwrap().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].len() > 1000, "the parser's own message repeats itself: {}", errors[0].len());
+        assert_eq!(parse_error(&errors[0]), "Condition parse error: condition nesting exceeds maximum depth (64)");
+        assert_eq!(parse_error("YAML parse error: at line 2"), "YAML parse error: at line 2");
+    }
+
     #[test]
     fn all_rules_share_one_scan() {
         let dir = tempfile::tempdir().unwrap();
