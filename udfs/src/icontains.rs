@@ -5,10 +5,12 @@
 //! every text column made that compilation a tenth of a rule directory's time, and the search another tenth. Here
 //! the needle is prepared once per call and found with `memchr`'s substring search.
 
+use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, BooleanArray, StringArray};
-use datafusion::arrow::buffer::BooleanBuffer;
+use datafusion::arrow::buffer::{BooleanBuffer, Buffer};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
@@ -59,7 +61,7 @@ fn over_column(texts: &StringArray, needle: &Needle) -> BooleanArray {
     }
     let offsets = texts.value_offsets();
     let (first, last) = (offsets[0] as usize, offsets[texts.len()] as usize);
-    let folded: Vec<u8> = texts.value_data()[first..last].iter().map(u8::to_ascii_lowercase).collect();
+    let folded = folded(texts.values(), first..last);
     let mut hits = vec![false; texts.len()];
     let (mut at, mut row) = (0, 0);
     while let Some(found) = needle.finder.find(&folded[at..]) {
@@ -70,6 +72,29 @@ fn over_column(texts: &StringArray, needle: &Needle) -> BooleanArray {
         at = end - first;
     }
     BooleanArray::new(BooleanBuffer::from(hits), nulls)
+}
+
+thread_local! {
+    /// The text last folded on this thread, with the buffer it came from. A rule directory searches one column
+    /// for many values (every `userAgent|contains` of every rule, on the same batch), and folding it again for each
+    /// was most of the search. The buffer is kept with it, so its address cannot be reused for other text while
+    /// the fold is kept: same address and range, same bytes (Arrow buffers do not change).
+    static FOLDED: RefCell<Option<(Buffer, Range<usize>, Arc<Vec<u8>>)>> = const { RefCell::new(None) };
+}
+
+/// The bytes of `range` of `values`, ASCII letters in lower case.
+fn folded(values: &Buffer, range: Range<usize>) -> Arc<Vec<u8>> {
+    FOLDED.with_borrow_mut(|kept| {
+        if let Some((buffer, r, fold)) = kept.as_ref()
+            && buffer.as_ptr() == values.as_ptr()
+            && *r == range
+        {
+            return fold.clone();
+        }
+        let fold = Arc::new(values[range.clone()].iter().map(u8::to_ascii_lowercase).collect::<Vec<u8>>());
+        *kept = Some((values.clone(), range, fold.clone()));
+        fold
+    })
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -167,6 +192,24 @@ mod tests {
             let out = call(&IContains::default(), vec![texts, needle]);
             let out = out.as_boolean();
             assert!(out.value(0) && out.is_null(1) && !out.value(2));
+        }
+    }
+
+    /// The fold kept for the next needle is only used for the same text: needles over one column in turn, then
+    /// another column, then a slice of the first, each get their own text's answer.
+    #[test]
+    fn a_kept_fold_serves_only_its_own_text() {
+        let agents: StringArray = vec![Some("Kali Linux"), Some("Boto3/1.2"), None, Some("TruffleHog")].into();
+        let other: StringArray = vec![Some("KALI"), Some("pacu"), Some("x"), Some("y")].into();
+        let found = |texts: &StringArray, needle: &str| {
+            let out = over_column(texts, &Needle::new(needle));
+            (0..out.len()).map(|i| out.is_valid(i).then(|| out.value(i))).collect::<Vec<_>>()
+        };
+        for _ in 0..2 {
+            assert_eq!(found(&agents, "kali"), [Some(true), Some(false), None, Some(false)]);
+            assert_eq!(found(&agents, "HOG"), [Some(false), Some(false), None, Some(true)]);
+            assert_eq!(found(&other, "pacu"), [Some(false), Some(true), Some(false), Some(false)]);
+            assert_eq!(found(&agents.slice(1, 3), "boto"), [Some(true), None, Some(false)]);
         }
     }
 
