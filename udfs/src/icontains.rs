@@ -74,26 +74,33 @@ fn over_column(texts: &StringArray, needle: &Needle) -> BooleanArray {
     BooleanArray::new(BooleanBuffer::from(hits), nulls)
 }
 
+/// A text folded to lower case, with the buffer and range it came from.
+struct Fold {
+    buffer: Buffer,
+    range: Range<usize>,
+    lower: Arc<Vec<u8>>,
+}
+
 thread_local! {
-    /// The text last folded on this thread, with the buffer it came from. A rule directory searches one column
-    /// for many values (every `userAgent|contains` of every rule, on the same batch), and folding it again for each
-    /// was most of the search. The buffer is kept with it, so its address cannot be reused for other text while
-    /// the fold is kept: same address and range, same bytes (Arrow buffers do not change).
-    static FOLDED: RefCell<Option<(Buffer, Range<usize>, Arc<Vec<u8>>)>> = const { RefCell::new(None) };
+    /// The text last folded on this thread. A rule directory searches one column for many values (every
+    /// `userAgent|contains` of every rule, on the same batch), and folding it again for each was most of the
+    /// search. The buffer is kept with it, so its address cannot be reused for other text while the fold is kept:
+    /// same address and range, same bytes (Arrow buffers do not change).
+    static FOLDED: RefCell<Option<Fold>> = const { RefCell::new(None) };
 }
 
 /// The bytes of `range` of `values`, ASCII letters in lower case.
 fn folded(values: &Buffer, range: Range<usize>) -> Arc<Vec<u8>> {
     FOLDED.with_borrow_mut(|kept| {
-        if let Some((buffer, r, fold)) = kept.as_ref()
-            && buffer.as_ptr() == values.as_ptr()
-            && *r == range
+        if let Some(f) = kept.as_ref()
+            && f.buffer.as_ptr() == values.as_ptr()
+            && f.range == range
         {
-            return fold.clone();
+            return f.lower.clone();
         }
-        let fold = Arc::new(values[range.clone()].iter().map(u8::to_ascii_lowercase).collect::<Vec<u8>>());
-        *kept = Some((values.clone(), range, fold.clone()));
-        fold
+        let lower = Arc::new(values[range.clone()].iter().map(u8::to_ascii_lowercase).collect::<Vec<u8>>());
+        *kept = Some(Fold { buffer: values.clone(), range, lower: lower.clone() });
+        lower
     })
 }
 
