@@ -17,6 +17,8 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 
 use crate::error::Result;
@@ -133,10 +135,13 @@ pub fn listing_options() -> ListingOptions {
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
-    let ctx = with_physical_rules(
-        SessionContext::new_with_config_rt(config(opts), runtime(storage, opts.metadata_cache)?),
-        opts,
-    );
+    let state = SessionStateBuilder::new()
+        .with_config(config(opts))
+        .with_runtime_env(runtime(storage, opts.metadata_cache)?)
+        .with_default_features()
+        .with_physical_optimizer_rules(physical_rules(opts))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     register_functions(&mut ctx.state_ref().write())?;
     let ctx = match &opts.ballista {
         None => ctx,
@@ -165,23 +170,19 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     Ok(Session { ctx, lake: lake.clone() })
 }
 
-/// The session with DataFusion's physical optimizer rules and [`coalesce::CoalesceScans`], less the filter
-/// push-down where [`SessionOptions::no_filter_pushdown`] asks: even when Parquet is not to filter rows, the push-down
-/// hands the scan the filter to prune row groups with, and the scan adapts it to each file it opens: rewrites and
-/// simplifies it, builds a pruning predicate from it. For the OR of a rule directory's conditions, which prunes
-/// nothing, that was a tenth of a Sigma run over a lake of small files.
-fn with_physical_rules(ctx: SessionContext, opts: &SessionOptions) -> SessionContext {
-    let state = ctx.state();
-    let mut rules: Vec<_> = state
-        .physical_optimizers()
-        .iter()
+/// DataFusion's physical optimizer rules and [`coalesce::CoalesceScans`], less the filter push-down where
+/// [`SessionOptions::no_filter_pushdown`] asks: even when Parquet is not to filter rows, the push-down hands the scan
+/// the filter to prune row groups with, and the scan adapts it to each file it opens: rewrites and simplifies it,
+/// builds a pruning predicate from it. For the OR of a rule directory's conditions, which prunes nothing, that was
+/// a tenth of a Sigma run over a lake of small files.
+fn physical_rules(opts: &SessionOptions) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules: Vec<_> = PhysicalOptimizer::new()
+        .rules
+        .into_iter()
         .filter(|r| !(opts.no_filter_pushdown && r.name().starts_with("FilterPushdown")))
-        .cloned()
         .collect();
     rules.push(Arc::new(coalesce::CoalesceScans));
-    SessionContext::new_with_state(
-        SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build(),
-    )
+    rules
 }
 
 /// The runtime of every session, here and in Ballista's processes: S3 buckets through [`Storage`], and

@@ -513,8 +513,7 @@ mod tests {
         assert!(!detection_of(&set, "b").contains("111122223333"));
     }
 
-    /// Every rule runs in one scan of the lake: the rules that name their events keep an event by one look-up of
-    /// its name, a rule that names none by its condition, a correlation by its rules' conditions.
+    /// A rule the parser refuses is reported by the parser's innermost reason.
     #[test]
     fn a_condition_nested_too_deep_is_reported_by_its_reason() {
         let rule = format!(
@@ -530,6 +529,8 @@ mod tests {
         assert_eq!(parse_error("YAML parse error: at line 2"), "YAML parse error: at line 2");
     }
 
+    /// Every rule runs in one scan of the lake: the rules that name their events keep an event by one look-up of
+    /// its name, a rule that names none by its condition, a correlation by its rules' conditions.
     #[test]
     fn all_rules_share_one_scan() {
         let dir = tempfile::tempdir().unwrap();
