@@ -1,37 +1,44 @@
-//! The `cloudtrail` table: the lake's listing table, minus the partitions that the lake's digest shows cannot hold
-//! a row the query's filters keep.
+//! The `cloudtrail` table: the lake's data files, listed by the lake's layout, minus the partitions that the
+//! lake's digest shows cannot hold a row the query's filters keep.
 //!
 //! The digest (`trailsql_lake::digest`) records, per partition, the values of `eventsource`, `eventname`,
 //! `errorcode` and `useridentity.type`. A filter on those (`=`, `IN`, through `lower()`, inside `AND`, `OR` and
-//! Sigma's `coalesce(…, false)`) is checked against each partition's values, and the partitions it rules out are
-//! handed to the listing table as one more filter on the partition columns, which it applies while listing: their
-//! files are never opened. Anything else in a filter counts as "may match". A partition the digest does not know
-//! is always read.
+//! Sigma's `coalesce(…, false)`) is checked against each partition's values, and the files of the partitions it
+//! rules out are never opened. Anything else in a filter counts as "may match". A partition the digest does not
+//! know is always read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Date32Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::datatypes::{DataType, Date32Type};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use datafusion::catalog::{ScanArgs, ScanResult};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Constraints, ScalarValue, Statistics};
+use datafusion::common::{Constraints, DFSchema, ScalarValue, Statistics, project_schema};
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::listing::helpers::{evaluate_partition_prefix, expr_applicable_for_cols};
+use datafusion::datasource::listing::{ListingTable, PartitionedFile};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchemaBuilder;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{InList, ScalarFunction};
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TableProviderFilterPushDown, Volatility,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::col;
+use futures::{StreamExt, TryStreamExt, stream};
+use object_store::ObjectMeta;
+use object_store::path::Path;
 use trailsql_lake::Lake;
 use trailsql_lake::digest::{COLUMNS, Digest};
-use trailsql_lake::schema::{ACCOUNT_ID, EVENT_DATE};
+use trailsql_lake::layout::{DATA_EXT, PartitionKey};
+use trailsql_lake::schema::{self, ACCOUNT_ID, EVENT_DATE};
 
 /// The lake's table, skipping partitions by the digest.
 pub struct LakeTable {
@@ -66,36 +73,175 @@ impl LakeTable {
         Some(digest)
     }
 
-    /// A filter on the partition columns that leaves out the partitions the digest rules out, if any.
-    async fn skip_filter(&self, filters: &[Expr]) -> Option<Expr> {
+    /// The partitions the digest rules out for these filters, by account, if any.
+    async fn skipped(&self, filters: &[Expr]) -> Option<Arc<Skips>> {
         let preds: Vec<Pred> = filters.iter().map(Pred::of).filter(|p| !matches!(p, Pred::Any)).collect();
         if preds.is_empty() {
             return None;
         }
         let digest = self.digest().await?;
         let pred = Pred::And(preds).bind(&digest);
-        let mut skipped: HashMap<String, HashSet<i32>> = HashMap::new();
+        let mut skipped = Skips::new();
         for (key, values) in digest.partitions() {
             if !pred.may_match(values) {
                 skipped.entry(key.account).or_default().insert(key.day);
             }
         }
-        if skipped.is_empty() {
-            return None;
+        (!skipped.is_empty()).then(|| Arc::new(skipped))
+    }
+
+    /// The scan of the data files this lake holds, listed by its layout.
+    ///
+    /// Not through `ListingTable`, for what it costs on an organization's lake (a file per account and day,
+    /// 36,500 a year for a hundred accounts): it lists the whole table, the `_index/` files beside the data too;
+    /// plans its partition filter again for every file; and gives every file a `Statistics` of unknowns for all
+    /// 35 columns, 19 KB each (690 MB and 1.3 s of planning on a year of a hundred accounts, `EXPLAIN` alone).
+    /// Here the account directories are listed one by one, concurrently; the partition filter and the digest
+    /// are checked once per partition; and the scan's statistics are one table-wide "unknown".
+    async fn scan_listed(
+        &self,
+        state: &dyn Session,
+        args: &ScanArgs<'_>,
+        partition_filters: &[Expr],
+        skipped: Option<&Skips>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let table_schema = self.inner.schema();
+        let mut files = self.list(state, &table_schema, partition_filters).await?;
+        files.retain(|(key, _)| !skipped.is_some_and(|s| s.get(&key.account).is_some_and(|d| d.contains(&key.day))));
+        let files = keep_partitions(state, &table_schema, files, partition_filters)?;
+        if files.is_empty() {
+            let projected = project_schema(&table_schema, args.projection().map(|p| p.to_vec()).as_ref())?;
+            return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        // One function call holding the set, not an expression listing thousands of partitions: the listing
-        // plans the filter again for every partition directory.
-        let skips =
-            ScalarUDF::new_from_impl(Skipped { partitions: Arc::new(skipped), signature: Skipped::signature() });
-        Some(!skips.call(vec![col(ACCOUNT_ID), col(EVENT_DATE)]))
+        let groups = FileGroup::new(files).split_files(state.config().target_partitions());
+        let options = self.inner.options();
+        let partition_cols: Vec<_> = options
+            .table_partition_cols
+            .iter()
+            .map(|(name, data_type)| Arc::new(Field::new(name, data_type.clone(), false)))
+            .collect();
+        let file_schema = TableSchemaBuilder::from(&schema::file_schema()).with_table_partition_cols(partition_cols);
+        let source = options.format.file_source(file_schema.build());
+        let url = &self.inner.table_paths()[0];
+        let ordering = self.inner.try_create_output_ordering(state.execution_props(), &groups)?;
+        let config = FileScanConfigBuilder::new(url.object_store(), source)
+            .with_output_ordering(ordering)
+            .with_file_groups(groups)
+            .with_statistics(Statistics::new_unknown(&table_schema))
+            .with_projection_indices(args.projection().map(|p| p.to_vec()))?
+            .with_limit(args.limit())
+            .build();
+        options.format.create_physical_plan(state, config).await
+    }
+
+    /// The data files of the partitions the filters on partition columns may keep, with their partitions: the
+    /// directory of an account the filters name, or every account directory those on `account_id` alone keep,
+    /// each listed whole, several at once. Names starting with `_` or `.` are not data (staging, index,
+    /// temporary files).
+    async fn list(
+        &self,
+        state: &dyn Session,
+        table_schema: &SchemaRef,
+        partition_filters: &[Expr],
+    ) -> Result<Vec<(PartitionKey, PartitionedFile)>> {
+        let url = &self.inner.table_paths()[0];
+        let store = state.runtime_env().object_store(url)?;
+        let root = url.prefix();
+        let dirs = match evaluate_partition_prefix(&self.inner.options().table_partition_cols, partition_filters) {
+            Some(prefix) => vec![Path::from_iter(root.parts().chain(prefix.parts()))],
+            None => {
+                let top = store.list_with_delimiter(Some(root)).await?;
+                let dirs: Vec<(Path, String)> = top
+                    .common_prefixes
+                    .into_iter()
+                    .filter_map(|d| {
+                        let account = d.filename()?.strip_prefix(ACCOUNT_DIR)?.to_string();
+                        Some((d, account))
+                    })
+                    .collect();
+                let on_account: Vec<Expr> =
+                    partition_filters.iter().filter(|f| expr_applicable_for_cols(&[ACCOUNT_ID], f)).cloned().collect();
+                let accounts: StringArray = dirs.iter().map(|(_, a)| Some(a.as_str())).collect();
+                let kept = holds(state, table_schema, &[ACCOUNT_ID], vec![Arc::new(accounts)], &on_account)?;
+                dirs.into_iter().zip(kept).filter(|(_, k)| *k).map(|((d, _), _)| d).collect()
+            }
+        };
+        let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
+        let listed: Vec<Vec<ObjectMeta>> = stream::iter(dirs)
+            .map(|dir| {
+                let store = Arc::clone(&store);
+                async move { store.list(Some(&dir)).try_collect::<Vec<_>>().await }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        let ext = format!(".{DATA_EXT}");
+        Ok(listed
+            .into_iter()
+            .flatten()
+            .filter_map(|meta| {
+                let parts: Vec<_> = meta.location.prefix_match(root)?.collect();
+                let [account, day, name] = parts.as_slice() else { return None };
+                let name = name.as_ref();
+                if meta.size == 0 || !name.ends_with(&ext) || name.starts_with(['_', '.']) {
+                    return None;
+                }
+                let key = PartitionKey::from_path(&format!("{}/{}", account.as_ref(), day.as_ref()))?;
+                let mut file = PartitionedFile::from(meta);
+                file.partition_values =
+                    vec![ScalarValue::Utf8(Some(key.account.clone())), ScalarValue::Date32(Some(key.day))];
+                Some((key, file))
+            })
+            .collect())
     }
 }
 
-/// `skipped(account_id, event_date)`: whether a partition is one the digest ruled out.
+/// Partitions the digest ruled out: days since the epoch, by account.
+type Skips = HashMap<String, HashSet<i32>>;
+
+const ACCOUNT_DIR: &str = "account_id=";
+
+/// The files whose partitions the filters on partition columns keep, evaluated once per partition (all of them
+/// in one batch), not once per file.
+fn keep_partitions(
+    state: &dyn Session,
+    table_schema: &SchemaRef,
+    files: Vec<(PartitionKey, PartitionedFile)>,
+    filters: &[Expr],
+) -> Result<Vec<PartitionedFile>> {
+    let keys: Vec<&PartitionKey> = files.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().into_iter().collect();
+    let accounts: StringArray = keys.iter().map(|k| Some(k.account.as_str())).collect();
+    let days: Date32Array = keys.iter().map(|k| Some(k.day)).collect();
+    let columns: Vec<ArrayRef> = vec![Arc::new(accounts), Arc::new(days)];
+    let kept = holds(state, table_schema, &[ACCOUNT_ID, EVENT_DATE], columns, filters)?;
+    let kept: HashSet<&PartitionKey> = keys.into_iter().zip(kept).filter(|(_, k)| *k).map(|(k, _)| k).collect();
+    Ok(files.iter().filter(|(k, _)| kept.contains(k)).map(|(_, f)| f.clone()).collect())
+}
+
+/// For each row of these values of the table's columns, whether all the filters hold (NULL is not holding).
+fn holds(
+    state: &dyn Session,
+    table_schema: &SchemaRef,
+    names: &[&str],
+    columns: Vec<ArrayRef>,
+    filters: &[Expr],
+) -> Result<Vec<bool>> {
+    let rows = columns.first().map_or(0, |c| c.len());
+    let Some(filter) = conjunction(filters.iter().cloned()) else { return Ok(vec![true; rows]) };
+    let fields = names.iter().map(|n| table_schema.field_with_name(n).cloned()).collect::<Result<Vec<_>, _>>()?;
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    let expr = state.create_physical_expr(filter, &DFSchema::try_from(schema)?)?;
+    let held = expr.evaluate(&batch)?.into_array(rows)?;
+    let held = held.as_boolean();
+    Ok((0..rows).map(|i| held.is_valid(i) && held.value(i)).collect())
+}
+
+/// `skipped(account_id, event_date)`: whether a partition is one the digest ruled out, as a filter on the
+/// partition columns for the listing table (which applies it while listing, never opening those files).
 #[derive(Debug)]
 struct Skipped {
-    /// Days since the epoch, by account.
-    partitions: Arc<HashMap<String, HashSet<i32>>>,
+    partitions: Arc<Skips>,
     signature: Signature,
 }
 
@@ -303,13 +449,19 @@ impl TableProvider for LakeTable {
     }
 
     async fn scan_with_args<'a>(&self, state: &dyn Session, args: ScanArgs<'a>) -> Result<ScanResult> {
-        let mut filters = args.filters().unwrap_or(&[]).to_vec();
-        match self.skip_filter(&filters).await {
-            Some(skip) => {
-                filters.push(skip);
-                self.inner.scan_with_args(state, args.with_filters(Some(&filters))).await
-            }
-            None => self.inner.scan_with_args(state, args).await,
+        let filters = args.filters().unwrap_or(&[]);
+        let skipped = self.skipped(filters).await;
+        // Statistics asked for (`SET datafusion.execution.collect_statistics = true`) are the listing table's to
+        // collect, and it skips the digest's partitions through a filter on the partition columns.
+        if state.config().collect_statistics() || state.config_options().optimizer.preserve_file_partitions > 0 {
+            let Some(skipped) = skipped else { return self.inner.scan_with_args(state, args).await };
+            let skips = ScalarUDF::new_from_impl(Skipped { partitions: skipped, signature: Skipped::signature() });
+            let mut filters = filters.to_vec();
+            filters.push(!skips.call(vec![col(ACCOUNT_ID), col(EVENT_DATE)]));
+            return self.inner.scan_with_args(state, args.with_filters(Some(&filters))).await;
         }
+        let partition_filters: Vec<Expr> =
+            filters.iter().filter(|f| expr_applicable_for_cols(&[ACCOUNT_ID, EVENT_DATE], f)).cloned().collect();
+        Ok(ScanResult::new(self.scan_listed(state, &args, &partition_filters, skipped.as_deref()).await?))
     }
 }

@@ -11,6 +11,7 @@ mod digest;
 mod docs;
 mod engines;
 mod faults;
+mod listing;
 mod realdata;
 mod repl;
 mod run;
