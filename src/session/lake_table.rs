@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Date32Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
@@ -46,6 +47,16 @@ pub struct LakeTable {
     lake: Lake,
     /// The digest last read, with the version it was read at.
     cached: Mutex<Option<(String, Arc<Digest>)>>,
+    /// The directories listed for the statement being planned, so that its scans (`privileged_sessions` has four)
+    /// list the lake once and read the same files.
+    listed: tokio::sync::Mutex<Listed>,
+}
+
+/// Directory listings of one statement, known by its start time (DataFusion's, stamped when it is planned).
+#[derive(Default)]
+struct Listed {
+    statement: Option<DateTime<Utc>>,
+    dirs: HashMap<Path, Arc<Vec<ObjectMeta>>>,
 }
 
 impl std::fmt::Debug for LakeTable {
@@ -56,7 +67,7 @@ impl std::fmt::Debug for LakeTable {
 
 impl LakeTable {
     pub fn new(inner: ListingTable, lake: Lake) -> LakeTable {
-        LakeTable { inner, lake, cached: Mutex::new(None) }
+        LakeTable { inner, lake, cached: Mutex::new(None), listed: tokio::sync::Mutex::default() }
     }
 
     /// The lake's digest, read again whenever it changed; `None` when the lake has none this version can use.
@@ -166,19 +177,30 @@ impl LakeTable {
                 dirs.into_iter().zip(kept).filter(|(_, k)| *k).map(|((d, _), _)| d).collect()
             }
         };
+        // Held while listing: a statement's scans are planned concurrently, and the second waits for the first's
+        // listing instead of making its own.
+        let mut cache = self.listed.lock().await;
+        let statement = state.execution_props().query_execution_start_time;
+        if statement.is_none() || cache.statement != statement {
+            *cache = Listed { statement, dirs: HashMap::new() };
+        }
+        let missing: Vec<Path> = dirs.iter().filter(|d| !cache.dirs.contains_key(*d)).cloned().collect();
         let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
-        let listed: Vec<Vec<ObjectMeta>> = stream::iter(dirs)
+        let fresh: Vec<(Path, Vec<ObjectMeta>)> = stream::iter(missing)
             .map(|dir| {
                 let store = Arc::clone(&store);
-                async move { store.list(Some(&dir)).try_collect::<Vec<_>>().await }
+                async move { Ok::<_, object_store::Error>((dir.clone(), store.list(Some(&dir)).try_collect().await?)) }
             })
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
+        cache.dirs.extend(fresh.into_iter().map(|(dir, objects)| (dir, Arc::new(objects))));
+        let listed: Vec<Arc<Vec<ObjectMeta>>> = dirs.iter().filter_map(|d| cache.dirs.get(d).cloned()).collect();
+        drop(cache);
         let ext = format!(".{DATA_EXT}");
         Ok(listed
-            .into_iter()
-            .flatten()
+            .iter()
+            .flat_map(|objects| objects.iter().cloned())
             .filter_map(|meta| {
                 let parts: Vec<_> = meta.location.prefix_match(root)?.collect();
                 let [account, day, name] = parts.as_slice() else { return None };

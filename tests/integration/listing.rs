@@ -121,3 +121,105 @@ fn the_scan_lists_files_without_statistics_per_file() {
         assert!(with.iter().all(|f| f.statistics.as_ref().is_some_and(|s| s.num_rows.get_value().is_some())));
     });
 }
+
+/// The local file system, counting the recursive listings asked of it.
+#[derive(Debug, Default)]
+struct CountingLists {
+    inner: object_store::local::LocalFileSystem,
+    lists: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Display for CountingLists {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CountingLists")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for CountingLists {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// The scans of one statement list the lake once, and so read the same files (a commit between two listings
+/// would otherwise give the two sides of a join different lakes); the next statement lists again.
+#[test]
+fn the_scans_of_one_statement_share_one_listing() {
+    let lake = sample_lake();
+    rt().block_on(async {
+        let s = session_over(lake, &SessionOptions { target_partitions: Some(2), ..SessionOptions::default() }).await;
+        let store = std::sync::Arc::new(CountingLists::default());
+        s.ctx.runtime_env().register_object_store(&url::Url::parse("file://").unwrap(), store.clone());
+        let lists = || store.lists.swap(0, std::sync::atomic::Ordering::SeqCst);
+        let accounts = std::fs::read_dir(lake)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("account_id="))
+            .count();
+
+        let one = "SELECT count(*) FROM cloudtrail";
+        s.ctx.sql(one).await.unwrap().collect().await.unwrap();
+        assert_eq!(lists(), accounts, "one listing of each account directory");
+
+        let self_join = "SELECT count(*) FROM cloudtrail a JOIN cloudtrail b USING (eventid) \
+                         WHERE a.eventname <> 'x' AND b.awsregion <> 'x'";
+        let rows = s.ctx.sql(self_join).await.unwrap().collect().await.unwrap();
+        assert_eq!(lists(), accounts, "two scans, one listing");
+        assert!(rows[0].num_rows() == 1);
+
+        s.ctx.sql(one).await.unwrap().collect().await.unwrap();
+        assert_eq!(lists(), accounts, "a new statement lists again");
+    });
+}
