@@ -231,13 +231,17 @@ fn keep_partitions(
     files: Vec<(PartitionKey, PartitionedFile)>,
     filters: &[Expr],
 ) -> Result<Vec<PartitionedFile>> {
-    let keys: Vec<&PartitionKey> = files.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().into_iter().collect();
+    if filters.is_empty() {
+        return Ok(files.into_iter().map(|(_, f)| f).collect());
+    }
+    let keys: BTreeSet<&PartitionKey> = files.iter().map(|(k, _)| k).collect();
     let accounts: StringArray = keys.iter().map(|k| Some(k.account.as_str())).collect();
     let days: Date32Array = keys.iter().map(|k| Some(k.day)).collect();
     let columns: Vec<ArrayRef> = vec![Arc::new(accounts), Arc::new(days)];
     let kept = holds(state, table_schema, &[ACCOUNT_ID, EVENT_DATE], columns, filters)?;
-    let kept: HashSet<&PartitionKey> = keys.into_iter().zip(kept).filter(|(_, k)| *k).map(|(k, _)| k).collect();
-    Ok(files.iter().filter(|(k, _)| kept.contains(k)).map(|(_, f)| f.clone()).collect())
+    let kept: HashSet<PartitionKey> =
+        keys.into_iter().zip(kept).filter(|(_, k)| *k).map(|(key, _)| key.clone()).collect();
+    Ok(files.into_iter().filter(|(k, _)| kept.contains(k)).map(|(_, f)| f).collect())
 }
 
 /// For each row of these values of the table's columns, whether all the filters hold (NULL is not holding).
