@@ -4,7 +4,7 @@ use std::path::Path;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use crate::common::{convert_lib, count, gz, query, sample_data};
+use crate::common::{convert_lib, copy_lake, count, gz, query, sample_data};
 
 /// Queries whose filters the digest checks, and the views built on them.
 const QUERIES: &[&str] = &[
@@ -19,18 +19,6 @@ const QUERIES: &[&str] = &[
 
 fn answers(lake: &Path) -> Vec<String> {
     QUERIES.iter().map(|q| pretty_format_batches(&query(lake, q)).unwrap().to_string()).collect()
-}
-
-fn copy_lake(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let dest = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }
 
 /// A delivery file of one AssumeRoot call, recorded in a partition the sample lake already holds.

@@ -1,13 +1,10 @@
 //! The lake table's own listing: which files a query reads, what it leaves alone, and what the plan carries.
-
-use std::path::Path;
-
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
 use trailsql::session::SessionOptions;
 
-use crate::common::{count, rt, sample_lake, session_over};
+use crate::common::{copy_lake, count, rt, sample_lake, session_over};
 
 /// Every file the scans of a plan read.
 fn scanned(plan: &dyn ExecutionPlan, out: &mut Vec<datafusion::datasource::listing::PartitionedFile>) {
@@ -18,18 +15,6 @@ fn scanned(plan: &dyn ExecutionPlan, out: &mut Vec<datafusion::datasource::listi
     }
     for child in plan.children() {
         scanned(child.as_ref(), out);
-    }
-}
-
-fn copy_lake(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let dest = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
     }
 }
 
