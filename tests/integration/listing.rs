@@ -1,4 +1,5 @@
 //! The lake table's own listing: which files a query reads, what it leaves alone, and what the plan carries.
+
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
