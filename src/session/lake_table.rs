@@ -38,7 +38,7 @@ use object_store::ObjectMeta;
 use object_store::path::Path;
 use trailsql_lake::Lake;
 use trailsql_lake::digest::{COLUMNS, Digest};
-use trailsql_lake::layout::{DATA_EXT, PartitionKey};
+use trailsql_lake::layout::{ACCOUNT_DIR_PREFIX, PartitionKey, is_data_file};
 use trailsql_lake::schema::{self, ACCOUNT_ID, EVENT_DATE};
 
 /// The lake's table, skipping partitions by the digest.
@@ -117,9 +117,8 @@ impl LakeTable {
         skipped: Option<&Skips>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let table_schema = self.inner.schema();
-        let mut files = self.list(state, &table_schema, partition_filters).await?;
-        files.retain(|(key, _)| !skipped.is_some_and(|s| s.get(&key.account).is_some_and(|d| d.contains(&key.day))));
-        let files = keep_partitions(state, &table_schema, files, partition_filters)?;
+        let files = self.list(state, &table_schema, partition_filters).await?;
+        let files = keep_partitions(state, &table_schema, files, partition_filters, skipped)?;
         if files.is_empty() {
             let projected = project_schema(&table_schema, args.projection().map(|p| p.to_vec()).as_ref())?;
             return Ok(Arc::new(EmptyExec::new(projected)));
@@ -166,7 +165,7 @@ impl LakeTable {
                     .common_prefixes
                     .into_iter()
                     .filter_map(|d| {
-                        let account = d.filename()?.strip_prefix(ACCOUNT_DIR)?.to_string();
+                        let account = d.filename()?.strip_prefix(ACCOUNT_DIR_PREFIX)?.to_string();
                         Some((d, account))
                     })
                     .collect();
@@ -197,15 +196,13 @@ impl LakeTable {
         cache.dirs.extend(fresh.into_iter().map(|(dir, objects)| (dir, Arc::new(objects))));
         let listed: Vec<Arc<Vec<ObjectMeta>>> = dirs.iter().filter_map(|d| cache.dirs.get(d).cloned()).collect();
         drop(cache);
-        let ext = format!(".{DATA_EXT}");
         Ok(listed
             .iter()
             .flat_map(|objects| objects.iter().cloned())
             .filter_map(|meta| {
                 let parts: Vec<_> = meta.location.prefix_match(root)?.collect();
                 let [account, day, name] = parts.as_slice() else { return None };
-                let name = name.as_ref();
-                if meta.size == 0 || !name.ends_with(&ext) || name.starts_with(['_', '.']) {
+                if meta.size == 0 || !is_data_file(name.as_ref()) {
                     return None;
                 }
                 let key = PartitionKey::from_path(&format!("{}/{}", account.as_ref(), day.as_ref()))?;
@@ -221,20 +218,20 @@ impl LakeTable {
 /// Partitions the digest ruled out: days since the epoch, by account.
 type Skips = HashMap<String, HashSet<i32>>;
 
-const ACCOUNT_DIR: &str = "account_id=";
-
-/// The files whose partitions the filters on partition columns keep, evaluated once per partition (all of them
-/// in one batch), not once per file.
+/// The files of the partitions that the digest does not rule out and the filters on partition columns keep,
+/// checked once per partition (the filters over all of them in one batch), not once per file.
 fn keep_partitions(
     state: &dyn Session,
     table_schema: &SchemaRef,
     files: Vec<(PartitionKey, PartitionedFile)>,
     filters: &[Expr],
+    skipped: Option<&Skips>,
 ) -> Result<Vec<PartitionedFile>> {
-    if filters.is_empty() {
+    let ruled_out = |k: &PartitionKey| skipped.is_some_and(|s| s.get(&k.account).is_some_and(|d| d.contains(&k.day)));
+    if filters.is_empty() && skipped.is_none() {
         return Ok(files.into_iter().map(|(_, f)| f).collect());
     }
-    let keys: BTreeSet<&PartitionKey> = files.iter().map(|(k, _)| k).collect();
+    let keys: BTreeSet<&PartitionKey> = files.iter().map(|(k, _)| k).filter(|k| !ruled_out(k)).collect();
     let accounts: StringArray = keys.iter().map(|k| Some(k.account.as_str())).collect();
     let days: Date32Array = keys.iter().map(|k| Some(k.day)).collect();
     let columns: Vec<ArrayRef> = vec![Arc::new(accounts), Arc::new(days)];

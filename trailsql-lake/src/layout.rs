@@ -44,14 +44,14 @@ impl PartitionKey {
 
     /// `account_id=<id>/event_date=<date>`.
     pub fn dir(&self) -> String {
-        format!("account_id={}/event_date={}", self.account, self.date())
+        format!("{ACCOUNT_DIR_PREFIX}{}/event_date={}", self.account, self.date())
     }
 
     /// The key of a partition directory, from a path that contains `account_id=…/event_date=…`.
     pub fn from_path(path: &str) -> Option<PartitionKey> {
         let mut parts = path.split('/');
         while let Some(p) = parts.next() {
-            if let Some(account) = p.strip_prefix("account_id=") {
+            if let Some(account) = p.strip_prefix(ACCOUNT_DIR_PREFIX) {
                 let date = parts.next()?.strip_prefix("event_date=")?;
                 let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
                 let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
@@ -108,6 +108,15 @@ pub fn account_from_key(key: &str) -> Option<&str> {
 }
 
 pub const DATA_EXT: &str = "parquet";
+/// How an account's directory name starts: `account_id=<id>`.
+pub const ACCOUNT_DIR_PREFIX: &str = "account_id=";
+
+/// Whether a file name (the last segment of a path) is a data file's: a Parquet file that is not hidden or a
+/// writer's temporary (`.` or `_` first).
+pub fn is_data_file(name: &str) -> bool {
+    name.ends_with(&format!(".{DATA_EXT}")) && !name.starts_with(['.', '_'])
+}
+
 /// What fills a lake, for the messages about a missing or empty one.
 pub const FILL_HINT: &str = "`trailsql convert SOURCE... --lake DIR`";
 pub(crate) const INDEX_DIR: &str = "_index";

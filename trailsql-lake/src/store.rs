@@ -9,7 +9,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Error, Result};
-use crate::layout::{DATA_EXT, PartitionKey};
+use crate::layout::{ACCOUNT_DIR_PREFIX, DATA_EXT, PartitionKey, is_data_file};
 use crate::lock::LockTiming;
 
 /// A lake: an object store rooted at the lake's location.
@@ -112,9 +112,7 @@ impl Lake {
             .list(&key.dir())
             .await?
             .into_iter()
-            .filter(|(p, _)| {
-                p.ends_with(&format!(".{DATA_EXT}")) && !p.rsplit('/').next().unwrap_or("").starts_with(['.', '_'])
-            })
+            .filter(|(p, _)| is_data_file(p.rsplit('/').next().unwrap_or("")))
             .collect())
     }
 
@@ -122,7 +120,7 @@ impl Lake {
     /// one, where [`Lake::partitions`] lists every object (the index files too).
     pub async fn has_data(&self) -> Result<bool> {
         let top = self.store.list_with_delimiter(None).await?;
-        for dir in top.common_prefixes.iter().filter(|d| d.as_ref().starts_with("account_id=")) {
+        for dir in top.common_prefixes.iter().filter(|d| d.as_ref().starts_with(ACCOUNT_DIR_PREFIX)) {
             let mut objects = self.store.list(Some(dir));
             while let Some(o) = objects.try_next().await? {
                 if o.location.extension() == Some(DATA_EXT) {
