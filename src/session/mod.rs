@@ -6,6 +6,7 @@ pub mod coalesce;
 pub mod lake_table;
 pub mod lazy_views;
 pub mod local_store;
+pub mod shared;
 pub mod stores;
 
 use std::sync::Arc;
@@ -135,12 +136,16 @@ pub fn listing_options() -> ListingOptions {
 
 /// Builds a session over a lake: the `cloudtrail` table, our UDFs, the JSON functions and the views.
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config(opts))
         .with_runtime_env(runtime(storage, opts.metadata_cache)?)
         .with_default_features()
-        .with_physical_optimizer_rules(physical_rules(opts))
-        .build();
+        .with_physical_optimizer_rules(physical_rules(opts));
+    // Ballista ships logical plans to its scheduler, which cannot take the shared stream's table.
+    if opts.ballista.is_none() {
+        state = state.with_analyzer_rule(Arc::new(shared::ShareStream));
+    }
+    let state = state.build();
     let ctx = SessionContext::new_with_state(state);
     register_functions(&mut ctx.state_ref().write())?;
     let ctx = match &opts.ballista {

@@ -163,6 +163,8 @@ fn compare(op: ConditionOperator) -> &'static str {
 pub struct Fused {
     /// Whether the scan must keep an event: one of the correlation's rules matches it.
     pub counted: String,
+    /// The scan's column that says so: the correlation's windows are over the events where it is true.
+    pub counted_column: String,
     /// Columns of the scan (`expr AS name`): the group-by fields, the counted value, each rule's match.
     pub scan: Vec<String>,
     /// Columns over the scan's events, in layers, each over the one before: each event's place in its group (by
@@ -206,9 +208,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
         scan.push(format!("{} AS {}", compile::field_text(field)?, col("v")));
     }
 
-    // Events a correlation does not count are in the stream too, for other rules: they are windowed apart.
-    let mut partition = vec![counted_col.clone()];
-    partition.extend(g_cols.iter().cloned());
+    let mut partition = g_cols.clone();
     let group = partition_by(&partition);
     let group = group.trim_end();
     let frame = match spec.window {
@@ -243,7 +243,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
     };
     tests.extend(spec.predicates.iter().map(|(op, k)| format!("{n} {} {k}", compare(*op))));
     let test = if tests.is_empty() { "true".to_string() } else { tests.join(" AND ") };
-    let holds = format!("({counted_col} AND {test})");
+    let holds = format!("({test})");
     let (order, count, first) = (col("rn"), col("count"), col("first"));
     let layers = [
         vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")],
@@ -264,7 +264,8 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
             .collect();
         format!("concat_ws(', ', {})", parts.join(", "))
     };
-    Ok(Fused { counted, scan, layers, emits: format!("({holds} AND {order} = {first})"), group_text, count })
+    let emits = format!("({holds} AND {order} = {first})");
+    Ok(Fused { counted, counted_column: counted_col, scan, layers, emits, group_text, count })
 }
 
 fn partition_by(columns: &[String]) -> String {
@@ -332,23 +333,23 @@ mod tests {
         };
         let f = fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1").unwrap();
         assert_eq!(f.counted, "((eventname = 'A'))");
-        assert_eq!(f.layers[0], vec!["row_number() OVER (PARTITION BY c1_in, c1_g0 ORDER BY c1_t, eventid) AS c1_rn"]);
+        assert_eq!(f.counted_column, "c1_in");
+        assert!(f.scan.contains(&"coalesce(((eventname = 'A')), false) AS c1_in".to_string()), "{:?}", f.scan);
+        // The windows are over the counted events alone (the query keeps them apart): grouped by the fields only.
+        assert_eq!(f.layers[0], vec!["row_number() OVER (PARTITION BY c1_g0 ORDER BY c1_t, eventid) AS c1_rn"]);
         assert_eq!(
             f.layers[1],
             vec![
-                "count(*) OVER (PARTITION BY c1_in, c1_g0 ORDER BY c1_t RANGE BETWEEN 600000000 PRECEDING AND \
+                "count(*) OVER (PARTITION BY c1_g0 ORDER BY c1_t RANGE BETWEEN 600000000 PRECEDING AND \
                   CURRENT ROW) AS c1_n"
             ]
         );
-        assert_eq!(
-            f.layers[2][0],
-            "max(CASE WHEN (c1_in AND c1_n >= 5) THEN c1_n END) OVER (PARTITION BY c1_in, c1_g0) AS c1_count"
-        );
-        assert_eq!(f.emits, "((c1_in AND c1_n >= 5) AND c1_rn = c1_first)");
+        assert_eq!(f.layers[2][0], "max(CASE WHEN (c1_n >= 5) THEN c1_n END) OVER (PARTITION BY c1_g0) AS c1_count");
+        assert_eq!(f.emits, "((c1_n >= 5) AND c1_rn = c1_first)");
         let temporal = Spec { measure: Measure::Rules(None), predicates: vec![], ..spec };
         let f = fused(&temporal, &[Input { name: "a", condition: "c_a" }, Input { name: "b", condition: "c_b" }], "c2")
             .unwrap();
-        assert_eq!(f.emits, "((c2_in AND (c2_p0 + c2_p1) = 2) AND c2_rn = c2_first)");
+        assert_eq!(f.emits, "(((c2_p0 + c2_p1) = 2) AND c2_rn = c2_first)");
         assert!(f.scan.contains(&"c_b AS c2_h1".to_string()), "{:?}", f.scan);
         assert!(f.scan.contains(&"CAST(eventtime AS BIGINT) AS c2_t".to_string()), "{:?}", f.scan);
     }

@@ -326,6 +326,13 @@ fn literal(s: &str) -> String {
 const EVENT_COLUMNS: &str = "eventtime, account_id, awsregion, eventsource, eventname, \
      principal_name(useridentity) AS principal, sourceipaddress, eventid";
 
+/// The event's columns as the shared stream has them.
+const STREAM_COLUMNS: &str =
+    "eventtime, account_id, awsregion, eventsource, eventname, principal, sourceipaddress, eventid";
+
+/// The shared stream of a rule directory's query, computed once (`session::shared`).
+const SHARED: &str = crate::session::shared::NAME;
+
 /// The columns a correlation fills, empty for a detection's match.
 const NO_CORRELATION: &str = "CAST(NULL AS VARCHAR) AS correlation_group, CAST(NULL AS BIGINT) AS correlation_count";
 
@@ -364,10 +371,10 @@ pub fn query(set: &RuleSet) -> String {
     fused(&set.rules)
 }
 
-/// The rules fused: one scan keeps the events some rule may match and tests each rule's condition on them; the
-/// correlations count their events with window functions over that stream (an event no correlation counts is
-/// windowed apart); one row comes out per (rule, matching event), and per correlation group where the
-/// correlation's condition holds.
+/// The rules fused: one scan keeps the events some rule may match, tests each detection's condition on them and
+/// computes what the correlations need (`sigma_stream`); the detections' matches are read from it, and each
+/// correlation counts its own events there with window functions. The session computes `sigma_stream` once for
+/// all of its readers (`session::shared`); a correlation's windows sort only the events it counts.
 ///
 /// The scan keeps an event when its name is one that the rules naming their events name (one look-up), or when
 /// it meets the condition of a rule that names none, or one a correlation counts. A second scan, for the rules
@@ -379,76 +386,68 @@ fn fused(rules: &[Rule]) -> String {
              CAST(NULL AS VARCHAR) AS level, {EVENT_COLUMNS}, {NO_CORRELATION} FROM cloudtrail WHERE false"
         );
     }
-    // Correlations are numbered first: an event's detections are found by the scan, the rows of correlations
-    // after their windows, and the two lists of positions are joined.
-    let mut correlations: Vec<(&Rule, &correlate::Fused)> = Vec::new();
-    let mut detections: Vec<(&Rule, &String)> = Vec::new();
-    for r in rules {
-        match &r.kind {
-            RuleKind::Correlation(f) => correlations.push((r, f)),
-            RuleKind::Detection(condition) => detections.push((r, condition)),
-        }
-    }
     let mut names = BTreeSet::new();
     let mut keep = Vec::new();
     let mut scan = vec![EVENT_COLUMNS.to_string()];
-    let mut layers: Vec<&[String]> = Vec::new();
-    let (mut emits, mut groups, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (_, f)) in correlations.iter().enumerate() {
-        keep.push(f.counted.clone());
-        scan.extend(f.scan.iter().cloned());
-        // One correlation's layers follow each other: its windows share one sort of the stream.
-        layers.extend(f.layers.iter().map(Vec::as_slice));
-        emits.push(f.emits.clone());
-        groups.push(format!("WHEN {i} THEN {}", f.group_text));
-        counts.push(format!("WHEN {i} THEN {}", f.count));
-    }
-    // The detections' matches travel as one list through the correlations' windows (fifty boolean columns
-    // made every sort of the stream move fifty columns); the first positions are the correlations'.
-    let mut conditions = vec!["false".to_string(); correlations.len()];
-    for (r, condition) in &detections {
-        match &r.event_names {
-            Some(n) => names.extend(n.iter().map(|n| literal(n))),
-            None => keep.push(condition.to_string()),
+    let mut branches = Vec::new();
+    let mut detections = Vec::new();
+    for r in rules {
+        match &r.kind {
+            RuleKind::Correlation(f) => {
+                keep.push(f.counted.clone());
+                scan.extend(f.scan.iter().cloned());
+                let mut counted = format!("SELECT * FROM {SHARED} WHERE {}", f.counted_column);
+                for layer in &f.layers {
+                    counted = format!("SELECT *, {}\n  FROM (\n  {counted}\n  ) s", layer.join(",\n    "));
+                }
+                branches.push(format!(
+                    "SELECT {}, {STREAM_COLUMNS}, {} AS correlation_group, {} AS correlation_count\nFROM (\n  \
+                     {counted}\n) s\nWHERE {}",
+                    head(&r.id, &r.title, &r.level),
+                    f.group_text,
+                    f.count,
+                    f.emits
+                ));
+            }
+            RuleKind::Detection(condition) => {
+                match &r.event_names {
+                    Some(n) => names.extend(n.iter().map(|n| literal(n))),
+                    None => keep.push(condition.to_string()),
+                }
+                detections.push((r, condition));
+            }
         }
-        conditions.push(condition.to_string());
     }
     if !names.is_empty() {
         let names: Vec<String> = names.into_iter().collect();
         keep.insert(0, format!("coalesce(lower(eventname) IN ({}), false)", names.join(", ")));
     }
+    // The detections' matches travel as one list (fifty boolean columns cost fifty columns moved per row).
     if !detections.is_empty() {
+        let conditions: Vec<&str> = detections.iter().map(|(_, c)| c.as_str()).collect();
         scan.push(format!("true_indices({}) AS detected", conditions.join(",\n      ")));
+        let values: Vec<String> = detections
+            .iter()
+            .enumerate()
+            .map(|(i, (r, _))| format!("({i}, {}, {}, {})", literal(&r.id), literal(&r.title), literal(&r.level)))
+            .collect();
+        let columns: Vec<String> = STREAM_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect();
+        branches.insert(
+            0,
+            format!(
+                "SELECT r.rule_id, r.rule_title, r.level, {}, {NO_CORRELATION}\nFROM (SELECT *, unnest(detected) AS \
+                 rule_index FROM {SHARED}) m\nJOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON \
+                 m.rule_index = r.rule_index",
+                columns.join(", "),
+                values.join(", ")
+            ),
+        );
     }
-    let mut stream = format!("SELECT {}\n  FROM cloudtrail\n  WHERE {}", scan.join(",\n    "), keep.join("\n    OR "));
-    for layer in layers {
-        if !layer.is_empty() {
-            stream = format!("SELECT *, {}\n  FROM (\n  {stream}\n  ) s", layer.join(",\n    "));
-        }
-    }
-    let matched = match (emits.is_empty(), detections.is_empty()) {
-        (true, _) => "detected".to_string(),
-        (false, true) => format!("true_indices({})", emits.join(", ")),
-        (false, false) => format!("array_concat(true_indices({}), detected)", emits.join(", ")),
-    };
-    let case = |whens: &[String], none: &str| {
-        if whens.is_empty() { none.to_string() } else { format!("CASE m.rule_index {} END", whens.join(" ")) }
-    };
-    let values: Vec<String> = correlations
-        .iter()
-        .map(|(r, _)| *r)
-        .chain(detections.iter().map(|(r, _)| *r))
-        .enumerate()
-        .map(|(i, r)| format!("({i}, {}, {}, {})", literal(&r.id), literal(&r.title), literal(&r.level)))
-        .collect();
     format!(
-        "SELECT * FROM (\nSELECT r.rule_id, r.rule_title, r.level, m.eventtime, m.account_id, m.awsregion, \
-         m.eventsource, m.eventname, m.principal, m.sourceipaddress, m.eventid, {} AS correlation_group, {} AS \
-         correlation_count\nFROM (\n  SELECT *, unnest({matched}) AS rule_index\n  FROM (\n  {stream}\n  ) s\n) m\n\
-         JOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON m.rule_index = r.rule_index\n) sigma\n{ORDER}",
-        case(&groups, "CAST(NULL AS VARCHAR)"),
-        case(&counts, "CAST(NULL AS BIGINT)"),
-        values.join(", ")
+        "WITH {SHARED} AS (\n  SELECT {}\n  FROM cloudtrail\n  WHERE {}\n)\nSELECT * FROM (\n{}\n) sigma\n{ORDER}",
+        scan.join(",\n    "),
+        keep.join("\n    OR "),
+        branches.join("\nUNION ALL\n")
     )
 }
 
@@ -530,7 +529,8 @@ mod tests {
     }
 
     /// Every rule runs in one scan of the lake: the rules that name their events keep an event by one look-up of
-    /// its name, a rule that names none by its condition, a correlation by its rules' conditions.
+    /// its name, a rule that names none by its condition, a correlation by its rules' conditions. The scan is the
+    /// shared stream that the detections and each correlation read.
     #[test]
     fn all_rules_share_one_scan() {
         let dir = tempfile::tempdir().unwrap();
@@ -558,15 +558,15 @@ mod tests {
         assert_eq!(scans.len(), 1, "{sql}");
         let keep = "WHERE coalesce(lower(eventname) IN ('deletetrail', 'stoplogging', 'updatetrail'), false)\n    OR ";
         assert!(scans[0].trim_start().starts_with(keep), "{sql}");
-        let keep = scans[0].split(") s").next().unwrap();
+        let keep = scans[0].split("\n)\n").next().unwrap();
         assert!(keep.contains("evil") && keep.contains("'accessdenied'"), "{sql}");
-        // Correlations come first in a rule set.
-        assert!(sql.contains("count(*) OVER (PARTITION BY c0_in, c0_g0 ORDER BY c0_t"), "{sql}");
-        assert!(
-            sql.contains("unnest(array_concat(true_indices(((c0_in AND c0_n > 3) AND c0_rn = c0_first)), detected))"),
-            "{sql}"
-        );
-        assert!(sql.contains("true_indices(false,\n"), "{sql}");
+        // The detections and the correlation read the one stream; the correlation only the events it counts.
+        assert_eq!(sql.matches("FROM sigma_stream").count(), 2, "{sql}");
+        assert!(sql.contains("unnest(detected) AS rule_index FROM sigma_stream"), "{sql}");
+        assert!(sql.contains("SELECT * FROM sigma_stream WHERE c0_in"), "{sql}");
+        assert!(sql.contains("count(*) OVER (PARTITION BY c0_g0 ORDER BY c0_t"), "{sql}");
+        assert!(sql.contains("WHERE ((c0_n > 3) AND c0_rn = c0_first)"), "{sql}");
+        assert!(sql.contains("true_indices(coalesce((lower(eventname) = 'stoplogging'), false),\n"), "{sql}");
     }
 
     #[test]

@@ -639,3 +639,67 @@ fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
     assert_eq!(found("aligned"), want(true));
     assert!(want(true).len() < want(false).len(), "the scripts must tell the two apart");
 }
+
+/// A subquery named `sigma_stream` that several parts of a statement read is computed once, and every reader gets
+/// all of it, to its end, though the plan is dropped once its streams start: `EXPLAIN` shows the subquery under its
+/// first reader only. An error in it reaches the statement.
+#[test]
+fn the_shared_stream_is_computed_once_and_read_whole_by_every_reader() {
+    let lake = sample_lake();
+    // Hundreds of batches: a reader that lost the end of the stream gives a smaller count.
+    let sql = "WITH sigma_stream AS (SELECT value, value % 3 AS r FROM range(2000000)) \
+               SELECT 'a all' AS k, count(*) AS n FROM sigma_stream \
+               UNION ALL SELECT 'b r0', count(*) FROM sigma_stream WHERE r = 0 \
+               UNION ALL SELECT 'c max', max(value) FROM sigma_stream ORDER BY k";
+    for _ in 0..3 {
+        let out = run(bin().args(["-q", "query", "--format", "csv", "--lake"]).arg(lake).arg(sql));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "k,n\na all,2000000\nb r0,666667\nc max,1999999\n");
+    }
+    let out = run(bin().args(["-q", "query", "--format", "csv", "--lake"]).arg(lake).arg(format!("EXPLAIN {sql}")));
+    let plan = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for reader in 1..=3 {
+        assert!(plan.contains(&format!("SharedExec: sigma_stream, reader {reader}\n")), "{plan}");
+    }
+    assert_eq!(plan.matches("LazyMemoryExec").count(), 1, "{plan}");
+
+    let failing = "WITH sigma_stream AS (SELECT 1 / (value - 1500000) AS x FROM range(2000000)) \
+                   SELECT count(*) FROM sigma_stream UNION ALL SELECT count(x) FROM sigma_stream";
+    let out = run(bin().args(["-q", "query", "--lake"]).arg(lake).arg(failing));
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("Divide by zero"), "{}", stderr(&out));
+}
+
+/// A rule directory's query scans the lake once: its detections and its correlation read one shared stream.
+#[test]
+fn detections_and_correlations_read_one_scan_of_the_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path();
+    let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
+    std::fs::write(
+        rules.join("a.yml"),
+        format!("title: a\nid: a\n{head}detection:\n  sel:\n    eventName: AssumeRoot\n  condition: sel\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("n.yml"),
+        format!(
+            "title: n\nid: n\n{head}detection:\n  sel:\n    errorCode: AccessDenied\n  condition: sel | count() by \
+             sourceIPAddress > 1\n"
+        ),
+    )
+    .unwrap();
+    let out = run(bin().args(["-q", "sigma", "--explain"]).arg(rules));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let all = text.split("-- all of them, as they run: one query\n").nth(1).expect("the fused query").trim_end();
+    let out = run(bin()
+        .args(["-q", "query", "--format", "csv", "--lake"])
+        .arg(sample_lake())
+        .arg(format!("EXPLAIN {}", all.trim_end_matches(';'))));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert_eq!(plan.matches("DataSourceExec: file_groups").count(), 1, "{plan}");
+    assert_eq!(plan.matches("SharedExec: sigma_stream").count(), 2, "{plan}");
+}
