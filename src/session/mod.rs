@@ -141,9 +141,13 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
         .with_runtime_env(runtime(storage, opts.metadata_cache)?)
         .with_default_features()
         .with_physical_optimizer_rules(physical_rules(opts));
-    // Ballista ships logical plans to its scheduler, which cannot take the shared stream's table.
+    // First of the analyzer's rules: the statement's copies of the shared subquery are one before type coercion
+    // and the others go over each. Ballista ships logical plans to its scheduler, which cannot take the shared
+    // stream's table.
     if opts.ballista.is_none() {
-        state = state.with_analyzer_rule(Arc::new(shared::ShareStream));
+        let mut analyzer = datafusion::optimizer::Analyzer::new();
+        analyzer.rules.insert(0, Arc::new(shared::ShareStream));
+        *state.analyzer() = Some(analyzer);
     }
     let state = state.build();
     let ctx = SessionContext::new_with_state(state);
