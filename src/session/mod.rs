@@ -3,6 +3,7 @@
 #[cfg(feature = "ballista")]
 pub mod ballista;
 pub mod coalesce;
+pub mod fields;
 pub mod lake_table;
 pub mod lazy_views;
 pub mod local_store;
@@ -179,7 +180,7 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     Ok(Session { ctx, lake: lake.clone() })
 }
 
-/// DataFusion's physical optimizer rules and [`coalesce::CoalesceScans`], less the filter push-down where
+/// DataFusion's physical optimizer rules, [`fields::ScanFields`] and [`coalesce::CoalesceScans`], less the filter push-down where
 /// [`SessionOptions::no_filter_pushdown`] asks: even when Parquet is not to filter rows, the push-down hands the scan
 /// the filter to prune row groups with, and the scan adapts it to each file it opens: rewrites and simplifies it,
 /// builds a pruning predicate from it. For the OR of a rule directory's conditions, which prunes nothing, that was
@@ -190,6 +191,7 @@ fn physical_rules(opts: &SessionOptions) -> Vec<Arc<dyn PhysicalOptimizerRule + 
         .into_iter()
         .filter(|r| !(opts.no_filter_pushdown && r.name().starts_with("FilterPushdown")))
         .collect();
+    rules.push(Arc::new(fields::ScanFields));
     rules.push(Arc::new(coalesce::CoalesceScans));
     rules
 }
