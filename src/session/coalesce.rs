@@ -28,7 +28,8 @@ use datafusion::physical_plan::coalesce_batches::CoalesceBatchesExec;
 #[derive(Debug, Default)]
 pub struct CoalesceScans;
 
-fn is_parquet_scan(plan: &Arc<dyn ExecutionPlan>) -> bool {
+/// Whether a plan node is a scan of Parquet files.
+pub(crate) fn is_parquet_scan(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.downcast_ref::<DataSourceExec>().is_some_and(|s| s.downcast_to_file_source::<ParquetSource>().is_some())
 }
 

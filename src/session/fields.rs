@@ -17,7 +17,6 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
-use datafusion::datasource::physical_plan::ParquetSource;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::context::ExecutionProps;
@@ -31,6 +30,8 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+
+use super::coalesce::is_parquet_scan;
 
 /// The physical optimizer rule.
 #[derive(Debug, Default)]
@@ -53,10 +54,6 @@ fn field_path(e: &Arc<dyn PhysicalExpr>) -> Option<(String, Vec<String>)> {
     };
     path.extend(names);
     Some((column, path))
-}
-
-fn is_parquet_scan(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.downcast_ref::<DataSourceExec>().is_some_and(|s| s.downcast_to_file_source::<ParquetSource>().is_some())
 }
 
 /// How a plan uses the struct columns its Parquet scans give.
@@ -141,6 +138,49 @@ fn narrowed(of: Expr, ty: &DataType, paths: &[&[String]]) -> Option<Expr> {
     Some(named_struct(args))
 }
 
+/// The scan giving each struct column that `paths` names cut down to those fields: `None` when it gives none of
+/// them, or cannot take the projection.
+fn narrowed_scan(
+    scan: &Arc<dyn ExecutionPlan>,
+    paths: &BTreeMap<String, BTreeSet<Vec<String>>>,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let schema = scan.schema();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let mut changed = false;
+    let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let name = field.name();
+        let narrow = paths.get(name).and_then(|paths| {
+            let paths: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+            narrowed(Expr::Column(datafusion::common::Column::from_name(name)), field.data_type(), &paths)
+        });
+        let expr = match narrow {
+            Some(e) => {
+                changed = true;
+                create_physical_expr(&e, &df_schema, &ExecutionProps::new(), &Default::default())?
+            }
+            None => Arc::new(Column::new(name, i)),
+        };
+        exprs.push((expr, name.clone()));
+    }
+    if !changed {
+        return Ok(None);
+    }
+    scan.try_swapping_with_projection(&ProjectionExec::try_new(exprs, scan.clone())?)
+}
+
+/// Whether a projection declares a type its expressions no longer give over its (rebuilt) input: a projection
+/// rebuilt over a new child keeps the schema it had.
+fn is_stale(p: &ProjectionExec) -> Result<bool> {
+    let input = p.input().schema();
+    for (e, field) in p.expr().iter().zip(p.schema().fields()) {
+        if e.expr.data_type(&input)? != *field.data_type() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 impl PhysicalOptimizerRule for ScanFields {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
         let mut uses = Uses::default();
@@ -153,47 +193,19 @@ impl PhysicalOptimizerRule for ScanFields {
         }
         let mut failed = false;
         let rewritten = plan.clone().transform_up(|node| {
-            // A projection rebuilt over a new child keeps the schema it had: it is made again from its expressions.
-            if let Some(p) = node.downcast_ref::<ProjectionExec>() {
-                let exprs = p.expr().to_vec();
-                let input = p.input().clone();
-                return Ok(
-                    Transformed::yes(Arc::new(ProjectionExec::try_new(exprs, input)?) as Arc<dyn ExecutionPlan>),
-                );
+            if let Some(p) = node.downcast_ref::<ProjectionExec>()
+                && is_stale(p)?
+            {
+                let rebuilt = ProjectionExec::try_new(p.expr().to_vec(), p.input().clone())?;
+                return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
             }
             if !is_parquet_scan(&node) {
                 return Ok(Transformed::no(node));
             }
-            let schema = node.schema();
-            let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-            let mut changed = false;
-            let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
-            for (i, field) in schema.fields().iter().enumerate() {
-                let name = field.name();
-                let column = Arc::new(Column::new(name, i)) as Arc<dyn PhysicalExpr>;
-                let narrow = uses.paths.get(name).and_then(|paths| {
-                    let paths: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
-                    narrowed(Expr::Column(datafusion::common::Column::from_name(name)), field.data_type(), &paths)
-                });
-                match narrow {
-                    Some(e) => {
-                        exprs.push((
-                            create_physical_expr(&e, &df_schema, &ExecutionProps::new(), &Default::default())?,
-                            name.clone(),
-                        ));
-                        changed = true;
-                    }
-                    None => exprs.push((column, name.clone())),
-                }
-            }
-            if !changed {
-                return Ok(Transformed::no(node));
-            }
-            let projection = ProjectionExec::try_new(exprs, node.clone())?;
-            match node.try_swapping_with_projection(&projection)? {
+            match narrowed_scan(&node, &uses.paths)? {
                 Some(scan) => Ok(Transformed::yes(scan)),
                 None => {
-                    failed = true;
+                    failed |= uses.paths.keys().any(|c| node.schema().field_with_name(c).is_ok());
                     Ok(Transformed::no(node))
                 }
             }
