@@ -7,6 +7,7 @@ pub mod fields;
 pub mod lake_table;
 pub mod lazy_views;
 pub mod local_store;
+pub mod selection;
 pub mod shared;
 pub mod stores;
 
@@ -180,7 +181,8 @@ pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>
     Ok(Session { ctx, lake: lake.clone() })
 }
 
-/// DataFusion's physical optimizer rules, [`fields::ScanFields`] and [`coalesce::CoalesceScans`], less the filter push-down where
+/// DataFusion's physical optimizer rules, [`fields::ScanFields`], [`coalesce::CoalesceScans`] and
+/// [`selection::NarrowSelections`], less the filter push-down where
 /// [`SessionOptions::no_filter_pushdown`] asks: even when Parquet is not to filter rows, the push-down hands the scan
 /// the filter to prune row groups with, and the scan adapts it to each file it opens: rewrites and simplifies it,
 /// builds a pruning predicate from it. For the OR of a rule directory's conditions, which prunes nothing, that was
@@ -193,6 +195,10 @@ fn physical_rules(opts: &SessionOptions) -> Vec<Arc<dyn PhysicalOptimizerRule + 
         .collect();
     rules.push(Arc::new(fields::ScanFields));
     rules.push(Arc::new(coalesce::CoalesceScans));
+    // Last: its expressions are ours, which Ballista could not ship to its executors.
+    if opts.ballista.is_none() {
+        rules.push(Arc::new(selection::NarrowSelections));
+    }
     rules
 }
 

@@ -676,6 +676,16 @@ fn the_shared_stream_is_computed_once_and_read_whole_by_every_reader() {
     assert!(stderr(&out).contains("Divide by zero"), "{}", stderr(&out));
 }
 
+/// Each `AND` and `OR` copies only the columns it reads when it evaluates its right side over some rows
+/// (`session::selection`): the rule is the last of the physical optimizer's, after every rule that moves
+/// expressions. (What it gives is tested against DataFusion's own operators in the module's tests.)
+#[test]
+fn boolean_operators_are_narrowed_last() {
+    let session = rt().block_on(session_over(sample_lake(), &Default::default()));
+    let physical = session.ctx.state().physical_optimizers().iter().map(|r| r.name().to_string()).collect::<Vec<_>>();
+    assert_eq!(physical.last().map(String::as_str), Some("NarrowSelections"), "{physical:?}");
+}
+
 /// A rule directory's query scans the lake once: its detections and its correlation read one shared stream.
 #[test]
 fn detections_and_correlations_read_one_scan_of_the_lake() {

@@ -1,0 +1,367 @@
+//! `AND` and `OR` evaluated over only the columns they read: the rows their left side leaves open are copied
+//! column by column, and a wide batch is mostly columns they do not read.
+//!
+//! DataFusion evaluates the right side of `a AND b` only over the rows where `a` holds, when they are few (a
+//! fifth of the batch or less; for `OR`, the rows where `a` does not hold): it filters the batch down to them.
+//! The whole batch, every column: in a Sigma directory's fused query, where each rule is `eventsource = … AND
+//! eventname …` over a stream of thirty columns (the payload texts among them), that copying was an eighth of
+//! the run on the narrow benchmark lake. DataFusion does the same for `CASE` already (it projects first).
+//!
+//! Each `AND` and `OR` of a filter's predicate or a projection's expressions that reads fewer columns than its
+//! input has becomes a [`Narrowed`]: it projects the batch onto the columns the operator reads, then evaluates
+//! the operator, renumbered, over that, with DataFusion's own short-circuits. Nested operators narrow again.
+//! Everything else about the expression (its type, its display, its children for the optimizer's walks) is the
+//! original's. Not installed under Ballista, which ships physical plans to its executors as protobuf.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Schema};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
+use datafusion::logical_expr::{ColumnarValue, Operator};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, LambdaVariable};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+
+/// The physical optimizer rule.
+#[derive(Debug, Default)]
+pub struct NarrowSelections;
+
+impl PhysicalOptimizerRule for NarrowSelections {
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let width = |input: &Arc<dyn ExecutionPlan>| input.schema().fields().len();
+            if let Some(filter) = node.downcast_ref::<FilterExec>() {
+                let predicate = narrow(filter.predicate(), width(filter.input()), None)?;
+                if !predicate.transformed {
+                    return Ok(Transformed::no(node));
+                }
+                let rebuilt = FilterExecBuilder::from(filter).with_predicate(predicate.data).build()?;
+                return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
+            }
+            if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
+                let mut changed = false;
+                let exprs = projection
+                    .expr()
+                    .iter()
+                    .map(|p| {
+                        let e = narrow(&p.expr, width(projection.input()), None)?;
+                        changed |= e.transformed;
+                        Ok(ProjectionExpr { expr: e.data, alias: p.alias.clone() })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if !changed {
+                    return Ok(Transformed::no(node));
+                }
+                // The projection's schema as it was, metadata and all: the expressions' types are unchanged.
+                let rebuilt =
+                    ProjectionExec::try_new_with_schema_metadata(exprs, projection.input().clone(), &node.schema())?;
+                return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
+            }
+            Ok(Transformed::no(node))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "NarrowSelections"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// The expression with each `AND` and `OR` that reads fewer than `width` columns (the columns of the batch it
+/// is given) narrowed. A chain of one operator (`a OR b OR c`, `(a OR b) OR c` as planned) is narrowed at its
+/// top only: its inner links filter nothing the top would not, and narrowing each would renumber the chain
+/// once per link. `within` is the operator of the expression's parent, when it is `AND` or `OR`.
+fn narrow(
+    expr: &Arc<dyn PhysicalExpr>,
+    width: usize,
+    within: Option<Operator>,
+) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
+    let op = and_or(expr);
+    if op.is_some()
+        && op != within
+        && let Some(columns) = columns_read(expr)
+        && !columns.is_empty()
+        && columns.len() < width
+    {
+        return Ok(Transformed::yes(Arc::new(Narrowed::new(expr.clone(), columns)?)));
+    }
+    narrow_children(expr, width, op)
+}
+
+/// The expression with its operands narrowed; `op` is its own operator, when `AND` or `OR`.
+fn narrow_children(
+    expr: &Arc<dyn PhysicalExpr>,
+    width: usize,
+    op: Option<Operator>,
+) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
+    let mut changed = false;
+    let children = expr
+        .children()
+        .into_iter()
+        .map(|c| {
+            let c = narrow(c, width, op)?;
+            changed |= c.transformed;
+            Ok(c.data)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(if changed {
+        Transformed::yes(expr.clone().with_new_children(children)?)
+    } else {
+        Transformed::no(expr.clone())
+    })
+}
+
+fn and_or(expr: &Arc<dyn PhysicalExpr>) -> Option<Operator> {
+    let op = *expr.downcast_ref::<BinaryExpr>()?.op();
+    matches!(op, Operator::And | Operator::Or).then_some(op)
+}
+
+/// The indices of the columns an expression reads, in order; `None` when it reads a lambda's variable, which
+/// is numbered among the columns.
+fn columns_read(expr: &Arc<dyn PhysicalExpr>) -> Option<Vec<usize>> {
+    let mut columns = BTreeSet::new();
+    let mut lambda = false;
+    expr.apply(|e| {
+        if let Some(c) = e.downcast_ref::<Column>() {
+            columns.insert(c.index());
+        } else if e.downcast_ref::<LambdaVariable>().is_some() {
+            lambda = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .expect("the walk cannot fail");
+    (!lambda).then(|| columns.into_iter().collect())
+}
+
+/// An `AND` or `OR` evaluated over the batch projected onto the columns it reads.
+#[derive(Debug, Eq)]
+pub struct Narrowed {
+    /// The operator as planned, over the whole batch: what the optimizer's walks and `EXPLAIN` see.
+    original: Arc<dyn PhysicalExpr>,
+    /// The columns it reads, in the order of the projected batch.
+    projection: Vec<usize>,
+    /// The operator renumbered over the projected batch, its own operators narrowed again.
+    projected: Arc<dyn PhysicalExpr>,
+}
+
+impl Narrowed {
+    fn new(original: Arc<dyn PhysicalExpr>, projection: Vec<usize>) -> Result<Narrowed> {
+        let renumbered = original
+            .clone()
+            .transform_down(|e| {
+                let Some(c) = e.downcast_ref::<Column>() else {
+                    return Ok(Transformed::no(e));
+                };
+                let at = projection.binary_search(&c.index()).expect("every column read is projected");
+                Ok(Transformed::yes(Arc::new(Column::new(c.name(), at)) as Arc<dyn PhysicalExpr>))
+            })?
+            .data;
+        // Its operands narrow within the projected batch: `a AND (b OR c)` over three columns gives `b OR c`
+        // two.
+        let projected = narrow_children(&renumbered, projection.len(), and_or(&renumbered))?.data;
+        Ok(Narrowed { original, projection, projected })
+    }
+}
+
+// Equal when the originals are: the rest is derived from them.
+impl PartialEq for Narrowed {
+    fn eq(&self, other: &Self) -> bool {
+        self.original.eq(&other.original)
+    }
+}
+
+impl Hash for Narrowed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.original.hash(state);
+    }
+}
+
+impl fmt::Display for Narrowed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.original.fmt(f)
+    }
+}
+
+impl PhysicalExpr for Narrowed {
+    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
+        self.original.data_type(input_schema)
+    }
+
+    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
+        self.original.nullable(input_schema)
+    }
+
+    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
+        self.original.return_field(input_schema)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        self.projected.evaluate(&batch.project(&self.projection)?)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.original]
+    }
+
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn PhysicalExpr>>) -> Result<Arc<dyn PhysicalExpr>> {
+        let [original] = <[_; 1]>::try_from(children).expect("one child");
+        // The columns may have been renumbered: narrow it again from what it is now.
+        Ok(match columns_read(&original) {
+            Some(columns) => Arc::new(Narrowed::new(original, columns)?),
+            None => original,
+        })
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.original.fmt_sql(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, StringArray};
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::common::ScalarValue;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+    use datafusion::physical_plan::collect;
+    use datafusion::physical_plan::test::TestMemoryExec;
+    use datafusion::prelude::SessionContext;
+
+    /// Six columns; `a = 1` holds in one row of ten (so `AND` evaluates its right side over those rows only),
+    /// with NULLs in every column.
+    fn batch() -> RecordBatch {
+        let n = 1000;
+        let int =
+            |m: i32| -> ArrayRef { Arc::new((0..n).map(|i| (i % 17 != 3).then_some(i % m)).collect::<Int32Array>()) };
+        let text = |k: i32| -> ArrayRef {
+            Arc::new((0..n).map(|i| (i % 13 != k).then(|| format!("v{}", i % 7))).collect::<StringArray>())
+        };
+        let flag: ArrayRef = Arc::new((0..n).map(|i| (i % 11 != 0).then_some(i % 3 == 0)).collect::<BooleanArray>());
+        let schema = Schema::new(
+            ["a", "b", "c", "d", "e", "f"]
+                .iter()
+                .zip([
+                    DataType::Int32,
+                    DataType::Utf8,
+                    DataType::Boolean,
+                    DataType::Int32,
+                    DataType::Utf8,
+                    DataType::Utf8,
+                ])
+                .map(|(name, t)| Field::new(*name, t, true))
+                .collect::<Vec<_>>(),
+        );
+        RecordBatch::try_new(Arc::new(schema), vec![int(10), text(1), flag, int(7), text(2), text(5)]).unwrap()
+    }
+
+    fn predicates(schema: &Schema) -> Vec<Arc<dyn PhysicalExpr>> {
+        let c = |name: &str| col(name, schema).unwrap();
+        let bin = |l, op, r| binary(l, op, r, schema).unwrap();
+        let eq = |name: &str, v: ScalarValue| bin(c(name), Operator::Eq, lit(v));
+        let a1 = || eq("a", ScalarValue::Int32(Some(1)));
+        let b = || eq("b", ScalarValue::from("v3"));
+        vec![
+            bin(a1(), Operator::And, b()),
+            bin(
+                bin(a1(), Operator::And, c("c")),
+                Operator::Or,
+                bin(eq("d", ScalarValue::Int32(Some(2))), Operator::And, b()),
+            ),
+            // A chain of ORs over every column: narrowed at its operands, not at its links.
+            bin(
+                bin(
+                    bin(bin(a1(), Operator::And, b()), Operator::Or, c("c")),
+                    Operator::Or,
+                    bin(eq("d", ScalarValue::Int32(Some(2))), Operator::And, eq("e", ScalarValue::from("v2"))),
+                ),
+                Operator::Or,
+                eq("f", ScalarValue::from("v1")),
+            ),
+            bin(bin(a1(), Operator::And, c("c")), Operator::And, eq("e", ScalarValue::from("v2"))),
+        ]
+    }
+
+    #[test]
+    fn narrowed_operators_give_what_the_originals_give() {
+        let batch = batch();
+        for original in predicates(&batch.schema()) {
+            let narrowed = narrow(&original, batch.num_columns(), None).unwrap();
+            assert!(narrowed.transformed, "{original}");
+            let narrowed = narrowed.data;
+            assert_eq!(narrowed.to_string(), original.to_string());
+            let want = original.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap();
+            let got = narrowed.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap();
+            assert_eq!(&got, &want, "{original}");
+        }
+    }
+
+    #[test]
+    fn each_operator_reads_the_columns_it_needs() {
+        let schema = batch().schema();
+        let [and, or_of_ands, chain, _] = <[_; 4]>::try_from(predicates(&schema)).unwrap();
+        let projection = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Narrowed>().map(|n| n.projection.clone());
+
+        assert_eq!(projection(&narrow(&and, 6, None).unwrap().data), Some(vec![0, 1]));
+        // Not over an input of only the columns it reads.
+        assert!(!narrow(&and, 2, None).unwrap().transformed);
+
+        // (a = 1 AND c) OR (d = 2 AND b = …) reads a, b, c, d; its ANDs, within those four, two each.
+        let or_of_ands = narrow(&or_of_ands, 6, None).unwrap().data;
+        assert_eq!(projection(&or_of_ands), Some(vec![0, 1, 2, 3]));
+        let inner = &or_of_ands.downcast_ref::<Narrowed>().unwrap().projected;
+        let operands: Vec<_> = inner.children().into_iter().map(projection).collect();
+        assert_eq!(operands, [Some(vec![0, 2]), Some(vec![1, 3])]);
+
+        // The OR chain reads all six columns: its links are left as they are, its AND narrowed.
+        let chain = narrow(&chain, 6, None).unwrap().data;
+        assert!(projection(&chain).is_none());
+        let links = [chain.children()[0], chain.children()[0].children()[0]];
+        assert!(links.iter().all(|l| projection(l).is_none()), "{chain}");
+        assert_eq!(projection(links[0].children()[1]), Some(vec![3, 4]));
+        assert_eq!(projection(links[1].children()[0]), Some(vec![0, 1]));
+    }
+
+    #[tokio::test]
+    async fn filters_and_projections_are_narrowed_and_give_the_same_rows() {
+        let batch = batch();
+        let schema = batch.schema();
+        let input = TestMemoryExec::try_new_exec(&[vec![batch.clone()]], schema.clone(), None).unwrap();
+        let [predicate, computed, ..] = <[_; 4]>::try_from(predicates(&schema)).unwrap();
+        let filter: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, input.clone()).unwrap());
+        let exprs = vec![
+            ProjectionExpr { expr: computed, alias: "x".into() },
+            ProjectionExpr { expr: col("b", &schema).unwrap(), alias: "b".into() },
+        ];
+        let projection: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, input).unwrap());
+        let ctx = SessionContext::new();
+        for plan in [filter, projection] {
+            let narrowed = NarrowSelections.optimize(plan.clone(), &ConfigOptions::default()).unwrap();
+            let exprs: Vec<_> = match narrowed.downcast_ref::<FilterExec>() {
+                Some(f) => vec![f.predicate().clone()],
+                None => {
+                    narrowed.downcast_ref::<ProjectionExec>().unwrap().expr().iter().map(|p| p.expr.clone()).collect()
+                }
+            };
+            assert!(exprs[0].downcast_ref::<Narrowed>().is_some(), "{}", exprs[0]);
+            assert_eq!(narrowed.schema(), plan.schema());
+            let want = collect(plan, ctx.task_ctx()).await.unwrap();
+            let got = collect(narrowed, ctx.task_ctx()).await.unwrap();
+            assert_eq!(got, want);
+        }
+    }
+}
