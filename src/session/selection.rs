@@ -5,7 +5,7 @@
 //! fifth of the batch or less; for `OR`, the rows where `a` does not hold): it filters the batch down to them.
 //! The whole batch, every column: in a Sigma directory's fused query, where each rule is `eventsource = … AND
 //! eventname …` over a stream of thirty columns (the payload texts among them), that copying was an eighth of
-//! the run on the narrow benchmark lake. DataFusion does the same for `CASE` already (it projects first).
+//! the run on the narrow benchmark lake. (For `CASE`, DataFusion 55 projects the batch first itself.)
 //!
 //! Each `AND` and `OR` of a filter's predicate or a projection's expressions that reads fewer columns than its
 //! input has becomes a [`Narrowed`]: it projects the batch onto the columns the operator reads, then evaluates
