@@ -37,11 +37,7 @@ impl Network {
 
     /// Whether the address is in the network; NULL when it is not an address or of the other family.
     pub fn holds(&self, ip: &str) -> Option<bool> {
-        let ip = match dotted_quad(ip.as_bytes()) {
-            Some(v4) => IpAddr::V4(v4.into()),
-            None => normalise(ip.trim().parse::<IpAddr>().ok()?),
-        };
-        match (ip, self.net) {
+        match (normalise(ip.trim().parse::<IpAddr>().ok()?), self.net) {
             (IpAddr::V4(a), IpAddr::V4(n)) => {
                 let mask = u32::MAX.checked_shl(32 - self.bits).unwrap_or(0);
                 Some(u32::from(a) & mask == u32::from(n) & mask)
@@ -53,29 +49,6 @@ impl Network {
             _ => None,
         }
     }
-}
-
-/// A plain IPv4 address (`192.0.2.1`), read in a few nanoseconds: the standard library's parser takes five times
-/// as long, and most of a trail's source addresses are such. Everything else (`None`) is left to it: spaces
-/// around, IPv6, host names, `AWS Internal`. Accepts only what it accepts (four octets of at most three digits,
-/// none past 255, no leading zero), as the same address.
-fn dotted_quad(s: &[u8]) -> Option<u32> {
-    let mut value = 0u32;
-    let mut at = 0;
-    for octet in 0..4 {
-        if octet > 0 {
-            (s.get(at) == Some(&b'.')).then_some(())?;
-            at += 1;
-        }
-        let digits = s[at..].iter().take(4).take_while(|b| b.is_ascii_digit()).count();
-        let n = s[at..at + digits].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
-        if digits == 0 || digits > 3 || n > 255 || (digits > 1 && s[at] == b'0') {
-            return None;
-        }
-        value = value << 8 | n;
-        at += digits;
-    }
-    (at == s.len()).then_some(value)
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) compare as IPv4.
@@ -158,44 +131,6 @@ mod tests {
         for (ip, cidr, want) in cases {
             assert_eq!(ip_in_cidr(ip, cidr), want, "{ip} in {cidr}");
         }
-    }
-
-    #[test]
-    fn plain_addresses_are_read_as_the_standard_library_reads_them() {
-        let texts = [
-            "192.0.2.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "256.0.0.1",
-            "01.2.3.4",
-            "1.2.3",
-            "1.2.3.4.5",
-            "1.2.3.4 ",
-            " 1.2.3.4",
-            "1..2.3",
-            "1.2.3.",
-            "1.2.3.0000",
-            "1.2.3.004",
-            "10.0.0.10",
-            "1.2.3.4a",
-            "",
-            "a.b.c.d",
-            "::1",
-            "1.2.3.999",
-        ];
-        for t in texts {
-            let std = t.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
-            let ours = dotted_quad(t.as_bytes());
-            // Ours reads what it reads as the standard library does, and leaves nothing to it that it reads
-            // but spaces (which it trims first).
-            assert!(ours.is_none() || ours == std, "{t:?}: {ours:?} against {std:?}");
-            assert!(ours.is_some() || std.is_none(), "{t:?} was left to the slow parser");
-        }
-        let net = Network::parse("185.220.100.0/22").unwrap();
-        assert_eq!(net.holds("185.220.103.255"), Some(true));
-        assert_eq!(net.holds("185.220.104.0"), Some(false));
-        assert_eq!(net.holds(" 185.220.101.1 "), Some(true));
-        assert_eq!(net.holds("185.220.101.01"), None);
     }
 
     #[test]
