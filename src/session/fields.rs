@@ -121,7 +121,6 @@ fn narrowed(of: Expr, ty: &DataType, paths: &[&[String]]) -> Option<Expr> {
     let mut by_name: BTreeMap<&str, Vec<&[String]>> = BTreeMap::new();
     for p in paths {
         let (name, rest) = p.split_first()?;
-        members.find(name)?;
         by_name.entry(name).or_default().push(rest);
     }
     let mut args = Vec::new();

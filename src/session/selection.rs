@@ -48,12 +48,12 @@ impl PhysicalOptimizerRule for NarrowSelections {
                 return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
             }
             if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
-                let mut changed = false;
+                let (width, mut changed) = (width(projection.input()), false);
                 let exprs = projection
                     .expr()
                     .iter()
                     .map(|p| {
-                        let e = narrow(&p.expr, width(projection.input()), None)?;
+                        let e = narrow(&p.expr, width, None)?;
                         changed |= e.transformed;
                         Ok(ProjectionExpr { expr: e.data, alias: p.alias.clone() })
                     })

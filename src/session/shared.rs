@@ -137,7 +137,8 @@ impl TableProvider for SharedTable {
                 p.readers.push(tx);
                 queues.push(Mutex::new(Some(rx)));
             }
-            partitions[0].readers.len()
+            // A subquery of no partitions has no queues to count its readers by: each is the first.
+            partitions.first().map_or(1, |p| p.readers.len())
         };
         let projection = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let schema = Arc::new(self.schema.project(&projection)?);
@@ -252,15 +253,12 @@ impl ExecutionPlan for SharedExec {
             }
         })
         .map(move |batch| {
-            let _ = &shared;
-            let rows = RecordBatchOptions::new().with_row_count(Some(batch.as_ref().map_or(0, |b| b.num_rows())));
-            batch.and_then(|b| {
-                Ok(RecordBatch::try_new_with_options(
-                    schema.clone(),
-                    b.project(&projection)?.columns().to_vec(),
-                    &rows,
-                )?)
-            })
+            let _held = &shared;
+            let batch = batch?;
+            // The row count, for a reader that takes no column.
+            let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            let columns = batch.project(&projection)?.columns().to_vec();
+            Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &rows)?)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches)))
     }
