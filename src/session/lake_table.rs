@@ -2,8 +2,8 @@
 //! lake's digest shows cannot hold a row the query's filters keep.
 //!
 //! The digest (`trailsql_lake::digest`) records, per partition, the values of `eventsource`, `eventname`,
-//! `errorcode` and `useridentity.type`. A filter on those (`=`, `IN`, through `lower()`, inside `AND`, `OR` and
-//! Sigma's `coalesce(…, false)`) is checked against each partition's values, and the files of the partitions it
+//! `errorcode` and `useridentity.type`. A filter on those (`=`, `IN`, through `lower()`, inside `AND`, `OR`,
+//! `IS TRUE` and `coalesce(…, false)`) is checked against each partition's values, and the files of the partitions it
 //! rules out are never opened. Anything else in a filter counts as "may match". A partition the digest does not
 //! know is always read.
 
@@ -353,7 +353,8 @@ impl Pred {
                     _ => Pred::Any,
                 }
             }
-            // Sigma's gate: `coalesce(p, false)` holds only where `p` does.
+            // Sigma's gate, `p IS TRUE`, and `coalesce(p, false)`, hold only where `p` does.
+            Expr::IsTrue(p) => Pred::of(p),
             Expr::ScalarFunction(ScalarFunction { func, args })
                 if func.name() == "coalesce"
                     && args.len() == 2

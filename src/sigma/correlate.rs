@@ -198,7 +198,8 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
     let any: Vec<&str> = inputs.iter().map(|r| r.condition).collect();
     let counted = format!("({})", any.join(" OR "));
     let t_col = col("t");
-    let mut scan = vec![format!("coalesce({counted}, false) AS {counted_col}"), format!("{TIME_NUMBER} AS {t_col}")];
+    let mut scan =
+        vec![format!("{} AS {counted_col}", compile::never_null(&counted)), format!("{TIME_NUMBER} AS {t_col}")];
     scan.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
     if let Measure::Rules(_) = spec.measure {
@@ -334,7 +335,7 @@ mod tests {
         let f = fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1").unwrap();
         assert_eq!(f.counted, "((eventname = 'A'))");
         assert_eq!(f.counted_column, "c1_in");
-        assert!(f.scan.contains(&"coalesce(((eventname = 'A')), false) AS c1_in".to_string()), "{:?}", f.scan);
+        assert!(f.scan.contains(&"((((eventname = 'A'))) IS TRUE) AS c1_in".to_string()), "{:?}", f.scan);
         // The windows are over the counted events alone (the query keeps them apart): grouped by the fields only.
         assert_eq!(f.layers[0], vec!["row_number() OVER (PARTITION BY c1_g0 ORDER BY c1_t, eventid) AS c1_rn"]);
         assert_eq!(

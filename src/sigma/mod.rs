@@ -420,7 +420,7 @@ fn fused(rules: &[Rule]) -> String {
     }
     if !names.is_empty() {
         let names: Vec<String> = names.into_iter().collect();
-        keep.insert(0, format!("coalesce(lower(eventname) IN ({}), false)", names.join(", ")));
+        keep.insert(0, compile::never_null(&format!("lower(eventname) IN ({})", names.join(", "))));
     }
     // The detections' matches travel as one list (fifty boolean columns cost fifty columns moved per row).
     if !detections.is_empty() {
@@ -556,7 +556,7 @@ mod tests {
         let sql = query(&set);
         let scans: Vec<&str> = sql.split("FROM cloudtrail").skip(1).collect();
         assert_eq!(scans.len(), 1, "{sql}");
-        let keep = "WHERE coalesce(lower(eventname) IN ('deletetrail', 'stoplogging', 'updatetrail'), false)\n    OR ";
+        let keep = "WHERE ((lower(eventname) IN ('deletetrail', 'stoplogging', 'updatetrail')) IS TRUE)\n    OR ";
         assert!(scans[0].trim_start().starts_with(keep), "{sql}");
         let keep = scans[0].split("\n)\n").next().unwrap();
         assert!(keep.contains("evil") && keep.contains("'accessdenied'"), "{sql}");
@@ -566,7 +566,7 @@ mod tests {
         assert!(sql.contains("SELECT * FROM sigma_stream WHERE c0_in"), "{sql}");
         assert!(sql.contains("count(*) OVER (PARTITION BY c0_g0 ORDER BY c0_t"), "{sql}");
         assert!(sql.contains("WHERE ((c0_n > 3) AND c0_rn = c0_first)"), "{sql}");
-        assert!(sql.contains("true_indices(coalesce((lower(eventname) = 'stoplogging'), false),\n"), "{sql}");
+        assert!(sql.contains("true_indices((((lower(eventname) = 'stoplogging')) IS TRUE),\n"), "{sql}");
     }
 
     #[test]
