@@ -54,6 +54,7 @@ pub struct SessionOptions {
     /// filter, for each of a wide lake's thousands of files) than it saves: 60 rules over the wide benchmark lake
     /// took 5.3 s pushed down, 4.5 s filtered while decoding; fused into one scan, 3.0 s still handed to the scan
     /// for pruning, 2.3 s not. Partitions are still skipped by the lake's digest, which the table applies itself.
+    /// Field accesses and JSON paths then stay in the expressions that use them (see `config`).
     pub no_filter_pushdown: bool,
 }
 
@@ -116,6 +117,14 @@ fn config(opts: &SessionOptions) -> SessionConfig {
         .set_usize("datafusion.sql_parser.recursion_limit", SQL_NESTING);
     if let Some(n) = opts.target_partitions {
         cfg = cfg.with_target_partitions(n);
+    }
+    // Field accesses and JSON paths are computed below the operator that uses them, where the filter pushed into
+    // the Parquet scan computes them anyway. Where the filter is not pushed down, as in a Sigma directory's fused
+    // query, that computed each rule's JSON paths for every event of the shared stream, where the `AND` that guards
+    // them evaluates them on the events of the rule's own names alone: five paths over the 155,000 events of the
+    // narrow benchmark's stream were a tenth of the run's CPU. The structs are narrowed by `fields::ScanFields`.
+    if opts.no_filter_pushdown {
+        cfg.options_mut().optimizer.enable_leaf_expression_pushdown = false;
     }
     cfg
 }
