@@ -1,5 +1,6 @@
 //! trailsql: a SQL engine over AWS CloudTrail logs, on Apache DataFusion.
 
+pub mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod ddl;

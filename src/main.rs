@@ -14,6 +14,10 @@ const PLANNING_STACK: usize = 256 << 20;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // See `trailsql::allocator`: converting keeps glibc's allocator, for its bounded memory.
+    if !matches!(cli.command, Some(trailsql::cli::Command::Convert(_))) {
+        trailsql::allocator::use_mimalloc();
+    }
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
