@@ -105,7 +105,7 @@ mod tests {
         let aligned = Layout::from_size_align(3000, 4096).unwrap();
         // SAFETY: a valid layout; the block is freed below, with it.
         let block = unsafe { ALLOCATOR.alloc(aligned) };
-        assert!(!block.is_null() && block as usize % 4096 == 0 && mimalloc_owns(block));
+        assert!(!block.is_null() && (block as usize).is_multiple_of(4096) && mimalloc_owns(block));
         // SAFETY: the block just allocated, with its layout.
         unsafe { ALLOCATOR.dealloc(block, aligned) };
         for (mut old, new) in before.into_iter().zip(after) {
