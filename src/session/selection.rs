@@ -88,9 +88,10 @@ impl PhysicalOptimizerRule for NarrowSelections {
 }
 
 /// The expression with each `AND` and `OR` that reads fewer than `width` columns (the columns of the batch it
-/// is given) narrowed, and each `IS [NOT] TRUE|FALSE` a [`Truth`]. A chain of one operator (`a OR b OR c`, `(a OR b) OR c` as planned) is narrowed at its
-/// top only: its inner links filter nothing the top would not, and narrowing each would renumber the chain
-/// once per link. `within` is the operator of the expression's parent, when it is `AND` or `OR`.
+/// is given) narrowed, and each `IS [NOT] TRUE|FALSE` a [`Truth`]. A chain of one operator (`a OR b OR c`,
+/// `(a OR b) OR c` as planned) is narrowed at its top only: its inner links filter nothing the top would not, and
+/// narrowing each would renumber the chain once per link. `within` is the operator of the expression's parent,
+/// when it is `AND` or `OR`.
 fn narrow(
     expr: &Arc<dyn PhysicalExpr>,
     width: usize,
