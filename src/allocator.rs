@@ -40,9 +40,11 @@ pub struct Allocator;
 #[global_allocator]
 static ALLOCATOR: Allocator = Allocator;
 
+/// Whether the block is mimalloc's. Until [`use_mimalloc`] there is none, and the look-up is skipped (`convert`
+/// frees every block without it): the switch is made once, before the threads that could free such a block.
 fn mimalloc_owns(ptr: *mut u8) -> bool {
     // SAFETY: the look-up only reads mimalloc's maps of its own memory, for any address.
-    unsafe { mi::mi_is_in_heap_region(ptr as *const c_void) }
+    MIMALLOC.load(Ordering::Relaxed) && unsafe { mi::mi_is_in_heap_region(ptr as *const c_void) }
 }
 
 // SAFETY: each method hands the request to one of two allocators that implement `GlobalAlloc`'s contract, and a

@@ -158,12 +158,80 @@ fn columns_read(expr: &Arc<dyn PhysicalExpr>) -> Option<Vec<usize>> {
     (!lambda).then(|| columns.into_iter().collect())
 }
 
-/// An `AND` or `OR` evaluated over the batch projected onto the columns it reads.
-#[derive(Debug, Eq)]
-pub struct Narrowed {
-    /// The operator as planned, over the whole batch: what the optimizer's walks and `EXPLAIN` see.
+/// An expression as DataFusion planned it, evaluated another way (`W`). Its type, display, equality and children
+/// (what the optimizer's walks and `EXPLAIN` see) are the original's; the way is derived from it.
+#[derive(Debug)]
+pub struct Rewritten<W> {
     original: Arc<dyn PhysicalExpr>,
-    /// The columns it reads, in the order of the projected batch.
+    way: W,
+}
+
+/// How a [`Rewritten`] expression is evaluated, and rewritten again from a new original.
+pub trait Way: fmt::Debug + Send + Sync + 'static {
+    fn evaluate(&self, original: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ColumnarValue>;
+
+    /// The expression rewritten from `original`, given anew by the optimizer (its columns may be renumbered);
+    /// `original` itself when it can no longer be.
+    fn again(&self, original: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>>;
+}
+
+impl<W> PartialEq for Rewritten<W> {
+    fn eq(&self, other: &Self) -> bool {
+        self.original.eq(&other.original)
+    }
+}
+
+impl<W> Eq for Rewritten<W> {}
+
+impl<W> Hash for Rewritten<W> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.original.hash(state);
+    }
+}
+
+impl<W> fmt::Display for Rewritten<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.original.fmt(f)
+    }
+}
+
+impl<W: Way> PhysicalExpr for Rewritten<W> {
+    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
+        self.original.data_type(input_schema)
+    }
+
+    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
+        self.original.nullable(input_schema)
+    }
+
+    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
+        self.original.return_field(input_schema)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+        self.way.evaluate(&self.original, batch)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.original]
+    }
+
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn PhysicalExpr>>) -> Result<Arc<dyn PhysicalExpr>> {
+        let [original] = <[_; 1]>::try_from(children).expect("one child");
+        self.way.again(original)
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.original.fmt_sql(f)
+    }
+}
+
+/// An `AND` or `OR` evaluated over the batch projected onto the columns it reads.
+pub type Narrowed = Rewritten<Projected>;
+
+#[derive(Debug)]
+pub struct Projected {
+    /// The columns the operator reads, in the order of the projected batch.
     projection: Vec<usize>,
     /// The operator renumbered over the projected batch, its own operators narrowed again.
     projected: Arc<dyn PhysicalExpr>,
@@ -184,70 +252,29 @@ impl Narrowed {
         // Its operands narrow within the projected batch: `a AND (b OR c)` over three columns gives `b OR c`
         // two.
         let projected = narrow_children(&renumbered, projection.len(), and_or(&renumbered))?.data;
-        Ok(Narrowed { original, projection, projected })
+        Ok(Rewritten { original, way: Projected { projection, projected } })
     }
 }
 
-// Equal when the originals are: the rest is derived from them.
-impl PartialEq for Narrowed {
-    fn eq(&self, other: &Self) -> bool {
-        self.original.eq(&other.original)
-    }
-}
-
-impl Hash for Narrowed {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.original.hash(state);
-    }
-}
-
-impl fmt::Display for Narrowed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.original.fmt(f)
-    }
-}
-
-impl PhysicalExpr for Narrowed {
-    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
-        self.original.data_type(input_schema)
-    }
-
-    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
-        self.original.nullable(input_schema)
-    }
-
-    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
-        self.original.return_field(input_schema)
-    }
-
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+impl Way for Projected {
+    fn evaluate(&self, _: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ColumnarValue> {
         self.projected.evaluate(&batch.project(&self.projection)?)
     }
 
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.original]
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn PhysicalExpr>>) -> Result<Arc<dyn PhysicalExpr>> {
-        let [original] = <[_; 1]>::try_from(children).expect("one child");
-        // The columns may have been renumbered: narrow it again from what it is now.
+    fn again(&self, original: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(match columns_read(&original) {
             Some(columns) => Arc::new(Narrowed::new(original, columns)?),
             None => original,
         })
     }
-
-    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.original.fmt_sql(f)
-    }
 }
 
 /// `x IS [NOT] DISTINCT FROM true|false` over a boolean `x` (`x IS TRUE`, `x IS NOT FALSE`, …), evaluated with
 /// bitmaps: never NULL.
-#[derive(Debug, Eq)]
-pub struct Truth {
-    /// The comparison as planned: what the optimizer's walks and `EXPLAIN` see.
-    original: Arc<dyn PhysicalExpr>,
+pub type Truth = Rewritten<Bitmaps>;
+
+#[derive(Debug)]
+pub struct Bitmaps {
     /// `x`, its own operators narrowed.
     operand: Arc<dyn PhysicalExpr>,
     /// The value compared with.
@@ -274,42 +301,12 @@ impl Truth {
             return Ok(None);
         };
         let operand = narrow(binary.left(), width, None)?.data;
-        Ok(Some(Truth { original: expr.clone(), operand, value, negated, width }))
+        Ok(Some(Rewritten { original: expr.clone(), way: Bitmaps { operand, value, negated, width } }))
     }
 }
 
-impl PartialEq for Truth {
-    fn eq(&self, other: &Self) -> bool {
-        self.original.eq(&other.original)
-    }
-}
-
-impl Hash for Truth {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.original.hash(state);
-    }
-}
-
-impl fmt::Display for Truth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.original.fmt(f)
-    }
-}
-
-impl PhysicalExpr for Truth {
-    fn data_type(&self, input_schema: &Schema) -> Result<DataType> {
-        self.original.data_type(input_schema)
-    }
-
-    fn nullable(&self, input_schema: &Schema) -> Result<bool> {
-        self.original.nullable(input_schema)
-    }
-
-    fn return_field(&self, input_schema: &Schema) -> Result<FieldRef> {
-        self.original.return_field(input_schema)
-    }
-
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
+impl Way for Bitmaps {
+    fn evaluate(&self, original: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ColumnarValue> {
         let is = |x: Option<bool>| (x == Some(self.value)) != self.negated;
         Ok(match self.operand.evaluate(batch)? {
             ColumnarValue::Scalar(ScalarValue::Boolean(x)) => ColumnarValue::Scalar(ScalarValue::Boolean(Some(is(x)))),
@@ -324,24 +321,15 @@ impl PhysicalExpr for Truth {
                 ColumnarValue::Array(Arc::new(BooleanArray::new(bits, None)))
             }
             // Not a boolean after all: DataFusion's comparison says what it means.
-            _ => self.original.evaluate(batch)?,
+            _ => original.evaluate(batch)?,
         })
     }
 
-    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
-        vec![&self.original]
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn PhysicalExpr>>) -> Result<Arc<dyn PhysicalExpr>> {
-        let [original] = <[_; 1]>::try_from(children).expect("one child");
+    fn again(&self, original: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(match Truth::of(&original, self.width)? {
             Some(truth) => Arc::new(truth),
             None => original,
         })
-    }
-
-    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.original.fmt_sql(f)
     }
 }
 
@@ -428,7 +416,7 @@ mod tests {
     fn each_operator_reads_the_columns_it_needs() {
         let schema = batch().schema();
         let [and, or_of_ands, chain, _] = <[_; 4]>::try_from(predicates(&schema)).unwrap();
-        let projection = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Narrowed>().map(|n| n.projection.clone());
+        let projection = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<Narrowed>().map(|n| n.way.projection.clone());
 
         assert_eq!(projection(&narrow(&and, 6, None).unwrap().data), Some(vec![0, 1]));
         // Not over an input of only the columns it reads.
@@ -437,7 +425,7 @@ mod tests {
         // (a = 1 AND c) OR (d = 2 AND b = …) reads a, b, c, d; its ANDs, within those four, two each.
         let or_of_ands = narrow(&or_of_ands, 6, None).unwrap().data;
         assert_eq!(projection(&or_of_ands), Some(vec![0, 1, 2, 3]));
-        let inner = &or_of_ands.downcast_ref::<Narrowed>().unwrap().projected;
+        let inner = &or_of_ands.downcast_ref::<Narrowed>().unwrap().way.projected;
         let operands: Vec<_> = inner.children().into_iter().map(projection).collect();
         assert_eq!(operands, [Some(vec![0, 2]), Some(vec![1, 3])]);
 
@@ -480,10 +468,10 @@ mod tests {
         let and = binary(a1.clone(), Operator::And, c("c"), &schema).unwrap();
         let is_true = binary(and.clone(), Operator::IsNotDistinctFrom, lit(true), &schema).unwrap();
         let truth = narrow(&is_true, 6, None).unwrap().data;
-        assert!(truth.downcast_ref::<Truth>().unwrap().operand.downcast_ref::<Narrowed>().is_some());
+        assert!(truth.downcast_ref::<Truth>().unwrap().way.operand.downcast_ref::<Narrowed>().is_some());
         let under = binary(is_true, Operator::And, c("b"), &schema).unwrap();
         let narrowed = narrow(&under, 6, None).unwrap().data;
-        let projected = &narrowed.downcast_ref::<Narrowed>().unwrap().projected;
+        let projected = &narrowed.downcast_ref::<Narrowed>().unwrap().way.projected;
         assert!(projected.children()[0].downcast_ref::<Truth>().is_some(), "{projected:?}");
         // Not every comparison: `IS NOT DISTINCT FROM` a column, or `=` true, stays as it is.
         for op in [Operator::IsNotDistinctFrom, Operator::Eq] {
