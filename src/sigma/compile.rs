@@ -198,9 +198,29 @@ fn detection(d: &Detection) -> Compiled<String> {
 
 /// Where a field's value is, in SQL.
 struct Target {
+    /// The value compared: a column, a struct field, or `element()`, one of `values`.
     expr: String,
     /// The field is a whole JSON payload (`requestParameters`): its text is matched, with values JSON-escaped.
     json_text: bool,
+    /// A path into a payload: the list of the values there (`json_values`, through arrays), of which one must
+    /// match; `expr` is then each of them.
+    values: Option<String>,
+    /// The value as one text, to group and count by.
+    text: String,
+}
+
+impl Target {
+    fn of(expr: String, json_text: bool) -> Target {
+        Target { text: expr.clone(), expr, json_text, values: None }
+    }
+
+    /// A comparison of `expr`, made of one of the values where the field has several.
+    fn any(&self, comparison: String) -> String {
+        match &self.values {
+            Some(list) => format!("any_element({list}, {comparison})"),
+            None => comparison,
+        }
+    }
 }
 
 /// The SQL of a field as Sigma writes it for CloudTrail: a top-level key is a column, `userIdentity.…` a struct
@@ -225,13 +245,20 @@ fn target(name: &str) -> Compiled<Target> {
         rest = after;
     }
     Ok(match (kind, rest) {
-        (Kind::Json, []) => Target { expr, json_text: true },
+        (Kind::Json, []) => Target::of(expr, true),
+        // Any array on the path or at its end holds values of the field (`json_values`): a rule over
+        // `requestParameters.containerDefinitions.command` means any command of any definition.
         (Kind::Json, path) => {
-            let keys: Vec<String> = path.iter().map(|k| literal(k)).collect();
-            Target { expr: format!("json_as_text({expr}, {})", keys.join(", ")), json_text: false }
+            let keys = path.iter().map(|k| literal(k)).collect::<Vec<_>>().join(", ");
+            Target {
+                expr: "element()".into(),
+                json_text: false,
+                values: Some(format!("json_values({expr}, {keys})")),
+                text: format!("json_as_text({expr}, {keys})"),
+            }
         }
-        (Kind::Text, []) => Target { expr, json_text: false },
-        (Kind::Bool(_), []) => Target { expr: format!("CAST({expr} AS VARCHAR)"), json_text: false },
+        (Kind::Text, []) => Target::of(expr, false),
+        (Kind::Bool(_), []) => Target::of(format!("CAST({expr} AS VARCHAR)"), false),
         (Kind::Time, []) => return unsupported(format!("matching the time field {name}")),
         (Kind::List(_), _) => return unsupported(format!("field {name} inside a list")),
         _ => return unsupported(format!("unknown field {name}")),
@@ -240,7 +267,7 @@ fn target(name: &str) -> Compiled<Target> {
 
 /// A field's value as text, for grouping and counting.
 pub fn field_text(name: &str) -> Compiled<String> {
-    Ok(target(name)?.expr)
+    Ok(target(name)?.text)
 }
 
 /// The modifiers of an item, as flags.
@@ -302,8 +329,8 @@ fn item(it: &DetectionItem) -> Compiled<String> {
     let t = target(name)?;
     if m.exists {
         return match it.values.as_slice() {
-            [SigmaValue::Bool(true)] => Ok(format!("({} IS NOT NULL)", t.expr)),
-            [SigmaValue::Bool(false)] => Ok(format!("({} IS NULL)", t.expr)),
+            [SigmaValue::Bool(true)] => Ok(format!("(NOT {})", absent(&t))),
+            [SigmaValue::Bool(false)] => Ok(absent(&t)),
             _ => unsupported(format!("{name}|exists with a value that is not true or false")),
         };
     }
@@ -314,11 +341,19 @@ fn item(it: &DetectionItem) -> Compiled<String> {
     Ok(if m.all { all(parts) } else { any(parts) })
 }
 
+/// Whether a field has no value (NULL, or nothing at a payload path): always true or false.
+fn absent(t: &Target) -> String {
+    match &t.values {
+        Some(list) => format!("(coalesce(cardinality({list}), 0) = 0)"),
+        None => format!("({} IS NULL)", t.expr),
+    }
+}
+
 /// One value's comparison with a field: always true or false.
 fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
     let expr = &t.expr;
     let text = match v {
-        SigmaValue::Null => return Ok(format!("({expr} IS NULL)")),
+        SigmaValue::Null => return Ok(absent(t)),
         SigmaValue::Bool(b) => SigmaString::new(&b.to_string()),
         SigmaValue::Integer(i) => SigmaString::new(&i.to_string()),
         SigmaValue::Float(f) => SigmaString::new(&f.to_string()),
@@ -353,7 +388,15 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
             return unsupported(format!("{name}|fieldref with other modifiers"));
         }
         let other = target(&text.original)?;
-        if m.cased { format!("({expr} = {})", other.expr) } else { format!("(lower({expr}) = lower({}))", other.expr) }
+        if t.values.is_some() && other.values.is_some() {
+            return unsupported(format!("{name}|fieldref between two paths into payloads"));
+        }
+        let equal = if m.cased {
+            format!("({expr} = {})", other.expr)
+        } else {
+            format!("(lower({expr}) = lower({}))", other.expr)
+        };
+        other.any(equal)
     } else if let Some(offsets) = m.base64 {
         let Some(plain) = text.as_plain() else {
             return unsupported(format!("{name}|base64 of a value with wildcards"));
@@ -371,7 +414,7 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
     } else {
         string_match(t, m, &text)
     };
-    Ok(never_null(&sql))
+    Ok(never_null(&t.any(sql)))
 }
 
 fn base64_plain(s: &str) -> String {
@@ -478,7 +521,7 @@ fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
         .filter(|f| matches!(f.kind, Kind::Text | Kind::Json))
         .map(|f| schema::column_name(f.key))
         .chain(std::iter::once(schema::UNMAPPED.to_string()))
-        .map(|expr| Target { expr, json_text: false })
+        .map(|expr| Target::of(expr, false))
         .collect();
     let search = Mods { contains: true, ..m };
     let found = |s: &SigmaString| any(columns.iter().map(|c| never_null(&string_match(c, &search, s))).collect());
@@ -524,10 +567,10 @@ mod tests {
             target("userIdentity.sessionContext.sessionIssuer.userName").unwrap().expr,
             "useridentity['sessioncontext']['sessionissuer']['username']"
         );
-        assert_eq!(
-            target("requestParameters.ipPermissions.items").unwrap().expr,
-            "json_as_text(requestparameters, 'ipPermissions', 'items')"
-        );
+        let path = target("requestParameters.ipPermissions.items").unwrap();
+        assert_eq!(path.values.as_deref(), Some("json_values(requestparameters, 'ipPermissions', 'items')"));
+        assert_eq!(path.expr, "element()");
+        assert_eq!(path.text, "json_as_text(requestparameters, 'ipPermissions', 'items')");
         assert!(target("requestParameters").unwrap().json_text);
         assert_eq!(target("readOnly").unwrap().expr, "CAST(readonly AS VARCHAR)");
         assert_eq!(target("nosuchfield").err(), Some(Unsupported("unknown field nosuchfield".into())));
@@ -537,7 +580,7 @@ mod tests {
     #[test]
     fn wildcards_and_modifiers_become_like_patterns_or_a_search() {
         let s = |v: &str, mods: &[Modifier]| {
-            string_match(&Target { expr: "x".into(), json_text: false }, &mods_of(mods), &SigmaString::new(v))
+            string_match(&Target::of("x".into(), false), &mods_of(mods), &SigmaString::new(v))
         };
         assert_eq!(s("a*b?c", &[]), r"(x ILIKE 'a%b_c' ESCAPE '\')");
         assert_eq!(s("5?%_\\*", &[Modifier::Contains]), r"(x ILIKE '%5_\%\_*%' ESCAPE '\')");
@@ -549,7 +592,7 @@ mod tests {
         assert_eq!(s("kali", &[Modifier::Contains, Modifier::Cased]), r"(x LIKE '%kali%' ESCAPE '\')");
         assert_eq!(s("Pre", &[Modifier::StartsWith, Modifier::Cased]), r"(x LIKE 'Pre%' ESCAPE '\')");
         assert_eq!(s("it's", &[]), "(lower(x) = 'it''s')");
-        let json = Target { expr: "p".into(), json_text: true };
+        let json = Target::of("p".into(), true);
         assert_eq!(
             string_match(&json, &mods_of(&[Modifier::Contains]), &SigmaString::new("a\"b")),
             r#"icontains(p, 'a\"b')"#
@@ -579,6 +622,30 @@ mod tests {
         let e = |d: &str| compile(&rule(d)).unwrap_err().0;
         assert_eq!(e("  sel:\n    eventName|windash: A\n  condition: sel\n"), "modifier |windash");
         assert_eq!(e("  sel:\n    bogus: A\n  condition: sel\n"), "unknown field bogus");
+    }
+
+    #[test]
+    fn payload_paths_match_any_of_their_values() {
+        let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n"))).unwrap();
+        let values = "json_values(requestparameters, 'items', 'cidrIp')";
+        assert_eq!(
+            c("requestParameters.items.cidrIp: 0.0.0.0/0"),
+            format!("((any_element({values}, (lower(element()) = '0.0.0.0/0'))) IS TRUE)")
+        );
+        assert_eq!(
+            c("requestParameters.items.cidrIp|exists: true"),
+            format!("(NOT (coalesce(cardinality({values}), 0) = 0))")
+        );
+        assert_eq!(c("requestParameters.items.cidrIp: null"), format!("(coalesce(cardinality({values}), 0) = 0)"));
+        // A field compared with a payload path: with each of its values.
+        let user = "json_values(requestparameters, 'userName')";
+        assert_eq!(
+            c("userIdentity.userName|fieldref: requestParameters.userName"),
+            format!("((any_element({user}, (lower(useridentity['username']) = lower(element())))) IS TRUE)")
+        );
+        let e = compile(&rule("  sel:\n    requestParameters.a|fieldref: responseElements.b\n  condition: sel\n"))
+            .unwrap_err();
+        assert_eq!(e.0, "requestParameters.a|fieldref between two paths into payloads");
     }
 
     #[test]

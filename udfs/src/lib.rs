@@ -5,12 +5,14 @@
 //! that calls it can run trailsql's SQL. Each function lives in its own file, with its documentation and tests.
 
 pub mod access_key_kind;
+pub mod any_element;
 pub mod arn_parse;
 pub mod arn_part;
 pub mod cloudtrail_time;
 mod common;
 pub mod icontains;
 pub mod ip_in_cidr;
+pub mod json_values;
 pub mod matches_regex;
 pub mod principal_name;
 pub mod root_task;
@@ -38,8 +40,11 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(ArnPart::new(Part::Resource))),
         Arc::new(ScalarUDF::new_from_impl(cloudtrail_time::CloudtrailTime::default())),
         Arc::new(ScalarUDF::new_from_impl(access_key_kind::AccessKeyKind::default())),
+        Arc::new(ScalarUDF::new_from_impl(any_element::AnyElement::default())),
+        Arc::new(ScalarUDF::new_from_impl(any_element::Element::default())),
         Arc::new(ScalarUDF::new_from_impl(icontains::IContains::default())),
         Arc::new(ScalarUDF::new_from_impl(ip_in_cidr::IpInCidr::default())),
+        Arc::new(ScalarUDF::new_from_impl(json_values::JsonValues::default())),
         Arc::new(ScalarUDF::new_from_impl(matches_regex::MatchesRegex::default())),
         Arc::new(ScalarUDF::new_from_impl(source_ip_kind::SourceIpKind::default())),
         Arc::new(ScalarUDF::new_from_impl(principal_name::PrincipalName::default())),
