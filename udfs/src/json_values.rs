@@ -20,19 +20,24 @@ use jiter::{Jiter, JiterResult, Peek};
 
 use crate::common::{Strings, doc, finish};
 
+/// How deep in arrays and objects values are looked for. Deeper structures are skipped by jiter, which has its
+/// own limit: attacker-written text nested a million times deep cannot exhaust the stack.
+const DEPTH: usize = 64;
+
 /// The values at `keys` of one JSON text, appended to `out`; an error where the text is not JSON.
 pub fn values_at(json: &str, keys: &[&str], out: &mut Vec<String>) -> JiterResult<()> {
     let mut j = Jiter::new(json.as_bytes());
     let peek = j.peek()?;
-    walk(&mut j, json, peek, keys, out)
+    walk(&mut j, json, peek, keys, out, 0)
 }
 
-fn walk(j: &mut Jiter, json: &str, peek: Peek, keys: &[&str], out: &mut Vec<String>) -> JiterResult<()> {
+fn walk(j: &mut Jiter, json: &str, peek: Peek, keys: &[&str], out: &mut Vec<String>, depth: usize) -> JiterResult<()> {
     match peek {
+        Peek::Array | Peek::Object if depth == DEPTH => j.known_skip(peek)?,
         Peek::Array => {
             let mut next = j.known_array()?;
             while let Some(p) = next {
-                walk(j, json, p, keys, out)?;
+                walk(j, json, p, keys, out, depth + 1)?;
                 next = j.array_step()?;
             }
         }
@@ -41,7 +46,7 @@ fn walk(j: &mut Jiter, json: &str, peek: Peek, keys: &[&str], out: &mut Vec<Stri
             while let Some(hit) = key {
                 let p = j.peek()?;
                 if hit {
-                    walk(j, json, p, &keys[1..], out)?
+                    walk(j, json, p, &keys[1..], out, depth + 1)?
                 } else {
                     j.known_skip(p)?
                 }
@@ -183,6 +188,13 @@ mod tests {
         }
         assert!(at("{", &["a"]).is_none());
         assert_eq!(at("7", &[]).unwrap(), ["7"]);
+        // Nested past any stack, as an attacker can write it: no overflow; what is deeper than DEPTH is not found.
+        for deep in ["[".repeat(1_000_000), format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000))] {
+            let _ = at(&deep, &[]);
+        }
+        let nested = |n: usize| format!("{}\"x\"{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(at(&nested(DEPTH), &[]).unwrap(), ["x"]);
+        assert!(at(&nested(DEPTH + 1), &[]).unwrap().is_empty());
     }
 
     #[test]
