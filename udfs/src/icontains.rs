@@ -24,13 +24,15 @@ use crate::common::{doc, finish, map_to_bool, to_utf8};
 pub struct Needle {
     lower: String,
     finder: Finder<'static>,
+    anchors: Option<Anchors>,
 }
 
 impl Needle {
     pub fn new(needle: &str) -> Needle {
         let lower = needle.to_lowercase();
         let finder = Finder::new(lower.as_bytes()).into_owned();
-        Needle { lower, finder }
+        let anchors = Anchors::new(lower.as_bytes());
+        Needle { lower, finder, anchors }
     }
 
     /// Whether `text` holds the needle, ignoring case: ASCII letters fold byte by byte (an ASCII needle can only
@@ -47,11 +49,65 @@ impl Needle {
     }
 }
 
+/// Two bytes of a needle that are not letters, and so read the same in any case: candidates for it are found in
+/// the text as it is, with no folded copy, and each is compared ignoring case.
+///
+/// The keyword search of a rule directory looks for a value such as `<YOUR-BUCKET-NAME>` in every text column of
+/// every event: folding all of that text to find it was most of the search. Bytes that are frequent in CloudTrail
+/// text (space, quote, slash, digits…) are chosen last; with no two such bytes, the folded search is used.
+struct Anchors {
+    #[cfg(target_arch = "x86_64")]
+    finder: memchr::arch::x86_64::avx2::packedpair::Finder,
+    index: [usize; 2],
+}
+
+impl Anchors {
+    fn new(lower: &[u8]) -> Option<Anchors> {
+        const FREQUENT: &[u8] = b" \"/.-:,_=0123456789";
+        if !lower.is_ascii() || lower.len() > usize::from(u8::MAX) {
+            return None;
+        }
+        let mut positions: Vec<usize> = (0..lower.len()).filter(|&i| !lower[i].is_ascii_alphabetic()).collect();
+        // Rare bytes first; among equals, the first and last positions (the pair is then checked far apart).
+        positions.sort_by_key(|&i| FREQUENT.contains(&lower[i]));
+        let rare = positions.iter().take_while(|&&i| !FREQUENT.contains(&lower[i])).count();
+        let pool = if rare >= 2 { &positions[..rare] } else { &positions[..] };
+        let (&a, &b) = (pool.iter().min()?, pool.iter().max()?);
+        if a == b {
+            return None;
+        }
+        Anchors::at(lower, [a, b])
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn at(lower: &[u8], index: [usize; 2]) -> Option<Anchors> {
+        use memchr::arch::{all::packedpair::Pair, x86_64::avx2::packedpair::Finder};
+        let pair = Pair::with_indices(lower, index[0] as u8, index[1] as u8)?;
+        Some(Anchors { finder: Finder::with_pair(lower, pair)?, index })
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn at(_: &[u8], _: [usize; 2]) -> Option<Anchors> {
+        None
+    }
+
+    /// The first place in `text` where the needle may start.
+    fn candidate(&self, text: &[u8], needle: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if text.len() >= self.finder.min_haystack_len() {
+            return self.finder.find_prefilter(text);
+        }
+        let [a, b] = self.index;
+        (0..(text.len() + 1).checked_sub(needle.len())?).find(|&s| text[s + a] == needle[a] && text[s + b] == needle[b])
+    }
+}
+
 /// Over a column with one needle: every value tested, NULL for NULL.
 ///
-/// An ASCII needle is looked for once over the whole batch's text, folded in one pass (far quicker than value by
-/// value: most values are short, and a rare needle is skipped over at memory speed); a match that runs past the
-/// end of its value starts the search again at the next value.
+/// An ASCII needle is looked for once over the whole batch's text (far quicker than value by value: most values
+/// are short, and a rare needle is skipped over at memory speed): at its anchors in the text as it is, or else in
+/// the text folded in one pass. A match that runs past the end of its value starts the search again at the next
+/// value.
 fn over_column(texts: &StringArray, needle: &Needle) -> BooleanArray {
     let nulls = texts.nulls().cloned();
     if !needle.lower.is_ascii() || needle.lower.is_empty() {
@@ -61,15 +117,32 @@ fn over_column(texts: &StringArray, needle: &Needle) -> BooleanArray {
     }
     let offsets = texts.value_offsets();
     let (first, last) = (offsets[0] as usize, offsets[texts.len()] as usize);
-    let folded = folded(texts.values(), first..last);
+    let lower = needle.lower.as_bytes();
     let mut hits = vec![false; texts.len()];
     let (mut at, mut row) = (0, 0);
-    while let Some(found) = needle.finder.find(&folded[at..]) {
-        let start = first + at + found;
+    // A candidate in row `row` or after, starting at `found` (from `first`): whether it is a match, where to go on.
+    let mut settle = |found: usize, is_match: &dyn Fn(usize) -> bool| -> usize {
+        let start = first + found;
         row += offsets[row + 1..].partition_point(|end| *end as usize <= start);
         let end = offsets[row + 1] as usize;
-        hits[row] |= start + needle.lower.len() <= end;
-        at = end - first;
+        if start + lower.len() <= end && is_match(found) {
+            hits[row] = true;
+            end - first
+        } else {
+            found + 1
+        }
+    };
+    if let Some(anchors) = &needle.anchors {
+        let text = &texts.values()[first..last];
+        let is_match = |found: usize| text[found..found + lower.len()].eq_ignore_ascii_case(lower);
+        while let Some(found) = anchors.candidate(&text[at..], lower) {
+            at = settle(at + found, &is_match);
+        }
+    } else {
+        let folded = folded(texts.values(), first..last);
+        while let Some(found) = needle.finder.find(&folded[at..]) {
+            at = settle(at + found, &|_| true);
+        }
     }
     BooleanArray::new(BooleanBuffer::from(hits), nulls)
 }
@@ -220,6 +293,40 @@ mod tests {
         }
     }
 
+    /// Needles with two bytes that are not letters are found at those bytes in the text as it is: the same answers
+    /// as value by value, over batches long enough for the vector search, in every case of the letters.
+    #[test]
+    fn anchored_search_agrees_with_the_value_search() {
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let alphabet = b"aAbByY<>-\"/ ";
+        let values: Vec<Option<String>> = (0..2000)
+            .map(|_| {
+                let len = next(12) as usize;
+                (next(10) > 0)
+                    .then(|| (0..len).map(|_| alphabet[next(alphabet.len() as u64) as usize] as char).collect())
+            })
+            .collect();
+        let texts: StringArray = values.iter().map(|v| v.as_deref()).collect::<Vec<_>>().into();
+        for needle in ["<y>", "<Y-B>", "a-b", "\"b\"", "-<", "y<a", "b/ a", "<yb-by>"] {
+            let n = Needle::new(needle);
+            // One byte that is not a letter is not enough: those are searched folded, for comparison.
+            let two = needle.bytes().filter(|b| !b.is_ascii_alphabetic()).count() >= 2;
+            assert_eq!(n.anchors.is_some(), two && cfg!(target_arch = "x86_64"), "{needle}");
+            let out = over_column(&texts, &n);
+            let mut found = 0;
+            for (i, v) in values.iter().enumerate() {
+                let want = v.as_ref().map(|v| v.to_lowercase().contains(&needle.to_lowercase()));
+                found += usize::from(want == Some(true));
+                assert_eq!(out.is_valid(i).then(|| out.value(i)), want, "{needle:?} in {v:?}");
+            }
+            assert!(found > 0 || needle.len() > 4, "{needle:?} is found nowhere: the test tests nothing");
+        }
+    }
+
     /// The search over a whole batch finds what the search value by value finds: matches at the edges of values,
     /// across two values (not a match), overlapping a false start, in sliced arrays, with empty values and NULLs.
     #[test]
@@ -238,9 +345,14 @@ mod tests {
             Some("ba"),
             Some("é ab"),
             Some("a"),
+            Some("x<B>"),
+            Some("A-B a-"),
+            Some("b"),
+            Some("\"B\"<b"),
+            Some(">"),
         ];
         let texts: StringArray = values.to_vec().into();
-        for needle in ["ab", "aab", "a", "b", "é", "", "zzz", "xaab"] {
+        for needle in ["ab", "aab", "a", "b", "é", "", "zzz", "xaab", "a-b", "<b>", "\"b\""] {
             let n = Needle::new(needle);
             for (offset, len) in [(0, values.len()), (1, 5), (3, 7), (6, 0)] {
                 let slice = texts.slice(offset, len);
