@@ -121,11 +121,15 @@ fn over_column(texts: &StringArray, needle: &Needle) -> BooleanArray {
     let mut hits = vec![false; texts.len()];
     let (mut at, mut row) = (0, 0);
     // A candidate in row `row` or after, starting at `found` (from `first`): whether it is a match, where to go on.
+    // Past a match, or a candidate that runs past the end of its value, nothing more is to be found in that value.
     let mut settle = |found: usize, is_match: &dyn Fn(usize) -> bool| -> usize {
         let start = first + found;
         row += offsets[row + 1..].partition_point(|end| *end as usize <= start);
         let end = offsets[row + 1] as usize;
-        if start + lower.len() <= end && is_match(found) {
+        if start + lower.len() > end {
+            return end - first;
+        }
+        if is_match(found) {
             hits[row] = true;
             end - first
         } else {
