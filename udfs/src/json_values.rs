@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{ArrayRef, ListBuilder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::common::{Result, exec_err};
+use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -94,7 +94,7 @@ impl ScalarUDFImpl for JsonValues {
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
         if args.len() < 2 {
-            return exec_err!("json_values takes a JSON text and at least one key");
+            return plan_err!("json_values takes a JSON text and at least one key");
         }
         let text = |t: &DataType| if t.is_string() { t.clone() } else { DataType::Utf8 };
         Ok(args.iter().map(text).collect())
