@@ -12,8 +12,9 @@
 ROUNDS="${ROUNDS:-5}"
 source "$(dirname "$0")/lake.sh"
 rules="${RULES:-$work/sigma_rules}"
-[ -n "${RULES:-}" ] || { rm -rf "$rules" && mkdir -p "$rules"; }
-[ -n "${RULES:-}" ] || python3 - "$rules" <<'PY'
+if [ -z "${RULES:-}" ]; then
+rm -rf "$rules" && mkdir -p "$rules"
+python3 - "$rules" <<'PY'
 import sys, pathlib
 out = pathlib.Path(sys.argv[1])
 head = "logsource:\n  product: aws\n  service: cloudtrail\nlevel: {level}\n"
@@ -73,6 +74,7 @@ for svc, name in (m.split(":") for m in more):
         break
     rule(f"  sel:\n    eventSource: {svc}.amazonaws.com\n    eventName: {name}\n  condition: sel\n", "low")
 PY
+fi
 
 group_by="SELECT eventname, count(*) AS n FROM cloudtrail GROUP BY eventname ORDER BY n DESC, eventname"
 # A GROUP BY over more of the columns the rules read, for scale.

@@ -63,13 +63,18 @@ impl PhysicalOptimizerRule for CoalesceScans {
                 return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
             }
             let children = node.children();
+            // Each scan's file list looked through once (a lake can hold tens of thousands of files).
+            let small: Vec<bool> = children.iter().map(|c| scans_small_files(c)).collect();
             // Under an operator that stops at a number of rows (a filter with a LIMIT), gathering 8,192 rows
             // first would read on past them.
-            if node.fetch().is_some() || !children.iter().any(|c| scans_small_files(c)) {
+            if node.fetch().is_some() || !small.contains(&true) {
                 return Ok(Transformed::no(node));
             }
-            let children =
-                children.into_iter().map(|c| if scans_small_files(c) { coalesced(c) } else { c.clone() }).collect();
+            let children = children
+                .into_iter()
+                .zip(small)
+                .map(|(c, small)| if small { coalesced(c) } else { c.clone() })
+                .collect();
             Ok(Transformed::yes(node.with_new_children(children)?))
         })
         .map(|t| t.data)

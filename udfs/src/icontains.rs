@@ -67,16 +67,14 @@ impl Anchors {
         if !lower.is_ascii() || lower.len() > usize::from(u8::MAX) {
             return None;
         }
-        let mut positions: Vec<usize> = (0..lower.len()).filter(|&i| !lower[i].is_ascii_alphabetic()).collect();
-        // Rare bytes first; among equals, the first and last positions (the pair is then checked far apart).
-        positions.sort_by_key(|&i| FREQUENT.contains(&lower[i]));
-        let rare = positions.iter().take_while(|&&i| !FREQUENT.contains(&lower[i])).count();
-        let pool = if rare >= 2 { &positions[..rare] } else { &positions[..] };
-        let (&a, &b) = (pool.iter().min()?, pool.iter().max()?);
-        if a == b {
-            return None;
+        let others: Vec<usize> = (0..lower.len()).filter(|&i| !lower[i].is_ascii_alphabetic()).collect();
+        let rare: Vec<usize> = others.iter().copied().filter(|&i| !FREQUENT.contains(&lower[i])).collect();
+        // Rare bytes when there are two; of them, the first and last (the pair is then checked far apart).
+        let pool = if rare.len() >= 2 { rare } else { others };
+        match pool[..] {
+            [a, .., b] => Anchors::at(lower, [a, b]),
+            _ => None,
         }
-        Anchors::at(lower, [a, b])
     }
 
     #[cfg(target_arch = "x86_64")]
