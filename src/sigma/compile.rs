@@ -207,11 +207,13 @@ struct Target {
     values: Option<String>,
     /// The value as one text, to group and count by.
     text: String,
+    /// A time (`eventTime`): only a part of it is compared (`|hour`, …).
+    time: bool,
 }
 
 impl Target {
     fn of(expr: String, json_text: bool) -> Target {
-        Target { text: expr.clone(), expr, json_text, values: None }
+        Target { text: expr.clone(), expr, json_text, values: None, time: false }
     }
 
     /// A comparison of `expr`, made of one of the values where the field has several.
@@ -255,11 +257,12 @@ fn target(name: &str) -> Compiled<Target> {
                 json_text: false,
                 values: Some(format!("json_values({expr}, {keys})")),
                 text: format!("json_as_text({expr}, {keys})"),
+                time: false,
             }
         }
         (Kind::Text, []) => Target::of(expr, false),
         (Kind::Bool(_), []) => Target::of(format!("CAST({expr} AS VARCHAR)"), false),
-        (Kind::Time, []) => return unsupported(format!("matching the time field {name}")),
+        (Kind::Time, []) => Target { time: true, ..Target::of(expr, false) },
         (Kind::List(_), _) => return unsupported(format!("field {name} inside a list")),
         _ => return unsupported(format!("unknown field {name}")),
     })
@@ -267,7 +270,11 @@ fn target(name: &str) -> Compiled<Target> {
 
 /// A field's value as text, for grouping and counting.
 pub fn field_text(name: &str) -> Compiled<String> {
-    Ok(target(name)?.text)
+    let t = target(name)?;
+    if t.time {
+        return unsupported(format!("grouping or counting by the time field {name}"));
+    }
+    Ok(t.text)
 }
 
 /// The modifiers of an item, as flags.
@@ -284,6 +291,31 @@ struct Mods {
     fieldref: bool,
     compare: Option<&'static str>,
     base64: Option<bool>,
+    /// `|utf16le`/`|wide`, `|utf16be`, `|utf16`: the value's bytes are UTF-16 before they are encoded.
+    utf16: Option<Utf16>,
+    windash: bool,
+    neq: bool,
+    /// `|hour`, `|day`, …: the part of a time that is compared, as `date_part` names it.
+    time_part: Option<&'static str>,
+}
+
+#[derive(Clone, Copy)]
+enum Utf16 {
+    Le,
+    Be,
+    /// Little-endian after a byte order mark, as pySigma writes `|utf16`.
+    Bom,
+}
+
+impl Utf16 {
+    fn encode(self, s: &str) -> Vec<u8> {
+        let units = s.encode_utf16();
+        match self {
+            Utf16::Le => units.flat_map(u16::to_le_bytes).collect(),
+            Utf16::Be => units.flat_map(u16::to_be_bytes).collect(),
+            Utf16::Bom => [0xFF, 0xFE].into_iter().chain(units.flat_map(u16::to_le_bytes)).collect(),
+        }
+    }
 }
 
 fn mods(modifiers: &[Modifier]) -> Compiled<Mods> {
@@ -309,10 +341,20 @@ fn mods(modifiers: &[Modifier]) -> Compiled<Mods> {
             Modifier::Lte => m.compare = Some("<="),
             Modifier::Base64 => m.base64 = Some(false),
             Modifier::Base64Offset => m.base64 = Some(true),
-            other => {
-                let name = serde_json::to_value(other).ok().and_then(|v| v.as_str().map(String::from));
-                return unsupported(format!("modifier |{}", name.unwrap_or_else(|| format!("{other:?}"))));
-            }
+            Modifier::Wide => m.utf16 = Some(Utf16::Le),
+            Modifier::Utf16be => m.utf16 = Some(Utf16::Be),
+            Modifier::Utf16 => m.utf16 = Some(Utf16::Bom),
+            Modifier::WindAsh => m.windash = true,
+            Modifier::Neq => m.neq = true,
+            Modifier::Minute => m.time_part = Some("minute"),
+            Modifier::Hour => m.time_part = Some("hour"),
+            Modifier::Day => m.time_part = Some("day"),
+            Modifier::Week => m.time_part = Some("week"),
+            Modifier::Month => m.time_part = Some("month"),
+            Modifier::Year => m.time_part = Some("year"),
+            // Placeholders take their values from a processing pipeline's configuration, which a rule alone
+            // does not carry.
+            Modifier::Expand => return unsupported("modifier |expand (placeholders need a pipeline's values)"),
         }
     }
     if let Some(re) = m.re.as_mut() {
@@ -320,7 +362,24 @@ fn mods(modifiers: &[Modifier]) -> Compiled<Mods> {
     } else if !flags.is_empty() {
         return unsupported("regular-expression flags without |re");
     }
-    Ok(m)
+    // What would be combined with no meaning, or a meaning the specification does not give, is refused by name.
+    let special = m.re.is_some() || m.cidr || m.compare.is_some() || m.fieldref || m.exists;
+    let pattern = m.contains || m.startswith || m.endswith;
+    let conflict = if m.utf16.is_some() && m.base64.is_none() {
+        Some("UTF-16 without |base64 (the lake's text is UTF-8)")
+    } else if m.windash && (special || m.base64.is_some()) {
+        Some("|windash with a modifier that does not compare text")
+    } else if m.neq && (m.exists || m.compare.is_some()) {
+        Some("|neq with |exists or a comparison")
+    } else if m.time_part.is_some() && (pattern || m.re.is_some() || m.cidr || m.fieldref || m.base64.is_some()) {
+        Some("a time part with a modifier that does not compare numbers")
+    } else {
+        None
+    };
+    match conflict {
+        Some(what) => unsupported(what),
+        None => Ok(m),
+    }
 }
 
 fn item(it: &DetectionItem) -> Compiled<String> {
@@ -337,6 +396,11 @@ fn item(it: &DetectionItem) -> Compiled<String> {
     if it.values.is_empty() {
         return Ok("false".into());
     }
+    if m.neq && it.values.len() > 1 && !m.all {
+        // Different from one of the values (pySigma's reading: true of any event with two distinct values), or
+        // from all of them? The rule must say: `|neq|all`.
+        return unsupported(format!("{name}|neq with several values and without |all"));
+    }
     let parts = it.values.iter().map(|v| value(&t, name, &m, v)).collect::<Compiled<Vec<_>>>()?;
     Ok(if m.all { all(parts) } else { any(parts) })
 }
@@ -350,16 +414,41 @@ fn absent(t: &Target) -> String {
 }
 
 /// One value's comparison with a field: always true or false.
+///
+/// `|neq` holds where the field has a value and the comparison does not hold (`NOT` of a comparison would hold where
+/// the field is absent, which in Sigma matches nothing); on a payload path, where one of the values differs.
 fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
     let expr = &t.expr;
+    let differs = |comparison: String, present: &[&str]| -> String {
+        if !m.neq {
+            return comparison;
+        }
+        let present: Vec<String> = present.iter().map(|p| format!("({p} IS NOT NULL)")).collect();
+        format!("({} AND (({comparison}) IS NOT TRUE))", present.join(" AND "))
+    };
+    if let SigmaValue::Null = v {
+        return Ok(if m.neq { format!("(NOT {})", absent(t)) } else { absent(t) });
+    }
+    match (t.time, m.time_part) {
+        (true, None) => return unsupported(format!("matching the time field {name} (compare a part: |hour, |day, …)")),
+        (false, Some(part)) => return unsupported(format!("{name}|{part}: {name} is not a time")),
+        _ => {}
+    }
     let text = match v {
-        SigmaValue::Null => return Ok(absent(t)),
+        SigmaValue::Null => unreachable!("handled above"),
         SigmaValue::Bool(b) => SigmaString::new(&b.to_string()),
         SigmaValue::Integer(i) => SigmaString::new(&i.to_string()),
         SigmaValue::Float(f) => SigmaString::new(&f.to_string()),
         SigmaValue::String(s) => s.clone(),
     };
-    let sql = if let Some(flags) = &m.re {
+    let sql = if let Some(part) = m.time_part {
+        // `date_part` of a UTC time: the part in UTC, as CloudTrail writes it; `week` is ISO 8601's (1 to 53).
+        let Ok(n) = text.original.trim().parse::<i64>() else {
+            return unsupported(format!("{name}|{part} with a value that is not a whole number"));
+        };
+        let op = m.compare.unwrap_or("=");
+        differs(format!("(date_part('{part}', {expr}) {op} {n})"), &[expr])
+    } else if let Some(flags) = &m.re {
         // The pattern is the rule's text as written: backslashes are the regular expression's own. One that does
         // not compile would fail the fused query, every rule of the run with it: it is this rule's report instead.
         if let Err(e) = trailsql_udfs::matches_regex::compiled(&text.original, flags) {
@@ -369,13 +458,13 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
             return unsupported(format!("{name}|re: a pattern that does not compile ({why})"));
         }
         let flags = if flags.is_empty() { String::new() } else { format!(", {}", literal(flags)) };
-        format!("matches_regex({expr}, {}{flags})", literal(&text.original))
+        differs(format!("matches_regex({expr}, {}{flags})", literal(&text.original)), &[expr])
     } else if m.cidr {
         // `ip_in_cidr` is NULL for a network it cannot read: the rule would never match, silently.
         if trailsql_udfs::ip_in_cidr::Network::parse(&text.original).is_none() {
             return unsupported(format!("{name}|cidr with {:?}, which is not a network", text.original));
         }
-        format!("ip_in_cidr({expr}, {})", literal(&text.original))
+        differs(format!("ip_in_cidr({expr}, {})", literal(&text.original)), &[expr])
     } else if let Some(op) = m.compare {
         // `inf`, `NaN` and `1e400` parse as floats but are no SQL number: the fused query would fail on them.
         let n = match text.original.trim().parse::<f64>() {
@@ -391,17 +480,25 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         if t.values.is_some() && other.values.is_some() {
             return unsupported(format!("{name}|fieldref between two paths into payloads"));
         }
+        if other.time {
+            return unsupported(format!("{name}|fieldref to the time field {}", text.original));
+        }
         let equal = if m.cased {
             format!("({expr} = {})", other.expr)
         } else {
             format!("(lower({expr}) = lower({}))", other.expr)
         };
-        other.any(equal)
+        // Different only where both have a value.
+        other.any(differs(equal, &[expr, &other.expr]))
     } else if let Some(offsets) = m.base64 {
         let Some(plain) = text.as_plain() else {
             return unsupported(format!("{name}|base64 of a value with wildcards"));
         };
-        let encoded = if offsets { base64_offsets(&plain) } else { vec![base64_plain(&plain)] };
+        let bytes = match m.utf16 {
+            Some(utf16) => utf16.encode(&plain),
+            None => plain.into_bytes(),
+        };
+        let encoded = if offsets { base64_offsets(&bytes) } else { vec![base64_plain(&bytes)] };
         // Base64 is case-sensitive: the encodings are matched as they are.
         let cased = Mods {
             cased: true,
@@ -410,31 +507,86 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
             endswith: m.endswith,
             ..Mods::default()
         };
-        any(encoded.iter().map(|e| string_match(t, &cased, &SigmaString::from_raw(e))).collect())
+        let found = any(encoded.iter().map(|e| string_match(t, &cased, &SigmaString::from_raw(e))).collect());
+        differs(found, &[expr])
     } else {
-        string_match(t, m, &text)
+        let variants = if m.windash { windash(&text, name)? } else { vec![text] };
+        differs(any(variants.iter().map(|s| string_match(t, m, s)).collect()), &[expr])
     };
     Ok(never_null(&t.any(sql)))
 }
 
-fn base64_plain(s: &str) -> String {
+fn base64_plain(s: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// The three encodings of a value at byte offsets 0, 1 and 2 of the encoded text, without the characters that
 /// depend on what surrounds it (as Sigma's `base64offset` defines them).
-fn base64_offsets(s: &str) -> Vec<String> {
+fn base64_offsets(s: &[u8]) -> Vec<String> {
     const START: [usize; 3] = [0, 2, 3];
     const END: [usize; 3] = [0, 3, 2];
     (0..3)
         .map(|i| {
-            let padded = format!("{}{s}", " ".repeat(i));
+            let padded = [&b"  "[..i], s].concat();
             let enc = base64_plain(&padded);
             let end_trim = END[(s.len() + i) % 3];
             // As the specification's Python slices it: a value of no bytes leaves nothing between the two ends.
             enc.get(START[i]..enc.len().saturating_sub(end_trim)).unwrap_or_default().to_string()
         })
         .collect()
+}
+
+/// The characters `|windash` takes one another for: the dash and slash of Windows command-line flags, and the
+/// dashes a word processor writes in their place.
+const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
+
+/// Beyond four dashes a value would be more than 625 comparisons in the fused query.
+const MOST_DASHES: usize = 4;
+
+/// `|windash`: the value with each of its dashes in every form, all the combinations, as the specification defines
+/// it (pySigma varies only a dash or slash that starts a word; every variant it makes is among these).
+fn windash(s: &SigmaString, name: &str) -> Compiled<Vec<SigmaString>> {
+    let dashes = s
+        .parts
+        .iter()
+        .map(|p| if let StringPart::Plain(t) = p { t.chars().filter(|c| DASHES.contains(c)).count() } else { 0 })
+        .sum::<usize>();
+    if dashes > MOST_DASHES {
+        return unsupported(format!("{name}|windash with more than {MOST_DASHES} dashes in one value"));
+    }
+    let mut variants: Vec<Vec<StringPart>> = vec![Vec::new()];
+    for part in &s.parts {
+        let StringPart::Plain(text) = part else {
+            variants.iter_mut().for_each(|v| v.push(part.clone()));
+            continue;
+        };
+        let mut texts = vec![String::new()];
+        for c in text.chars() {
+            if DASHES.contains(&c) {
+                texts = texts.iter().flat_map(|t| DASHES.iter().map(move |d| format!("{t}{d}"))).collect();
+            } else {
+                texts.iter_mut().for_each(|t| t.push(c));
+            }
+        }
+        variants = variants
+            .into_iter()
+            .flat_map(|v| texts.iter().map(move |t| v.iter().cloned().chain([StringPart::Plain(t.clone())]).collect()))
+            .collect();
+    }
+    Ok(variants
+        .into_iter()
+        .map(|parts: Vec<StringPart>| {
+            let original = parts
+                .iter()
+                .map(|p| match p {
+                    StringPart::Plain(t) => t.as_str(),
+                    StringPart::Special(SpecialChar::WildcardMulti) => "*",
+                    StringPart::Special(SpecialChar::WildcardSingle) => "?",
+                })
+                .collect();
+            SigmaString { parts, original }
+        })
+        .collect())
 }
 
 /// A string comparison: equality, or `LIKE` when the value has wildcards or a contains/startswith/endswith modifier;
@@ -513,8 +665,18 @@ fn contained_text(s: &SigmaString, m: &Mods) -> Option<String> {
 /// concatenating every text column of every event was a fifth of a rule directory's time.
 fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
     let m = mods(modifiers)?;
-    if m.re.is_some() || m.cidr || m.exists || m.fieldref || m.compare.is_some() || m.base64.is_some() {
-        return unsupported("keywords with a modifier other than |all, |cased, |contains, |startswith, |endswith");
+    if m.re.is_some()
+        || m.cidr
+        || m.exists
+        || m.fieldref
+        || m.compare.is_some()
+        || m.base64.is_some()
+        || m.neq
+        || m.time_part.is_some()
+    {
+        return unsupported(
+            "keywords with a modifier other than |all, |cased, |contains, |startswith, |endswith, |windash",
+        );
     }
     let columns: Vec<Target> = EVENT
         .iter()
@@ -524,12 +686,16 @@ fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
         .map(|expr| Target::of(expr, false))
         .collect();
     let search = Mods { contains: true, ..m };
-    let found = |s: &SigmaString| any(columns.iter().map(|c| never_null(&string_match(c, &search, s))).collect());
+    let found = |s: SigmaString| -> Compiled<String> {
+        let variants = if m.windash { windash(&s, "keyword")? } else { vec![s] };
+        let each = variants.iter().flat_map(|s| columns.iter().map(|c| never_null(&string_match(c, &search, s))));
+        Ok(any(each.collect()))
+    };
     let parts: Vec<String> = values
         .iter()
         .map(|v| match v {
-            SigmaValue::String(s) => Ok(found(s)),
-            SigmaValue::Integer(i) => Ok(found(&SigmaString::new(&i.to_string()))),
+            SigmaValue::String(s) => found(s.clone()),
+            SigmaValue::Integer(i) => found(SigmaString::new(&i.to_string())),
             _ => unsupported("a keyword that is not text or a number"),
         })
         .collect::<Compiled<_>>()?;
@@ -620,8 +786,100 @@ mod tests {
     #[test]
     fn what_is_not_translated_is_refused_by_name() {
         let e = |d: &str| compile(&rule(d)).unwrap_err().0;
-        assert_eq!(e("  sel:\n    eventName|windash: A\n  condition: sel\n"), "modifier |windash");
+        assert_eq!(
+            e("  sel:\n    eventName|expand: '%A%'\n  condition: sel\n"),
+            "modifier |expand (placeholders need a pipeline's values)"
+        );
         assert_eq!(e("  sel:\n    bogus: A\n  condition: sel\n"), "unknown field bogus");
+    }
+
+    #[test]
+    fn neq_holds_where_the_field_has_another_value() {
+        let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n")));
+        assert_eq!(
+            c("errorCode|neq: AccessDenied").unwrap(),
+            "((((errorcode IS NOT NULL) AND (((lower(errorcode) = 'accessdenied')) IS NOT TRUE))) IS TRUE)"
+        );
+        let both = c("errorCode|neq|all: [A, B]").unwrap();
+        assert!(both.contains("'a')) IS NOT TRUE") && both.contains("'b')) IS NOT TRUE") && both.contains(") AND ("));
+        assert_eq!(c("errorCode|neq: [A, B]").unwrap_err().0, "errorCode|neq with several values and without |all");
+        assert_eq!(c("errorCode|neq: null").unwrap(), "(NOT (errorcode IS NULL))");
+        // Against another field: both have a value, and they differ.
+        assert_eq!(
+            c("userIdentity.userName|neq|fieldref: userAgent").unwrap(),
+            "((((useridentity['username'] IS NOT NULL) AND (useragent IS NOT NULL) AND \
+             (((lower(useridentity['username']) = lower(useragent))) IS NOT TRUE))) IS TRUE)"
+        );
+        // On a payload path, one of its values differs.
+        assert!(c("requestParameters.a|neq: x").unwrap().starts_with(
+            "((any_element(json_values(requestparameters, 'a'), ((element() IS NOT NULL) AND (((lower(element())"
+        ));
+        let cidr = c("sourceIPAddress|neq|cidr: 10.0.0.0/8").unwrap();
+        assert!(cidr.contains("((ip_in_cidr(sourceipaddress, '10.0.0.0/8')) IS NOT TRUE)"), "{cidr}");
+        assert_eq!(c("errorCode|neq|exists: true").unwrap_err().0, "|neq with |exists or a comparison");
+        assert_eq!(c("eventVersion|neq|gt: 1").unwrap_err().0, "|neq with |exists or a comparison");
+    }
+
+    #[test]
+    fn time_parts_compare_numbers_in_utc() {
+        let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n")));
+        assert_eq!(c("eventTime|hour: 3").unwrap(), "(((date_part('hour', eventtime) = 3)) IS TRUE)");
+        assert_eq!(c("eventTime|week|gte: 50").unwrap(), "(((date_part('week', eventtime) >= 50)) IS TRUE)");
+        assert!(c("eventTime|day|neq: 1").unwrap().contains("((date_part('day', eventtime) = 1)) IS NOT TRUE"));
+        assert!(c("userIdentity.sessionContext.attributes.creationDate|year: 2024").is_ok());
+        assert_eq!(c("eventTime|hour: noon").unwrap_err().0, "eventTime|hour with a value that is not a whole number");
+        assert_eq!(c("eventName|month: 3").unwrap_err().0, "eventName|month: eventName is not a time");
+        assert!(c("eventTime: '2024-01-01'").unwrap_err().0.starts_with("matching the time field eventTime"));
+        assert_eq!(
+            c("eventTime|hour|contains: 3").unwrap_err().0,
+            "a time part with a modifier that does not compare numbers"
+        );
+        assert_eq!(field_text("eventTime").unwrap_err().0, "grouping or counting by the time field eventTime");
+    }
+
+    #[test]
+    fn windash_takes_every_dash_for_every_other() {
+        let variants = windash(&SigmaString::new("a-b/c*"), "f").unwrap();
+        assert_eq!(variants.len(), 25);
+        let originals: BTreeSet<String> = variants.iter().map(|v| v.original.clone()).collect();
+        assert!(
+            originals.contains("a-b/c*") && originals.contains("a/b-c*") && originals.contains("a\u{2015}b\u{2013}c*")
+        );
+        assert!(variants.iter().all(|v| v.parts.last() == Some(&StringPart::Special(SpecialChar::WildcardMulti))));
+        assert_eq!(windash(&SigmaString::new("ab"), "f").unwrap().len(), 1);
+        assert_eq!(
+            windash(&SigmaString::new("-a-b-c-d-"), "f").unwrap_err().0,
+            "f|windash with more than 4 dashes in one value"
+        );
+        let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n")));
+        let sql = c("userAgent|windash|contains: ' -x'").unwrap();
+        assert_eq!(sql.matches("icontains(useragent, ").count(), 5, "{sql}");
+        assert!(sql.contains("icontains(useragent, ' /x')"), "{sql}");
+        // Keywords too: each variant searched for in every text column.
+        let keywords = compile(&rule("  keywords:\n    '|windash':\n      - ' -x'\n  condition: keywords\n")).unwrap();
+        assert!(keywords.contains("icontains(useragent, ' \u{2014}x')"), "{keywords}");
+        assert_eq!(
+            c("userAgent|windash|re: '-x'").unwrap_err().0,
+            "|windash with a modifier that does not compare text"
+        );
+    }
+
+    #[test]
+    fn utf16_values_are_matched_in_their_base64() {
+        let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n")));
+        assert!(c("requestParameters.x|wide|base64: cmd").unwrap().contains("= 'YwBtAGQA')"));
+        assert!(c("requestParameters.x|utf16le|base64: cmd").unwrap().contains("= 'YwBtAGQA')"));
+        assert!(c("requestParameters.x|utf16be|base64: cmd").unwrap().contains("= 'AGMAbQBk')"));
+        assert!(c("requestParameters.x|utf16|base64: cmd").unwrap().contains("= '//5jAG0AZAA=')"));
+        assert_eq!(
+            c("requestParameters.x|wide: cmd").unwrap_err().0,
+            "UTF-16 without |base64 (the lake's text is UTF-8)"
+        );
+        // At each offset, as for UTF-8 values: the encodings of the UTF-16 bytes.
+        let offsets = c("requestParameters.x|wide|base64offset|contains: cmd").unwrap();
+        for e in base64_offsets(&Utf16::Le.encode("cmd")) {
+            assert!(offsets.contains(&format!("(element() LIKE '%{e}%' ESCAPE '\\')")), "{e}: {offsets}");
+        }
     }
 
     #[test]
@@ -651,13 +909,13 @@ mod tests {
     #[test]
     fn base64_offsets_match_the_specification() {
         // The three encodings Sigma's documentation gives for `/bin/bash`.
-        assert_eq!(base64_offsets("/bin/bash"), vec!["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]);
-        assert_eq!(base64_plain("/bin/bash"), "L2Jpbi9iYXNo");
+        assert_eq!(base64_offsets(b"/bin/bash"), vec!["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]);
+        assert_eq!(base64_plain(b"/bin/bash"), "L2Jpbi9iYXNo");
         // Short values, as pySigma's slices give them (a value of no bytes panicked here).
-        assert_eq!(base64_offsets(""), vec!["", "", ""]);
-        assert_eq!(base64_offsets("a"), vec!["Y", "", "h"]);
-        assert_eq!(base64_offsets("ab"), vec!["YW", "Fi", "hY"]);
-        assert_eq!(base64_offsets("abc"), vec!["YWJj", "FiY", "hYm"]);
+        assert_eq!(base64_offsets(b""), vec!["", "", ""]);
+        assert_eq!(base64_offsets(b"a"), vec!["Y", "", "h"]);
+        assert_eq!(base64_offsets(b"ab"), vec!["YW", "Fi", "hY"]);
+        assert_eq!(base64_offsets(b"abc"), vec!["YWJj", "FiY", "hYm"]);
     }
 
     #[test]

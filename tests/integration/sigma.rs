@@ -214,6 +214,61 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             },
         ),
         (
+            "s3_errors_other_than_denied",
+            "detection:\n  sel:\n    eventSource: s3.amazonaws.com\n    errorCode|neq: accessdenied\n  condition: sel\nlevel: low\n",
+            |e| {
+                is(e, &["eventSource"], "s3.amazonaws.com")
+                    && text(e, &["errorCode"]).is_some_and(|c| !c.eq_ignore_ascii_case("AccessDenied"))
+            },
+        ),
+        (
+            "iam_calls_but_the_usual_reads",
+            "detection:\n  sel:\n    eventSource: iam.amazonaws.com\n    eventName|neq|all:\n      - GetUser\n      - ListRolePolicies\n      - GetRole\n  condition: sel\nlevel: low\n",
+            |e| {
+                is(e, &["eventSource"], "iam.amazonaws.com")
+                    && text(e, &["eventName"]).is_some_and(|n| {
+                        !["GetUser", "ListRolePolicies", "GetRole"].iter().any(|u| n.eq_ignore_ascii_case(u))
+                    })
+            },
+        ),
+        (
+            // Both names present, and different.
+            "access_key_for_another_named_user",
+            "detection:\n  sel:\n    eventName: CreateAccessKey\n    requestParameters.userName|neq|fieldref: userIdentity.userName\n  condition: sel\nlevel: medium\n",
+            |e| {
+                is(e, &["eventName"], "CreateAccessKey")
+                    && text(e, &["userIdentity", "userName"]).is_some_and(|caller| {
+                        payload_values(e, &["requestParameters", "userName"])
+                            .iter()
+                            .filter_map(|v| v.as_str())
+                            .any(|target| !target.eq_ignore_ascii_case(caller))
+                    })
+            },
+        ),
+        (
+            "console_logins_before_six_utc",
+            "detection:\n  sel:\n    eventName: ConsoleLogin\n    eventTime|hour|lt: 6\n  condition: sel\nlevel: low\n",
+            |e| {
+                is(e, &["eventName"], "ConsoleLogin")
+                    && text(e, &["eventTime"]).and_then(|t| t.get(11..13)?.parse::<u32>().ok()).is_some_and(|h| h < 6)
+            },
+        ),
+        (
+            "cli_with_any_dash",
+            "detection:\n  sel:\n    userAgent|windash|startswith: 'aws-cli/'\n  condition: sel\nlevel: informational\n",
+            |e| {
+                const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
+                text(e, &["userAgent"]).is_some_and(|u| {
+                    let c: Vec<char> = u.to_lowercase().chars().take(8).collect();
+                    c.len() == 8
+                        && c[..3] == ['a', 'w', 's']
+                        && DASHES.contains(&c[3])
+                        && c[4..7] == ['c', 'l', 'i']
+                        && DASHES.contains(&c[7])
+                })
+            },
+        ),
+        (
             "old_event_versions",
             "detection:\n  sel:\n    eventVersion|lt: 1.05\n  condition: sel\nlevel: informational\n",
             |e| text(e, &["eventVersion"]).and_then(|v| v.trim().parse::<f64>().ok()).is_some_and(|v| v < 1.05),
@@ -274,8 +329,8 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
         "title: Root console sign-in\nid: r1\nlevel: high\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventName: ConsoleLogin\n    userIdentity.type: Root\n  condition: sel\n",
     );
     write(
-        "windash.yml",
-        "title: Dash\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    userAgent|windash: '-x'\n  condition: sel\n",
+        "expand.yml",
+        "title: Placeholders\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    userAgent|expand: '%agents%'\n  condition: sel\n",
     );
     write(
         "count.yml",
@@ -320,7 +375,7 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
         err.contains("cidr.yml: Bad network: sourceIPAddress|cidr with \"10.0.0.0/99\", which is not a network"),
         "{err}"
     );
-    assert!(err.contains("windash.yml: Dash: modifier |windash"), "{err}");
+    assert!(err.contains("expand.yml: Placeholders: modifier |expand"), "{err}");
     assert!(err.contains("count.yml: Burst: aggregation `sum(eventVersion)"), "{err}");
     assert!(err.contains("ordered.yml: In order: correlation type temporal_ordered"), "{err}");
     // A window of centuries would overflow in the query (a tumbling one's interval past 292 years) and fail every
@@ -629,19 +684,22 @@ fn sixty_correlations_run_in_one_query_each_with_its_own_rows() {
     assert_eq!(fired, want);
 }
 
+/// Each script twice: in UTF-8 (events `e…`) and in UTF-16LE, as PowerShell's `-EncodedCommand` takes it (`w…`).
 #[test]
 fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
     use base64::Engine as _;
-    let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let encode = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let utf16le = |s: &str| s.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
     let scripts = ["/bin/bash -c id", "#!/bin/bash\ncurl x | sh", "x/bin/bash", "/bin/sh", "ab /bin/bash"];
-    let records: Vec<Value> = scripts
+    let encodings = [("e", scripts.map(|s| encode(s.as_bytes()))), ("w", scripts.map(|s| encode(&utf16le(s))))];
+    let records: Vec<Value> = encodings
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            serde_json::json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z", "eventID": format!("e{i}"),
+        .flat_map(|(prefix, encoded)| encoded.iter().enumerate().map(move |(i, data)| (format!("{prefix}{i}"), data)))
+        .map(|(id, data)| {
+            serde_json::json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z", "eventID": id,
                 "eventSource": "ec2.amazonaws.com", "eventName": "ModifyInstanceAttribute", "awsRegion": "us-east-1",
                 "recipientAccountId": "111122223333", "userIdentity": {"type": "IAMUser", "userName": "u"},
-                "requestParameters": {"instanceId": "i-1", "userData": encode(s)}})
+                "requestParameters": {"instanceId": "i-1", "userData": data}})
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
@@ -651,7 +709,12 @@ fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
     convert_lib(&[&src], &lake);
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    for (id, modifiers) in [("offsets", "base64offset|contains"), ("aligned", "base64|contains")] {
+    for (id, modifiers) in [
+        ("offsets", "base64offset|contains"),
+        ("aligned", "base64|contains"),
+        ("wide_offsets", "wide|base64offset|contains"),
+        ("wide_aligned", "wide|base64|contains"),
+    ] {
         let body = format!("  sel:\n    requestParameters.userData|{modifiers}: /bin/bash\n  condition: sel\n");
         std::fs::write(rules.join(format!("{id}.yml")), detection(id, &body)).unwrap();
     }
@@ -664,18 +727,21 @@ fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
             .map(|l| l.split(',').nth(10).unwrap().to_string())
             .collect()
     };
-    // Base64 of a text holds the encoding of a part of it when the part starts at a multiple of three bytes.
-    let want = |aligned: bool| -> BTreeSet<String> {
+    // Base64 of a text holds the encoding of a part of it when the part starts at a multiple of three bytes; in
+    // UTF-16 the part at character `at` starts at byte `2 * at`.
+    let want = |aligned: bool, prefix: &str, width: usize| -> BTreeSet<String> {
         scripts
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.match_indices("/bin/bash").any(|(at, _)| !aligned || at % 3 == 0))
-            .map(|(i, _)| format!("e{i}"))
+            .filter(|(_, s)| s.match_indices("/bin/bash").any(|(at, _)| !aligned || (width * at).is_multiple_of(3)))
+            .map(|(i, _)| format!("{prefix}{i}"))
             .collect()
     };
-    assert_eq!(found("offsets"), want(false));
-    assert_eq!(found("aligned"), want(true));
-    assert!(want(true).len() < want(false).len(), "the scripts must tell the two apart");
+    assert_eq!(found("offsets"), want(false, "e", 1));
+    assert_eq!(found("aligned"), want(true, "e", 1));
+    assert_eq!(found("wide_offsets"), want(false, "w", 2));
+    assert_eq!(found("wide_aligned"), want(true, "w", 2));
+    assert!(want(true, "e", 1).len() < want(false, "e", 1).len(), "the scripts must tell the two apart");
 }
 
 /// A subquery named `sigma_stream` that several parts of a statement read is computed once, and every reader gets
