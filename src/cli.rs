@@ -34,6 +34,13 @@ pub struct Cli {
     /// Directories of your own saved queries (.sql files with a header), beside the builtin ones
     #[arg(long = "queries-dir", global = true, env = "TRAILSQL_QUERIES", value_delimiter = ':')]
     pub queries_dirs: Vec<PathBuf>,
+
+    /// Memory for rows. convert: rows read, buffered and written (peak memory stays within it plus 160 MB)
+    /// [default: 512MiB]. Queries: what sorts, aggregations, joins and windows hold; past it sorts and
+    /// aggregations spill to the temporary directory and the rest fail [default: 80% of the machine's memory, or
+    /// of the container's limit]
+    #[arg(long, global = true, env = "TRAILSQL_MEMORY_LIMIT", value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,10 +140,6 @@ pub struct ConvertArgs {
     /// Largest decompressed size of one file; a larger one fails (decompression bombs)
     #[arg(long, default_value = "8GiB", value_parser = parse_size)]
     pub max_file_size: u64,
-
-    /// Memory for rows being read, buffered and written; peak memory stays within it plus 160 MB
-    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
-    pub memory_limit: u64,
 
     /// Files below this size are merged with the other small files of their partition
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]

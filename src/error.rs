@@ -64,6 +64,15 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What to do about an error whose text says a query ran out of its memory pool (the text, because a statement's
+/// error reaches the REPL and `run` as text, with its file and line).
+pub fn memory_hint(message: &str) -> Option<&'static str> {
+    message.contains("Resources exhausted").then_some(
+        "the query needs more memory than --memory-limit gives it: sorts and aggregations spill to the temporary \
+         directory (TMPDIR), joins and window functions cannot; raise --memory-limit, or narrow the query",
+    )
+}
+
 pub use trailsql_lake::error::redact_credentials;
 
 #[cfg(test)]

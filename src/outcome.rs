@@ -21,7 +21,11 @@ pub fn exit_code(result: Result<Outcome>) -> ExitCode {
         // `trailsql ... | head` closing the pipe early is a normal end.
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("trailsql: {}", crate::error::redact_credentials(&e.to_string()));
+            let message = e.to_string();
+            eprintln!("trailsql: {}", crate::error::redact_credentials(&message));
+            if let Some(hint) = crate::error::memory_hint(&message) {
+                eprintln!("trailsql: {hint}");
+            }
             ExitCode::from(2)
         }
     }

@@ -26,7 +26,7 @@ pub async fn run(cli: &Cli, args: &ConvertArgs, storage: &Arc<Storage>) -> Resul
         threads: args.threads.unwrap_or(defaults.threads).max(1),
         max_record: usize::try_from(args.max_record_size).unwrap_or(usize::MAX),
         limits: Limits { max_file_bytes: args.max_file_size, ..defaults.limits },
-        memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
+        memory_limit: cli.memory_limit.map_or(defaults.memory_limit, |m| usize::try_from(m).unwrap_or(usize::MAX)),
         compact_below: args.compact_below,
         progress: !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         ..defaults

@@ -34,7 +34,11 @@ fn session_options(cli: &Cli) -> Result<SessionOptions> {
         Some(url) => Some(session::Cluster::parse(url)?),
     };
     let ballista_wait = std::time::Duration::from_secs(cli.ballista_wait);
-    Ok(SessionOptions { ballista, ballista_wait, ..SessionOptions::default() })
+    let memory_limit = match cli.memory_limit {
+        Some(m) => Some(usize::try_from(m).unwrap_or(usize::MAX)),
+        None => session::memory::default_limit(),
+    };
+    Ok(SessionOptions { ballista, ballista_wait, memory_limit, ..SessionOptions::default() })
 }
 
 pub async fn run(cli: Cli) -> Result<Outcome> {

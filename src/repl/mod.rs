@@ -213,10 +213,13 @@ impl Repl {
                 false
             }
             Some(Err(e)) => {
-                let message = match &e {
+                let mut message = match &e {
                     Error::Query { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
+                if let Some(hint) = crate::error::memory_hint(&message) {
+                    message = format!("{message}\n{hint}");
+                }
                 self.error(&message);
                 false
             }

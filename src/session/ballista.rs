@@ -80,7 +80,7 @@ pub async fn run_scheduler(opts: &SchedulerOptions, storage: Arc<Storage>) -> Re
 
     // One runtime, so that every session shares the bucket stores it builds, and the footers it reads (the
     // process serves query after query).
-    let runtime = super::runtime(storage, super::LASTING_METADATA_CACHE)?;
+    let runtime = super::runtime(storage, super::LASTING_METADATA_CACHE, None)?;
     let builder = move |config: SessionConfig| state_with_functions(config, runtime.clone());
     let config = SchedulerConfig {
         bind_host: opts.bind.ip().to_string(),
@@ -114,7 +114,7 @@ pub async fn run_executor(opts: &ExecutorOptions, storage: Arc<Storage>) -> Resu
 
     // One runtime, so that every session shares the bucket stores it builds, and the footers it reads (the
     // process serves query after query).
-    let runtime = super::runtime(storage, super::LASTING_METADATA_CACHE)?;
+    let runtime = super::runtime(storage, super::LASTING_METADATA_CACHE, None)?;
     let functions = state_with_functions(SessionConfig::new(), runtime.clone())?;
     let registry = BallistaFunctionRegistry::from(&functions);
     let config = ExecutorProcessConfig {

@@ -7,6 +7,7 @@ pub mod fields;
 pub mod lake_table;
 pub mod lazy_views;
 pub mod local_store;
+pub mod memory;
 pub mod selection;
 pub mod shared;
 pub mod stores;
@@ -56,6 +57,8 @@ pub struct SessionOptions {
     /// for pruning, 2.3 s not. Partitions are still skipped by the lake's digest, which the table applies itself.
     /// Field accesses and JSON paths then stay in the expressions that use them (see `config`).
     pub no_filter_pushdown: bool,
+    /// Bytes the operators of a query may hold (see [`memory`]); `None`: no limit.
+    pub memory_limit: Option<usize>,
 }
 
 /// The footer cache of the processes that serve query after query, the REPL and Ballista's: DataFusion's default.
@@ -149,7 +152,7 @@ pub fn listing_options() -> ListingOptions {
 pub async fn build(lake: &OpenLake, opts: &SessionOptions, storage: Arc<Storage>) -> Result<Session> {
     let mut state = SessionStateBuilder::new()
         .with_config(config(opts))
-        .with_runtime_env(runtime(storage, opts.metadata_cache)?)
+        .with_runtime_env(runtime(storage, opts.metadata_cache, opts.memory_limit)?)
         .with_default_features()
         .with_physical_optimizer_rules(physical_rules(opts));
     // First of the analyzer's rules: the statement's copies of the shared subquery are one before type coercion
@@ -211,17 +214,26 @@ fn physical_rules(opts: &SessionOptions) -> Vec<Arc<dyn PhysicalOptimizerRule + 
     rules
 }
 
-/// The runtime of every session, here and in Ballista's processes: S3 buckets through [`Storage`], and
-/// `metadata_cache` bytes of Parquet footers kept (see [`SessionOptions::metadata_cache`]).
-pub fn runtime(storage: Arc<Storage>, metadata_cache: usize) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+/// The runtime of every session, here and in Ballista's processes: S3 buckets through [`Storage`],
+/// `metadata_cache` bytes of Parquet footers kept (see [`SessionOptions::metadata_cache`]), and the memory pool
+/// of `memory_limit` bytes.
+pub fn runtime(
+    storage: Arc<Storage>,
+    metadata_cache: usize,
+    memory_limit: Option<usize>,
+) -> datafusion::error::Result<Arc<RuntimeEnv>> {
     // No cache of file listings: it lists the whole table on first use, where a query filtered on account_id
     // and event_date should list only that partition's prefix (an S3 lake can hold millions of objects), and it
     // would hide what a concurrent `trailsql convert` adds from a REPL session.
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0).with_metadata_cache_limit(metadata_cache);
-    RuntimeEnvBuilder::new()
+    let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(caches)
-        .with_object_store_registry(Arc::new(BucketStores::new(storage)))
-        .build_arc()
+        .with_object_store_registry(Arc::new(BucketStores::new(storage)));
+    match memory_limit {
+        Some(limit) => runtime.with_memory_pool(memory::pool(limit)),
+        None => runtime,
+    }
+    .build_arc()
 }
 
 /// Registers our UDFs and the JSON functions (with their `->` and `->>` operators), here and in Ballista's

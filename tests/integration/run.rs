@@ -334,3 +334,60 @@ fn the_operators_above_the_lake_scan_get_full_batches() {
         }
     });
 }
+
+/// Past `--memory-limit`, a sort spills to the temporary directory and gives the same rows; a join, which cannot
+/// spill, fails with the error and what to do about it, in `query` and in the REPL.
+#[test]
+fn queries_spill_or_fail_clearly_past_the_memory_limit() {
+    let lake = sample_lake();
+    let tmp = tempfile::tempdir().unwrap();
+    // 6,000,000 rows of two 8-byte columns: 96 MB to sort in a pool of 48 MiB.
+    let sorted = "SELECT value, value * 7919 % 1000003 AS k FROM range(6000000) ORDER BY k, value";
+    let spilled = run(bin()
+        .args(["query", "--memory-limit", "48MiB", "--format", "csv", "--lake"])
+        .arg(lake)
+        .arg(format!("EXPLAIN ANALYZE {sorted}"))
+        .env("TMPDIR", tmp.path()));
+    assert!(spilled.status.success(), "{}", stderr(&spilled));
+    let spills = |plan: &str| -> u64 {
+        plan.split("spill_count=")
+            .skip(1)
+            .map(|s| s.split(|c: char| !c.is_ascii_digit()).next().unwrap())
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum()
+    };
+    assert!(spills(&stdout(&spilled)) > 0, "the sort spilled: {}", stdout(&spilled));
+    let unlimited =
+        run(bin().args(["query", "--format", "csv", "--lake"]).arg(lake).arg(format!("EXPLAIN ANALYZE {sorted}")));
+    assert_eq!(spills(&stdout(&unlimited)), 0, "by default it fits: {}", stdout(&unlimited));
+
+    // The rows are those of a sort in memory: in order, every row once.
+    let rows = run(bin()
+        .args(["query", "--memory-limit", "48MiB", "--format", "csv", "--lake"])
+        .arg(lake)
+        .arg(sorted)
+        .env("TMPDIR", tmp.path()));
+    assert!(rows.status.success(), "{}", stderr(&rows));
+    let mut previous = (i64::MIN, i64::MIN);
+    let mut n = 0i64;
+    let mut total = 0i64;
+    for line in stdout(&rows).lines().skip(1) {
+        let (v, k) = line.split_once(',').unwrap();
+        let row = (k.parse::<i64>().unwrap(), v.parse::<i64>().unwrap());
+        assert!(row > previous, "{row:?} after {previous:?}");
+        previous = row;
+        n += 1;
+        total += row.1;
+    }
+    assert_eq!((n, total), (6_000_000, 6_000_000 * 5_999_999 / 2));
+
+    let join = "SELECT count(*) FROM range(4000000) a JOIN range(4000000) b ON a.value = b.value";
+    let failed = run(bin().args(["query", "--memory-limit", "16MiB", "--lake"]).arg(lake).arg(join));
+    assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
+    let err = stderr(&failed);
+    assert!(err.contains("Resources exhausted") && err.contains("raise --memory-limit"), "{err}");
+    let repl =
+        run_with_stdin(bin().args(["--memory-limit", "16MiB", "--lake"]).arg(lake), format!("{join};\n").as_bytes());
+    assert!(stderr(&repl).contains("raise --memory-limit"), "{}", stderr(&repl));
+    assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none(), "spill files are removed");
+}
