@@ -202,18 +202,18 @@ struct Target {
     expr: String,
     /// The field is a whole JSON payload (`requestParameters`): its text is matched, with values JSON-escaped.
     json_text: bool,
-    /// A path into a payload: the list of the values there (`json_values`, through arrays), of which one must
-    /// match; `expr` is then each of them.
+    /// A path into a payload, or a member of the `resources` list: the list of the values there (`json_values`,
+    /// through arrays; `field_values`), of which one must match; `expr` is then each of them.
     values: Option<String>,
-    /// The value as one text, to group and count by.
-    text: String,
+    /// The value as one text, to group and count by; `None` for a time or a field inside a list.
+    text: Option<String>,
     /// A time (`eventTime`): only a part of it is compared (`|hour`, …).
     time: bool,
 }
 
 impl Target {
     fn of(expr: String, json_text: bool) -> Target {
-        Target { text: expr.clone(), expr, json_text, values: None, time: false }
+        Target { text: Some(expr.clone()), expr, json_text, values: None, time: false }
     }
 
     /// A comparison of `expr`, made of one of the values where the field has several.
@@ -256,14 +256,25 @@ fn target(name: &str) -> Compiled<Target> {
                 expr: "element()".into(),
                 json_text: false,
                 values: Some(format!("json_values({expr}, {keys})")),
-                text: format!("json_as_text({expr}, {keys})"),
+                text: Some(format!("json_as_text({expr}, {keys})")),
                 time: false,
             }
         }
         (Kind::Text, []) => Target::of(expr, false),
         (Kind::Bool(_), []) => Target::of(format!("CAST({expr} AS VARCHAR)"), false),
-        (Kind::Time, []) => Target { time: true, ..Target::of(expr, false) },
-        (Kind::List(_), _) => return unsupported(format!("field {name} inside a list")),
+        (Kind::Time, []) => Target { time: true, text: None, ..Target::of(expr, false) },
+        // `resources.ARN`: the ARN of any of the event's resources.
+        (Kind::List(members), [member]) => match members.iter().find(|m| m.key.eq_ignore_ascii_case(member)) {
+            Some(m) if matches!(m.kind, Kind::Text) => Target {
+                expr: "element()".into(),
+                json_text: false,
+                values: Some(format!("field_values({expr}, '{}')", schema::column_name(m.key))),
+                text: None,
+                time: false,
+            },
+            _ => return unsupported(format!("unknown field {name}")),
+        },
+        (Kind::List(_), _) => return unsupported(format!("field {name} is a list, not a value")),
         _ => return unsupported(format!("unknown field {name}")),
     })
 }
@@ -271,10 +282,11 @@ fn target(name: &str) -> Compiled<Target> {
 /// A field's value as text, for grouping and counting.
 pub fn field_text(name: &str) -> Compiled<String> {
     let t = target(name)?;
-    if t.time {
-        return unsupported(format!("grouping or counting by the time field {name}"));
+    match t.text {
+        Some(text) => Ok(text),
+        None if t.time => unsupported(format!("grouping or counting by the time field {name}")),
+        None => unsupported(format!("grouping or counting by {name}, a field inside a list")),
     }
-    Ok(t.text)
 }
 
 /// The modifiers of an item, as flags.
@@ -736,7 +748,16 @@ mod tests {
         let path = target("requestParameters.ipPermissions.items").unwrap();
         assert_eq!(path.values.as_deref(), Some("json_values(requestparameters, 'ipPermissions', 'items')"));
         assert_eq!(path.expr, "element()");
-        assert_eq!(path.text, "json_as_text(requestparameters, 'ipPermissions', 'items')");
+        assert_eq!(path.text.as_deref(), Some("json_as_text(requestparameters, 'ipPermissions', 'items')"));
+        let arn = target("resources.arn").unwrap();
+        assert_eq!(arn.values.as_deref(), Some("field_values(resources, 'arn')"));
+        assert_eq!(arn.expr, "element()");
+        assert_eq!(
+            field_text("resources.ARN").unwrap_err().0,
+            "grouping or counting by resources.ARN, a field inside a list"
+        );
+        assert_eq!(target("resources.nosuch").err(), Some(Unsupported("unknown field resources.nosuch".into())));
+        assert!(target("resources").is_err());
         assert!(target("requestParameters").unwrap().json_text);
         assert_eq!(target("readOnly").unwrap().expr, "CAST(readonly AS VARCHAR)");
         assert_eq!(target("nosuchfield").err(), Some(Unsupported("unknown field nosuchfield".into())));

@@ -269,6 +269,25 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             },
         ),
         (
+            // A member of the `resources` list: any of the event's resources.
+            "a_role_among_the_resources",
+            "detection:\n  sel:\n    resources.type: aws::iam::role\n    resources.ARN|contains: ':role/'\n  condition: sel\nlevel: low\n",
+            |e| {
+                let resources: Vec<&Value> =
+                    at(e, &["resources"]).and_then(Value::as_array).map(|r| r.iter().collect()).unwrap_or_default();
+                // Members in any case, as the lake reads them (some producers write `arn`).
+                let member = |r: &Value, k: &str| {
+                    let o = r.as_object()?;
+                    o.iter()
+                        .find(|(m, _)| m.eq_ignore_ascii_case(k))
+                        .and_then(|(_, v)| v.as_str())
+                        .map(str::to_lowercase)
+                };
+                resources.iter().any(|r| member(r, "type").as_deref() == Some("aws::iam::role"))
+                    && resources.iter().any(|r| member(r, "ARN").is_some_and(|a| a.contains(":role/")))
+            },
+        ),
+        (
             "old_event_versions",
             "detection:\n  sel:\n    eventVersion|lt: 1.05\n  condition: sel\nlevel: informational\n",
             |e| text(e, &["eventVersion"]).and_then(|v| v.trim().parse::<f64>().ok()).is_some_and(|v| v < 1.05),

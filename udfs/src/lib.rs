@@ -10,6 +10,7 @@ pub mod arn_parse;
 pub mod arn_part;
 pub mod cloudtrail_time;
 mod common;
+pub mod field_values;
 pub mod icontains;
 pub mod ip_in_cidr;
 pub mod json_values;
@@ -42,6 +43,7 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(access_key_kind::AccessKeyKind::default())),
         Arc::new(ScalarUDF::new_from_impl(any_element::AnyElement::default())),
         Arc::new(ScalarUDF::new_from_impl(any_element::Element::default())),
+        Arc::new(ScalarUDF::new_from_impl(field_values::FieldValues::default())),
         Arc::new(ScalarUDF::new_from_impl(icontains::IContains::default())),
         Arc::new(ScalarUDF::new_from_impl(ip_in_cidr::IpInCidr::default())),
         Arc::new(ScalarUDF::new_from_impl(json_values::JsonValues::default())),
