@@ -274,7 +274,7 @@ fn target(name: &str) -> Compiled<Target> {
             },
             _ => return unsupported(format!("unknown field {name}")),
         },
-        (Kind::List(_), _) => return unsupported(format!("field {name} is a list, not a value")),
+        (Kind::List(_), []) => return unsupported(format!("field {name} is a list, not a value")),
         _ => return unsupported(format!("unknown field {name}")),
     })
 }
@@ -438,21 +438,18 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         let present: Vec<String> = present.iter().map(|p| format!("({p} IS NOT NULL)")).collect();
         format!("({} AND (({comparison}) IS NOT TRUE))", present.join(" AND "))
     };
-    if let SigmaValue::Null = v {
-        return Ok(if m.neq { format!("(NOT {})", absent(t)) } else { absent(t) });
-    }
-    match (t.time, m.time_part) {
-        (true, None) => return unsupported(format!("matching the time field {name} (compare a part: |hour, |day, …)")),
-        (false, Some(part)) => return unsupported(format!("{name}|{part}: {name} is not a time")),
-        _ => {}
-    }
     let text = match v {
-        SigmaValue::Null => unreachable!("handled above"),
+        SigmaValue::Null => return Ok(if m.neq { format!("(NOT {})", absent(t)) } else { absent(t) }),
         SigmaValue::Bool(b) => SigmaString::new(&b.to_string()),
         SigmaValue::Integer(i) => SigmaString::new(&i.to_string()),
         SigmaValue::Float(f) => SigmaString::new(&f.to_string()),
         SigmaValue::String(s) => s.clone(),
     };
+    match (t.time, m.time_part) {
+        (true, None) => return unsupported(format!("matching the time field {name} (compare a part: |hour, |day, …)")),
+        (false, Some(part)) => return unsupported(format!("{name}|{part}: {name} is not a time")),
+        _ => {}
+    }
     let sql = if let Some(part) = m.time_part {
         // `date_part` of a UTC time: the part in UTC, as CloudTrail writes it; `week` is ISO 8601's (1 to 53).
         let Ok(n) = text.original.trim().parse::<i64>() else {
