@@ -37,8 +37,8 @@ pub struct Cli {
 
     /// Memory for rows. convert: rows read, buffered and written (peak memory stays within it plus 160 MB)
     /// [default: 512MiB]. Queries: what sorts, aggregations, joins and windows hold; past it sorts and
-    /// aggregations spill to the temporary directory and the rest fail [default: 80% of the machine's memory, or
-    /// of the container's limit]
+    /// aggregations spill to the temporary directory and the rest fail; 0 for no limit [default: 80% of the
+    /// machine's memory, or of the container's limit]
     #[arg(long, global = true, env = "TRAILSQL_MEMORY_LIMIT", value_name = "SIZE", value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 }

@@ -360,6 +360,12 @@ fn queries_spill_or_fail_clearly_past_the_memory_limit() {
     let unlimited =
         run(bin().args(["query", "--format", "csv", "--lake"]).arg(lake).arg(format!("EXPLAIN ANALYZE {sorted}")));
     assert_eq!(spills(&stdout(&unlimited)), 0, "by default it fits: {}", stdout(&unlimited));
+    let no_pool = run(bin()
+        .args(["query", "--memory-limit", "0", "--format", "csv", "--lake"])
+        .arg(lake)
+        .arg(format!("EXPLAIN ANALYZE {sorted}")));
+    assert!(no_pool.status.success(), "0 is no limit, not no memory: {}", stderr(&no_pool));
+    assert_eq!(spills(&stdout(&no_pool)), 0, "{}", stdout(&no_pool));
 
     // The rows are those of a sort in memory: in order, every row once.
     let rows = run(bin()
