@@ -34,12 +34,7 @@ fn session_options(cli: &Cli) -> Result<SessionOptions> {
         Some(url) => Some(session::Cluster::parse(url)?),
     };
     let ballista_wait = std::time::Duration::from_secs(cli.ballista_wait);
-    // 0: no pool at all, for a machine whose limits are misread (queries then never spill).
-    let memory_limit = match cli.memory_limit {
-        Some(0) => None,
-        Some(m) => Some(usize::try_from(m).unwrap_or(usize::MAX)),
-        None => session::memory::default_limit(),
-    };
+    let memory_limit = session::memory::limit(cli.memory_limit);
     Ok(SessionOptions { ballista, ballista_wait, memory_limit, ..SessionOptions::default() })
 }
 

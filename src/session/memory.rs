@@ -21,10 +21,20 @@ pub fn pool(limit: usize) -> Arc<dyn MemoryPool> {
     Arc::new(TrackConsumersPool::new(FairSpillPool::new(limit), top))
 }
 
+/// The pool's size from `--memory-limit`: the default without it, and 0 for no pool at all (an escape for a machine
+/// whose limits are misread; queries then never spill).
+pub fn limit(flag: Option<u64>) -> Option<usize> {
+    match flag {
+        Some(0) => None,
+        Some(bytes) => Some(usize::try_from(bytes).unwrap_or(usize::MAX)),
+        None => default_limit(),
+    }
+}
+
 /// 80% of the memory this process can have: the smaller of the machine's and the container's limit (cgroup v2,
 /// then v1), as a scheduler's container is the usual place for a batch run. `None` where neither can be read
 /// (not Linux): no limit, as before there was a pool.
-pub fn default_limit() -> Option<usize> {
+fn default_limit() -> Option<usize> {
     let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| mem_total(&m));
     let container = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
         .iter()

@@ -330,6 +330,14 @@ impl Utf16 {
     }
 }
 
+impl Mods {
+    /// A modifier that makes the value something other than text to look for (a pattern, a network, a number, a
+    /// field, a presence test).
+    fn compares_other_than_text(&self) -> bool {
+        self.re.is_some() || self.cidr || self.compare.is_some() || self.fieldref || self.exists
+    }
+}
+
 fn mods(modifiers: &[Modifier]) -> Compiled<Mods> {
     let mut m = Mods::default();
     let mut flags = String::new();
@@ -375,7 +383,7 @@ fn mods(modifiers: &[Modifier]) -> Compiled<Mods> {
         return unsupported("regular-expression flags without |re");
     }
     // What would be combined with no meaning, or a meaning the specification does not give, is refused by name.
-    let special = m.re.is_some() || m.cidr || m.compare.is_some() || m.fieldref || m.exists;
+    let special = m.compares_other_than_text();
     let pattern = m.contains || m.startswith || m.endswith;
     let conflict = if m.utf16.is_some() && m.base64.is_none() {
         Some("UTF-16 without |base64 (the lake's text is UTF-8)")
@@ -450,13 +458,15 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         (false, Some(part)) => return unsupported(format!("{name}|{part}: {name} is not a time")),
         _ => {}
     }
+    // `|fieldref`'s other field: `|neq` needs it to have a value too, and each of its values is compared.
+    let mut other: Option<Target> = None;
     let sql = if let Some(part) = m.time_part {
         // `date_part` of a UTC time: the part in UTC, as CloudTrail writes it; `week` is ISO 8601's (1 to 53).
         let Ok(n) = text.original.trim().parse::<i64>() else {
             return unsupported(format!("{name}|{part} with a value that is not a whole number"));
         };
         let op = m.compare.unwrap_or("=");
-        differs(format!("(date_part('{part}', {expr}) {op} {n})"), &[expr])
+        format!("(date_part('{part}', {expr}) {op} {n})")
     } else if let Some(flags) = &m.re {
         // The pattern is the rule's text as written: backslashes are the regular expression's own. One that does
         // not compile would fail the fused query, every rule of the run with it: it is this rule's report instead.
@@ -467,13 +477,13 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
             return unsupported(format!("{name}|re: a pattern that does not compile ({why})"));
         }
         let flags = if flags.is_empty() { String::new() } else { format!(", {}", literal(flags)) };
-        differs(format!("matches_regex({expr}, {}{flags})", literal(&text.original)), &[expr])
+        format!("matches_regex({expr}, {}{flags})", literal(&text.original))
     } else if m.cidr {
         // `ip_in_cidr` is NULL for a network it cannot read: the rule would never match, silently.
         if trailsql_udfs::ip_in_cidr::Network::parse(&text.original).is_none() {
             return unsupported(format!("{name}|cidr with {:?}, which is not a network", text.original));
         }
-        differs(format!("ip_in_cidr({expr}, {})", literal(&text.original)), &[expr])
+        format!("ip_in_cidr({expr}, {})", literal(&text.original))
     } else if let Some(op) = m.compare {
         // `inf`, `NaN` and `1e400` parse as floats but are no SQL number: the fused query would fail on them.
         let n = match text.original.trim().parse::<f64>() {
@@ -485,20 +495,14 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         if m.contains || m.startswith || m.endswith || m.base64.is_some() {
             return unsupported(format!("{name}|fieldref with other modifiers"));
         }
-        let other = target(&text.original)?;
-        if t.values.is_some() && other.values.is_some() {
+        let o = other.insert(target(&text.original)?);
+        if t.values.is_some() && o.values.is_some() {
             return unsupported(format!("{name}|fieldref between two paths into payloads"));
         }
-        if other.time {
+        if o.time {
             return unsupported(format!("{name}|fieldref to the time field {}", text.original));
         }
-        let equal = if m.cased {
-            format!("({expr} = {})", other.expr)
-        } else {
-            format!("(lower({expr}) = lower({}))", other.expr)
-        };
-        // Different only where both have a value.
-        other.any(differs(equal, &[expr, &other.expr]))
+        if m.cased { format!("({expr} = {})", o.expr) } else { format!("(lower({expr}) = lower({}))", o.expr) }
     } else if let Some(offsets) = m.base64 {
         let Some(plain) = text.as_plain() else {
             return unsupported(format!("{name}|base64 of a value with wildcards"));
@@ -516,11 +520,14 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
             endswith: m.endswith,
             ..Mods::default()
         };
-        let found = any(encoded.iter().map(|e| string_match(t, &cased, &SigmaString::from_raw(e))).collect());
-        differs(found, &[expr])
+        any(encoded.iter().map(|e| string_match(t, &cased, &SigmaString::from_raw(e))).collect())
     } else {
         let variants = if m.windash { windash(&text, name)? } else { vec![text] };
-        differs(any(variants.iter().map(|s| string_match(t, m, s)).collect()), &[expr])
+        any(variants.iter().map(|s| string_match(t, m, s)).collect())
+    };
+    let sql = match &other {
+        Some(o) => o.any(differs(sql, &[expr, &o.expr])),
+        None => differs(sql, &[expr]),
     };
     Ok(never_null(&t.any(sql)))
 }
@@ -674,15 +681,7 @@ fn contained_text(s: &SigmaString, m: &Mods) -> Option<String> {
 /// concatenating every text column of every event was a fifth of a rule directory's time.
 fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
     let m = mods(modifiers)?;
-    if m.re.is_some()
-        || m.cidr
-        || m.exists
-        || m.fieldref
-        || m.compare.is_some()
-        || m.base64.is_some()
-        || m.neq
-        || m.time_part.is_some()
-    {
+    if m.compares_other_than_text() || m.base64.is_some() || m.neq || m.time_part.is_some() {
         return unsupported(
             "keywords with a modifier other than |all, |cased, |contains, |startswith, |endswith, |windash",
         );

@@ -6,9 +6,9 @@
 //! optimizer's simplification turns it into `any_match` with a lambda before it runs, wherever the functions are
 //! registered (a Ballista scheduler too); neither function is ever invoked itself.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::functions_nested::array_any_match::array_any_match_higher_order_function;
@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility, cast,
 };
 
-use crate::common::doc;
+use crate::common::{doc, text_list};
 
 /// The name of the lambda's parameter once the pair is rewritten.
 const PARAMETER: &str = "element";
@@ -52,8 +52,7 @@ impl ScalarUDFImpl for AnyElement {
     fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
         let [list, condition] = <[Expr; 2]>::try_from(args).expect("the signature takes two arguments");
         // element() was typed as text where the condition was planned: the lambda's parameter must be text too.
-        let text_list = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
-        let list = if info.get_data_type(&list)? == text_list { list } else { cast(list, text_list) };
+        let list = if info.get_data_type(&list)? == text_list() { list } else { cast(list, text_list()) };
         let body = condition
             .transform_up(|e| {
                 Ok(if is_element(&e) {

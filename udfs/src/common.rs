@@ -1,17 +1,22 @@
 //! What every function of the crate shares: reading string arguments in any encoding, returning scalars for
-//! scalar calls, and the documentation section.
+//! scalar calls, lists of texts, and the documentation section.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, DocSection, Documentation};
 
 /// The documentation section of our functions in `SHOW FUNCTIONS` and `\h`.
 pub const DOC_SECTION: DocSection =
     DocSection { include: true, label: "CloudTrail Functions", description: Some("Functions for AWS CloudTrail data") };
+
+/// A list of texts: what `json_values` and `field_values` give, and what `any_element` tests with `element()`.
+pub fn text_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
 
 /// Starts the documentation of one of our functions.
 pub fn doc(description: &str, syntax: &str, example: &str) -> datafusion::logical_expr::DocumentationBuilder {

@@ -9,13 +9,13 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, AsArray, ListBuilder, StringBuilder};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::common::{doc, finish};
+use crate::common::{doc, finish, text_list};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FieldValues {
@@ -36,7 +36,7 @@ impl ScalarUDFImpl for FieldValues {
         &self.signature
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))))
+        Ok(text_list())
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
         match args {

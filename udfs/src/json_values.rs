@@ -11,14 +11,14 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{ArrayRef, ListBuilder, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use jiter::{Jiter, JiterResult, Peek};
 
-use crate::common::{Strings, doc, finish};
+use crate::common::{Strings, doc, finish, text_list};
 
 /// How deep in arrays and objects values are looked for. Deeper structures are skipped by jiter, which has its
 /// own limit: attacker-written text nested a million times deep cannot exhaust the stack.
@@ -90,7 +90,7 @@ impl ScalarUDFImpl for JsonValues {
         &self.signature
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))))
+        Ok(text_list())
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
         if args.len() < 2 {
