@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::print::Format;
@@ -207,6 +208,15 @@ pub struct SigmaArgs {
     #[arg(long)]
     pub skip_unsupported: bool,
 
+    /// Only events at or after this time: 2026-12-04T18:00:00Z (RFC 3339), 2026-12-04 (its start, in UTC), or a
+    /// span back from now (90m, 24h, 7d). A correlation still counts the events of its timespan before it
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+
+    /// Only events before this time (the same forms)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
+
     /// Exit with 1 when any rule matches (for alerting and CI gates)
     #[arg(long)]
     pub fail_on_rows: bool,
@@ -285,9 +295,47 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult) as u64)
 }
 
+/// A moment: an RFC 3339 time, a date (its first instant, in UTC, as CloudTrail's times are), or a span back from
+/// now (`90m`, `24h`, `7d`, as humantime reads spans).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_time_at(s, Utc::now())
+}
+
+fn parse_time_at(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(t) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    humantime::parse_duration(t)
+        .ok()
+        .and_then(|span| chrono::Duration::from_std(span).ok())
+        .and_then(|span| now.checked_sub_signed(span))
+        .ok_or_else(|| {
+            format!("{s:?}: expected a time (2026-12-04T18:00:00Z), a date (2026-12-04) or a span back from now (24h)")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_moments_dates_or_spans_back_from_now() {
+        let now = DateTime::parse_from_rfc3339("2026-12-04T18:30:00Z").unwrap().with_timezone(&Utc);
+        let at = |s| parse_time_at(s, now).map(|t| t.to_rfc3339());
+        assert_eq!(at("2026-12-04T18:00:00Z"), Ok("2026-12-04T18:00:00+00:00".into()));
+        assert_eq!(at("2026-12-04T20:00:00+02:00"), Ok("2026-12-04T18:00:00+00:00".into()));
+        assert_eq!(at("2026-12-01"), Ok("2026-12-01T00:00:00+00:00".into()));
+        assert_eq!(at("90m"), Ok("2026-12-04T17:00:00+00:00".into()));
+        assert_eq!(at("7d"), Ok("2026-11-27T18:30:00+00:00".into()));
+        for bad in ["yesterday", "2026-13-01", "12/04/2026", "", "-1h", "99999999999999999999d"] {
+            let err = at(bad).unwrap_err();
+            assert!(err.contains("expected a time"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -12,11 +12,18 @@ use crate::outcome::Outcome;
 use crate::{print, session};
 
 pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<Outcome> {
-    let set = crate::sigma::load(&args.rules, args.level.as_deref())?;
+    let range = crate::sigma::Range::new(args.since, args.until)?;
+    let set = crate::sigma::load(&args.rules, args.level.as_deref(), range)?;
     let rows = if args.explain {
         let mut text = String::new();
         for r in &set.rules {
-            text.push_str(&format!("-- {}: {} ({})\n{};\n\n", r.file, r.title, r.id, crate::sigma::rule_sql(r)));
+            text.push_str(&format!(
+                "-- {}: {} ({})\n{};\n\n",
+                r.file,
+                r.title,
+                r.id,
+                crate::sigma::rule_sql(r, &set.range)
+            ));
         }
         if set.rules.len() > 1 {
             text.push_str(&format!("-- all of them, as they run: one query\n{};\n", crate::sigma::query(&set)));

@@ -312,7 +312,7 @@ impl Repl {
             Meta::MaxRows(n) => self.print.maxrows = n,
             Meta::Expanded(v) => self.print.expanded = v.unwrap_or(!self.print.expanded),
             Meta::Sigma(path) => {
-                let set = crate::sigma::load(&[path], None)?;
+                let set = crate::sigma::load(&[path], None, crate::sigma::Range::default())?;
                 let sql = crate::sigma::query(&set);
                 self.run_query(&crate::queries::SavedQuery::parse(&sql, "sigma", "rules"), &Default::default()).await;
                 eprint!("{}", crate::sigma::summary(&set, None));

@@ -7,6 +7,10 @@
 //! A group gives one row: the event at which its condition first held, and the largest count among the windows
 //! where it held. A `tumbling` window restarts at each multiple of the timespan since the Unix epoch; an old
 //! aggregation without `timeframe` has one window per group, from its first event on.
+//!
+//! A run from a start time (`--since`) reports only events from it on, but a window that ends there still holds
+//! the events of its timespan before it: the counts are those of a run over all of the lake. A window without a
+//! timespan starts at the start time.
 
 use std::sync::LazyLock;
 
@@ -177,6 +181,9 @@ pub struct Fused {
     /// The group, as text, and the count, for that row.
     pub group_text: String,
     pub count: String,
+    /// In a run from a start time, the time of the earliest event its windows may count (microseconds since the
+    /// epoch): its timespan before the start.
+    pub earliest: Option<i64>,
 }
 
 /// The event's time as the windows order by it: a number, microseconds since the epoch (the lake's `eventtime` is
@@ -189,8 +196,9 @@ const TIME_PER_SECOND: u64 = 1_000_000;
 /// How many layers of columns a correlation adds over the scan.
 pub const LAYERS: usize = 3;
 
-/// The fused form of one correlation, its columns named `{prefix}_…`.
-pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
+/// The fused form of one correlation, its columns named `{prefix}_…`; in a run from `since` (microseconds since the
+/// epoch), counting from its timespan before and giving a row at an event from `since` on.
+pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) -> Compiled<Fused> {
     let col = |name: &str| format!("{prefix}_{name}");
     let groups: Vec<String> = spec.group_by.iter().map(|g| compile::field_text(g)).collect::<Compiled<_>>()?;
     let g_cols: Vec<String> = (0..groups.len()).map(|i| col(&format!("g{i}"))).collect();
@@ -198,8 +206,18 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
     let any: Vec<&str> = inputs.iter().map(|r| r.condition).collect();
     let counted = format!("({})", any.join(" OR "));
     let t_col = col("t");
+    let span = match spec.window {
+        Window::Sliding(s) | Window::Tumbling(s) => s,
+        Window::Unbounded => 0,
+    };
+    // The span is at most 100 years of microseconds: no overflow before the year 290,000 BCE.
+    let earliest = since.map(|t| t.saturating_sub(i64::try_from(span * TIME_PER_SECOND).unwrap_or(i64::MAX)));
+    let counted_here = match earliest {
+        Some(t) => format!("({counted} AND {TIME_NUMBER} >= {t})"),
+        None => counted.clone(),
+    };
     let mut scan =
-        vec![format!("{} AS {counted_col}", compile::never_null(&counted)), format!("{TIME_NUMBER} AS {t_col}")];
+        vec![format!("{} AS {counted_col}", compile::never_null(&counted_here)), format!("{TIME_NUMBER} AS {t_col}")];
     scan.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
     if let Measure::Rules(_) = spec.measure {
@@ -244,7 +262,11 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
     };
     tests.extend(spec.predicates.iter().map(|(op, k)| format!("{n} {} {k}", compare(*op))));
     let test = if tests.is_empty() { "true".to_string() } else { tests.join(" AND ") };
-    let holds = format!("({test})");
+    // Where the condition holds at an event the run reports.
+    let holds = match since {
+        Some(t) => format!("({test} AND {t_col} >= {t})"),
+        None => format!("({test})"),
+    };
     let (order, count, first) = (col("rn"), col("count"), col("first"));
     let layers = [
         vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")],
@@ -266,7 +288,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str) -> Compiled<Fused> {
         format!("concat_ws(', ', {})", parts.join(", "))
     };
     let emits = format!("({holds} AND {order} = {first})");
-    Ok(Fused { counted, counted_column: counted_col, scan, layers, emits, group_text, count })
+    Ok(Fused { counted, counted_column: counted_col, scan, layers, emits, group_text, count, earliest })
 }
 
 fn partition_by(columns: &[String]) -> String {
@@ -332,7 +354,7 @@ mod tests {
             window: Window::Sliding(600),
             predicates: vec![(ConditionOperator::Gte, 5)],
         };
-        let f = fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1").unwrap();
+        let f = fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1", None).unwrap();
         assert_eq!(f.counted, "((eventname = 'A'))");
         assert_eq!(f.counted_column, "c1_in");
         assert!(f.scan.contains(&"((((eventname = 'A'))) IS TRUE) AS c1_in".to_string()), "{:?}", f.scan);
@@ -348,11 +370,38 @@ mod tests {
         assert_eq!(f.layers[2][0], "max(CASE WHEN (c1_n >= 5) THEN c1_n END) OVER (PARTITION BY c1_g0) AS c1_count");
         assert_eq!(f.emits, "((c1_n >= 5) AND c1_rn = c1_first)");
         let temporal = Spec { measure: Measure::Rules(None), predicates: vec![], ..spec };
-        let f = fused(&temporal, &[Input { name: "a", condition: "c_a" }, Input { name: "b", condition: "c_b" }], "c2")
-            .unwrap();
+        let inputs = [Input { name: "a", condition: "c_a" }, Input { name: "b", condition: "c_b" }];
+        let f = fused(&temporal, &inputs, "c2", None).unwrap();
         assert_eq!(f.emits, "(((c2_p0 + c2_p1) = 2) AND c2_rn = c2_first)");
         assert!(f.scan.contains(&"c_b AS c2_h1".to_string()), "{:?}", f.scan);
         assert!(f.scan.contains(&"CAST(eventtime AS BIGINT) AS c2_t".to_string()), "{:?}", f.scan);
+        assert_eq!(f.earliest, None);
+    }
+
+    /// From a start time, a window counts the events of its timespan before it, and only an event from the start
+    /// on gives the row.
+    #[test]
+    fn from_a_start_time_windows_look_back_their_timespan() {
+        let spec = |window| Spec {
+            group_by: vec![],
+            measure: Measure::Events,
+            window,
+            predicates: vec![(ConditionOperator::Gte, 5)],
+        };
+        let input = [Input { name: "a", condition: "(eventname = 'A')" }];
+        let start = 1_700_000_000_000_000;
+        let f = fused(&spec(Window::Sliding(600)), &input, "c1", Some(start)).unwrap();
+        assert_eq!(f.earliest, Some(start - 600_000_000));
+        assert_eq!(
+            f.scan[0],
+            "(((((eventname = 'A')) AND CAST(eventtime AS BIGINT) >= 1699999400000000)) IS TRUE) AS c1_in"
+        );
+        assert_eq!(f.emits, "((c1_n >= 5 AND c1_t >= 1700000000000000) AND c1_rn = c1_first)");
+        assert!(f.layers[2][1].starts_with("min(CASE WHEN (c1_n >= 5 AND c1_t >= 1700000000000000) THEN c1_rn"));
+        let f = fused(&spec(Window::Unbounded), &input, "c1", Some(start)).unwrap();
+        assert_eq!(f.earliest, Some(start), "a window without a timespan starts at the start");
+        let f = fused(&spec(Window::Sliding(MAX_SPAN_SECONDS)), &input, "c1", Some(i64::MIN + 1)).unwrap();
+        assert_eq!(f.earliest, Some(i64::MIN), "saturates");
     }
 
     /// The windows' numeric time counts microseconds because the lake's `eventtime` does.

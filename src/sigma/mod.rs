@@ -10,6 +10,7 @@ mod correlate;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Datelike, Utc};
 use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, Level, LogSource, SigmaRule};
 
 use crate::error::{Error, Result};
@@ -33,13 +34,65 @@ pub enum RuleKind {
     /// The SQL condition of a detection.
     Detection(String),
     /// A correlation's columns in the fused query.
-    Correlation(correlate::Fused),
+    Correlation(Box<correlate::Fused>),
+}
+
+/// The events a run reports: from `since` (included) to `until` (excluded), either end open.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Range {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Range {
+    /// A range that holds some time.
+    pub fn new(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Result<Self> {
+        match (since, until) {
+            (Some(s), Some(u)) if s >= u => {
+                Err(Error::Usage(format!("--since {} is not before --until {}", moment(s), moment(u))))
+            }
+            _ => Ok(Range { since, until }),
+        }
+    }
+
+    /// The conditions that keep the events from `from` (the start, or earlier, where a correlation looks back) to
+    /// the end: on `eventtime`, and on the partitions' dates (UTC dates of `eventtime`), so that the files of other
+    /// days are never listed nor opened.
+    fn conditions(&self, from: Option<DateTime<Utc>>) -> Vec<String> {
+        let mut c = Vec::new();
+        if let Some(t) = from
+            && let Some(after) = not_before(t)
+        {
+            c.push(after);
+            c.push(format!("event_date >= DATE '{}'", t.date_naive()));
+        }
+        // DataFusion's timestamp literals hold nanoseconds: years 1678 to 2261.
+        if let Some(t) = self.until.filter(|t| t.year() <= 2200) {
+            c.push(format!("eventtime < TIMESTAMP '{}'", moment(t)));
+            let last = t - chrono::Duration::microseconds(1);
+            c.push(format!("event_date <= DATE '{}'", last.date_naive()));
+        }
+        c
+    }
+}
+
+/// The condition that an event is not before `t`; none before 1900, where DataFusion's timestamp literals end
+/// (CloudTrail began in 2013).
+fn not_before(t: DateTime<Utc>) -> Option<String> {
+    (t.year() >= 1900).then(|| format!("eventtime >= TIMESTAMP '{}'", moment(t)))
+}
+
+/// A time as the SQL and the messages write it.
+fn moment(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// What a set of rule files held.
 #[derive(Debug, Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
+    /// The events the rules run over.
+    pub range: Range,
     /// Rules not run: (file, rule title, the construct that is not translated).
     pub unsupported: Vec<(String, String, String)>,
     /// Rules for other log sources, left aside.
@@ -77,7 +130,7 @@ impl Detection {
 /// Filter rules narrow the rules they name (or all rules) wherever those are; a correlation counts the events of
 /// the rules it names, which then give no rows of their own unless it says `generate: true` (a correlation that
 /// is not run leaves its rules to run alone, so that nothing they find is hidden).
-pub fn load(paths: &[PathBuf], min_level: Option<&str>) -> Result<RuleSet> {
+pub fn load(paths: &[PathBuf], min_level: Option<&str>, range: Range) -> Result<RuleSet> {
     let min = match min_level {
         None => 0,
         Some(l) => LEVELS
@@ -92,7 +145,7 @@ pub fn load(paths: &[PathBuf], min_level: Option<&str>) -> Result<RuleSet> {
     if files.is_empty() {
         return Err(Error::Usage(format!("no Sigma rule files (.yml, .yaml) in {}", show_paths(paths))));
     }
-    let mut docs = Documents::default();
+    let mut docs = Documents { set: RuleSet { range, ..RuleSet::default() }, ..Documents::default() };
     for file in files {
         docs.read(&file)?;
     }
@@ -157,6 +210,11 @@ impl Documents {
         }
     }
 
+    /// The run's start, as the correlations' windows count time.
+    fn since(&self) -> Option<i64> {
+        self.set.range.since.map(|t| t.timestamp_micros())
+    }
+
     /// Compiles the correlations; gives the detections that only feed the ones that run.
     fn compile_correlations(&mut self, min: usize) -> BTreeSet<usize> {
         let mut fed = BTreeSet::new();
@@ -171,7 +229,7 @@ impl Documents {
                     if !c.generate {
                         fed.extend(inputs);
                     }
-                    self.set.rules.push(Rule::new(id, &c.title, c.level, file, RuleKind::Correlation(fused)));
+                    self.set.rules.push(Rule::new(id, &c.title, c.level, file, RuleKind::Correlation(Box::new(fused))));
                 }
                 Err(Unsupported(what)) => self.set.unsupported.push((file.clone(), c.title.clone(), what)),
             }
@@ -196,7 +254,7 @@ impl Documents {
             }
             inputs.push(i);
         }
-        Ok((correlate::fused(&correlate::spec(c)?, &named, prefix)?, inputs))
+        Ok((correlate::fused(&correlate::spec(c)?, &named, prefix, self.since())?, inputs))
     }
 
     fn compile_detections(&mut self, fed: &BTreeSet<usize>, min: usize) {
@@ -216,9 +274,9 @@ impl Documents {
                 (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
                     .and_then(|spec| {
                         let input = correlate::Input { name: "", condition: c };
-                        correlate::fused(&spec, &[input], &column_prefix(self.set.rules.len()))
+                        correlate::fused(&spec, &[input], &column_prefix(self.set.rules.len()), self.since())
                     })
-                    .map(RuleKind::Correlation),
+                    .map(|f| RuleKind::Correlation(Box::new(f))),
             };
             match compiled {
                 Ok(kind) => {
@@ -340,13 +398,18 @@ const NO_CORRELATION: &str = "CAST(NULL AS VARCHAR) AS correlation_group, CAST(N
 const ORDER: &str = "ORDER BY eventtime, rule_id, eventid";
 
 /// One rule's query, as `--explain` shows it: a detection's as a plain query, a correlation's as it runs.
-pub fn rule_sql(rule: &Rule) -> String {
+pub fn rule_sql(rule: &Rule, range: &Range) -> String {
     match &rule.kind {
-        RuleKind::Detection(condition) => format!(
-            "SELECT {}, {EVENT_COLUMNS}, {NO_CORRELATION}\nFROM cloudtrail\nWHERE {condition}\n{ORDER}",
-            head(&rule.id, &rule.title, &rule.level)
-        ),
-        RuleKind::Correlation(_) => fused(std::slice::from_ref(rule)),
+        RuleKind::Detection(condition) => {
+            let mut conditions = range.conditions(range.since);
+            conditions.push(condition.clone());
+            format!(
+                "SELECT {}, {EVENT_COLUMNS}, {NO_CORRELATION}\nFROM cloudtrail\nWHERE {}\n{ORDER}",
+                head(&rule.id, &rule.title, &rule.level),
+                conditions.join("\n  AND ")
+            )
+        }
+        RuleKind::Correlation(_) => fused(std::slice::from_ref(rule), range),
     }
 }
 
@@ -368,7 +431,7 @@ pub fn refused(set: &RuleSet) -> Option<Error> {
 
 /// Every rule in one query, over one scan of the lake (see `fused`).
 pub fn query(set: &RuleSet) -> String {
-    fused(&set.rules)
+    fused(&set.rules, &set.range)
 }
 
 /// The rules fused: one scan keeps the events some rule may match, tests each detection's condition on them and
@@ -379,7 +442,10 @@ pub fn query(set: &RuleSet) -> String {
 /// The scan keeps an event when its name is one that the rules naming their events name (one look-up), or when
 /// it meets the condition of a rule that names none, or one a correlation counts. A second scan, for the rules
 /// that name their events, cost a second opening of every file; on a lake of small files that is most of a scan.
-fn fused(rules: &[Rule]) -> String {
+///
+/// In a time range, the scan keeps the range's events, and those of the timespans the correlations look back
+/// before it, which only the correlations count.
+fn fused(rules: &[Rule], range: &Range) -> String {
     if rules.is_empty() {
         return format!(
             "SELECT CAST(NULL AS VARCHAR) AS rule_id, CAST(NULL AS VARCHAR) AS rule_title, \
@@ -391,9 +457,14 @@ fn fused(rules: &[Rule]) -> String {
     let mut scan = vec![EVENT_COLUMNS.to_string()];
     let mut branches = Vec::new();
     let mut detections = Vec::new();
+    // The earliest event the scan keeps: the start, or a correlation's look-back before it.
+    let mut from = range.since;
     for r in rules {
         match &r.kind {
             RuleKind::Correlation(f) => {
+                let earliest =
+                    f.earliest.map(|t| DateTime::from_timestamp_micros(t).unwrap_or(DateTime::<Utc>::MIN_UTC));
+                from = from.min(earliest);
                 keep.push(f.counted.clone());
                 scan.extend(f.scan.iter().cloned());
                 let mut counted = format!("SELECT * FROM {SHARED} WHERE {}", f.counted_column);
@@ -436,17 +507,27 @@ fn fused(rules: &[Rule]) -> String {
             0,
             format!(
                 "SELECT r.rule_id, r.rule_title, r.level, {}, {NO_CORRELATION}\nFROM (SELECT *, unnest(detected) AS \
-                 rule_index FROM {SHARED}) m\nJOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON \
+                 rule_index FROM {SHARED}{}) m\nJOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON \
                  m.rule_index = r.rule_index",
                 columns.join(", "),
+                // Events the correlations look back to are not the detections' to report.
+                match range.since.filter(|s| from < Some(*s)).and_then(not_before) {
+                    Some(c) => format!(" WHERE {c}"),
+                    None => String::new(),
+                },
                 values.join(", ")
             ),
         );
     }
+    let mut conditions = range.conditions(from);
+    conditions.push(match conditions.is_empty() {
+        true => keep.join("\n    OR "),
+        false => format!("({})", keep.join("\n    OR ")),
+    });
     format!(
         "WITH {SHARED} AS (\n  SELECT {}\n  FROM cloudtrail\n  WHERE {}\n)\nSELECT * FROM (\n{}\n) sigma\n{ORDER}",
         scan.join(",\n    "),
-        keep.join("\n    OR "),
+        conditions.join("\n  AND "),
         branches.join("\nUNION ALL\n")
     )
 }
@@ -460,6 +541,12 @@ pub fn summary(set: &RuleSet, matches: Option<usize>) -> String {
     }
     if let Some(n) = matches {
         s.push_str(&format!(", {n} match{}", if n == 1 { "" } else { "es" }));
+    }
+    match (set.range.since, set.range.until) {
+        (Some(a), Some(b)) => s.push_str(&format!(", events from {} until {}", moment(a), moment(b))),
+        (Some(a), None) => s.push_str(&format!(", events from {} on", moment(a))),
+        (None, Some(b)) => s.push_str(&format!(", events before {}", moment(b))),
+        (None, None) => {}
     }
     if !set.unsupported.is_empty() {
         s.push_str(&format!(", {} not supported", set.unsupported.len()));
@@ -505,7 +592,7 @@ mod tests {
              recipientAccountId: '111122223333'\n  condition: not lab\n",
         )
         .unwrap();
-        let set = load(&[dir.path().to_path_buf()], None).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, Range::default()).unwrap();
         assert!(set.unsupported.is_empty(), "{:?}", set.unsupported);
         let a = detection_of(&set, "a");
         assert!(a.contains("runinstances") && a.contains("AND (NOT") && a.contains("111122223333"), "{a}");
@@ -552,7 +639,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let set = load(&[dir.path().to_path_buf()], None).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, Range::default()).unwrap();
         let sql = query(&set);
         let scans: Vec<&str> = sql.split("FROM cloudtrail").skip(1).collect();
         assert_eq!(scans.len(), 1, "{sql}");
@@ -567,6 +654,46 @@ mod tests {
         assert!(sql.contains("count(*) OVER (PARTITION BY c0_g0 ORDER BY c0_t"), "{sql}");
         assert!(sql.contains("WHERE ((c0_n > 3) AND c0_rn = c0_first)"), "{sql}");
         assert!(sql.contains("true_indices((((lower(eventname) = 'stoplogging')) IS TRUE),\n"), "{sql}");
+    }
+
+    /// A time range bounds the scan on the event's time and on the partitions' dates; the correlations' look-back
+    /// widens it, and then the detections take only the range's events from it.
+    #[test]
+    fn a_time_range_bounds_the_scan_and_the_partitions_it_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
+        let detection =
+            format!("title: a\nid: a\n{head}detection:\n  sel:\n    eventName: StopLogging\n  condition: sel\n");
+        std::fs::write(dir.path().join("a.yml"), &detection).unwrap();
+        let at = |s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let range = Range::new(Some(at("2024-01-01T00:05:00Z")), Some(at("2024-01-02T00:00:00Z"))).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, range).unwrap();
+        let sql = query(&set);
+        let bounds = "WHERE eventtime >= TIMESTAMP '2024-01-01T00:05:00Z'\n  AND event_date >= DATE '2024-01-01'\n  \
+                      AND eventtime < TIMESTAMP '2024-01-02T00:00:00Z'\n  AND event_date <= DATE '2024-01-01'\n  AND (";
+        assert!(sql.contains(bounds), "{sql}");
+        assert!(sql.contains("FROM sigma_stream) m"), "no look-back, no second bound: {sql}");
+        assert!(rule_sql(&set.rules[0], &set.range).contains(&bounds.replace("AND (", "AND ")), "{sql}");
+
+        std::fs::write(
+            dir.path().join("n.yml"),
+            format!(
+                "{detection}---\ntitle: n\nid: n\ncorrelation:\n  type: event_count\n  rules: [a]\n  timespan: 10m\n  \
+                     generate: true\n  condition:\n    gte: 2\n"
+            ),
+        )
+        .unwrap();
+        std::fs::remove_file(dir.path().join("a.yml")).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, range).unwrap();
+        let sql = query(&set);
+        assert!(
+            sql.contains("WHERE eventtime >= TIMESTAMP '2023-12-31T23:55:00Z'\n  AND event_date >= DATE '2023-12-31'"),
+            "{sql}"
+        );
+        assert!(sql.contains("FROM sigma_stream WHERE eventtime >= TIMESTAMP '2024-01-01T00:05:00Z') m"), "{sql}");
+
+        let empty = Range::new(range.until, range.since).unwrap_err().to_string();
+        assert!(empty.contains("--since 2024-01-02T00:00:00Z is not before --until 2024-01-01T00:05:00Z"), "{empty}");
     }
 
     #[test]

@@ -549,13 +549,28 @@ fn base_rules() -> String {
 
 type Found = BTreeMap<String, (String, i64)>;
 
+/// The events a run reports, in microseconds since the epoch: from the first (included) to the second (excluded).
+type Range = (Option<i64>, Option<i64>);
+
+fn in_range(t: i64, (since, until): Range) -> bool {
+    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+}
+
 /// The groups a correlation fires for, each with the event where its condition first held and the largest count
-/// among the windows where it held, read from the raw events.
-fn independent_correlation(events: &[(i64, &Value)], c: &Correlation) -> Found {
+/// among the windows where it held, read from the raw events; in a time range, among the range's events, each
+/// window still counting all of the events of its timespan, except that a window without one starts at the range.
+fn independent_correlation(events: &[(i64, &Value)], c: &Correlation, range: Range) -> Found {
     // Per group: (time, event id, event, which rules it matched).
     type Row<'a> = (i64, String, &'a Value, Vec<bool>);
     let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for (t, e) in events {
+        let counted = match c.window {
+            Window::Unbounded => in_range(*t, range),
+            Window::Sliding(_) | Window::Tumbling(_) => range.1.is_none_or(|u| *t < u),
+        };
+        if !counted {
+            continue;
+        }
         let hits: Vec<bool> = c.rules.iter().map(|m| m(e)).collect();
         if !hits.iter().any(|h| *h) {
             continue;
@@ -576,7 +591,7 @@ fn independent_correlation(events: &[(i64, &Value)], c: &Correlation) -> Found {
         rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut first: Option<String> = None;
         let mut peak = 0;
-        for (t, id, _, _) in &rows {
+        for (t, id, _, _) in rows.iter().filter(|(t, ..)| in_range(*t, range)) {
             let window = rows.iter().filter(|(u, ..)| {
                 *u <= *t
                     && match c.window {
@@ -603,72 +618,158 @@ fn independent_correlation(events: &[(i64, &Value)], c: &Correlation) -> Found {
     found
 }
 
+/// The real data converted, the correlations' rules written, and the events as the lake holds them, with their
+/// times.
+struct CorrelationCase {
+    _dir: tempfile::TempDir,
+    lake: std::path::PathBuf,
+    rules: std::path::PathBuf,
+    events: Vec<(i64, Value)>,
+}
+
+impl CorrelationCase {
+    fn new(root: &Path) -> Self {
+        let (input, _) = independent_events(root);
+        // The lake keeps one copy of an event delivered twice.
+        let mut events: Vec<(i64, Value)> = Vec::new();
+        let mut seen: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for e in input {
+            let Some(t) = text(&e, &["eventTime"]).and_then(trailsql_lake::time::parse_cloudtrail_time) else {
+                continue;
+            };
+            let copies = seen.entry(text(&e, &["eventID"]).unwrap_or_default().to_string()).or_default();
+            if !copies.iter().any(|&i| events[i].1 == e) {
+                copies.push(events.len());
+                events.push((t, e));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        convert_lib(&[root], &lake);
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        std::fs::write(rules.join("base.yml"), base_rules()).unwrap();
+        for c in correlations() {
+            let rule = format!("title: {}\nid: {}\n{}", c.id, c.id, c.yaml);
+            std::fs::write(rules.join(format!("{}.yml", c.id)), rule).unwrap();
+        }
+        // The older form of the first: an aggregation after the condition, with a timeframe.
+        std::fs::write(
+            rules.join("legacy.yml"),
+            detection(
+                "legacy_error_burst",
+                "  sel:\n    errorCode|exists: true\n  timeframe: 10m\n  condition: sel | count() by sourceIPAddress > 9\n",
+            ),
+        )
+        .unwrap();
+        CorrelationCase { _dir: dir, lake, rules, events }
+    }
+
+    fn events(&self) -> Vec<(i64, &Value)> {
+        self.events.iter().map(|(t, e)| (*t, e)).collect()
+    }
+
+    /// Runs the rules with `args`: the correlations' rows, by rule and group, and the event IDs of the rows of
+    /// `ct_denied`, the one rule that gives rows alone.
+    fn run(&self, args: &[&str]) -> (BTreeMap<String, Found>, Vec<String>, String) {
+        let out =
+            run(bin().args(["sigma", "--format", "ndjson"]).args(args).arg("--lake").arg(&self.lake).arg(&self.rules));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut got: BTreeMap<String, Found> = BTreeMap::new();
+        let mut denied = Vec::new();
+        for line in stdout(&out).lines() {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let rule = row["rule_id"].as_str().unwrap().to_string();
+            let event = row["eventid"].as_str().unwrap_or_default().to_string();
+            match row["correlation_group"].as_str() {
+                Some(group) => {
+                    let n = row["correlation_count"].as_i64().unwrap();
+                    assert!(got.entry(rule).or_default().insert(group.to_string(), (event, n)).is_none(), "{line}");
+                }
+                None => {
+                    assert!(row["correlation_count"].is_null(), "{line}");
+                    assert_eq!(rule, "ct_denied", "only the rule with generate: true gives rows alone: {line}");
+                    denied.push(event);
+                }
+            }
+        }
+        denied.sort();
+        (got, denied, stderr(&out))
+    }
+
+    /// The IDs of the events `ct_denied` matches in a range.
+    fn denied(&self, range: Range) -> Vec<String> {
+        let mut ids: Vec<String> = (self.events.iter())
+            .filter(|(t, e)| in_range(*t, range) && is(e, &["errorCode"], "AccessDenied"))
+            .map(|(_, e)| text(e, &["eventID"]).unwrap_or_default().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
 #[test]
 fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
     let Some(root) = realdata() else { return };
-    let (input, _) = independent_events(&root);
-    // The lake keeps one copy of an event delivered twice.
-    let mut events: Vec<(i64, &Value)> = Vec::new();
-    let mut seen: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-    for e in &input {
-        let Some(t) = text(e, &["eventTime"]).and_then(trailsql_lake::time::parse_cloudtrail_time) else { continue };
-        let copies = seen.entry(text(e, &["eventID"]).unwrap_or_default()).or_default();
-        if !copies.contains(&e) {
-            copies.push(e);
-            events.push((t, e));
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    convert_lib(&[&root], &lake);
-    let rules = dir.path().join("rules");
-    std::fs::create_dir(&rules).unwrap();
-    std::fs::write(rules.join("base.yml"), base_rules()).unwrap();
+    let case = CorrelationCase::new(&root);
+    let (got, denied, err) = case.run(&[]);
     for c in correlations() {
-        std::fs::write(rules.join(format!("{}.yml", c.id)), format!("title: {}\nid: {}\n{}", c.id, c.id, c.yaml))
-            .unwrap();
-    }
-    // The older form of the first: an aggregation after the condition, with a timeframe.
-    std::fs::write(
-        rules.join("legacy.yml"),
-        detection(
-            "legacy_error_burst",
-            "  sel:\n    errorCode|exists: true\n  timeframe: 10m\n  condition: sel | count() by sourceIPAddress > 9\n",
-        ),
-    )
-    .unwrap();
-
-    let out = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&rules));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut got: BTreeMap<String, Found> = BTreeMap::new();
-    let mut denied_rows = 0;
-    for line in stdout(&out).lines() {
-        let row: Value = serde_json::from_str(line).unwrap();
-        let rule = row["rule_id"].as_str().unwrap().to_string();
-        match row["correlation_group"].as_str() {
-            Some(group) => {
-                let first = row["eventid"].as_str().unwrap_or_default().to_string();
-                let n = row["correlation_count"].as_i64().unwrap();
-                assert!(got.entry(rule).or_default().insert(group.to_string(), (first, n)).is_none(), "{line}");
-            }
-            None => {
-                assert!(row["correlation_count"].is_null(), "{line}");
-                assert_eq!(rule, "ct_denied", "only the rule with generate: true gives rows alone: {line}");
-                denied_rows += 1;
-            }
-        }
-    }
-    for c in correlations() {
-        let want = independent_correlation(&events, &c);
+        let want = independent_correlation(&case.events(), &c, (None, None));
         assert!(!want.is_empty(), "{}: the real data has no group for it; choose another", c.id);
         assert_eq!(got.get(c.id).cloned().unwrap_or_default(), want, "{}", c.id);
     }
     assert_eq!(got.get("legacy_error_burst"), got.get("error_burst"), "`| count() by … > 9` is `gte: 10`");
-    let denied = events.iter().filter(|(_, e)| is(e, &["errorCode"], "AccessDenied")).count();
-    assert_eq!(denied_rows, denied);
+    assert_eq!(denied, case.denied((None, None)));
     assert_eq!(got["denied_twice"].len(), 1, "no group-by: one group");
-    let err = stderr(&out);
     assert!(err.contains("sigma: 9 rules run (8 correlations)"), "{err}");
+}
+
+/// `--since` and `--until`: the detections give the range's events; a correlation gives a row at an event of the
+/// range, but its windows there count every event of their timespan, before the start too, as a run over all of
+/// the lake would (and a window without a timespan starts at the start).
+#[test]
+fn a_time_range_gives_its_events_and_correlations_count_back_their_timespan() {
+    let Some(root) = realdata() else { return };
+    let case = CorrelationCase::new(&root);
+    let (since, until) = ("2023-07-10T12:00:00Z", "2024-01-16T00:00:00Z");
+    let at = |s| trailsql_lake::time::parse_cloudtrail_time(s).unwrap();
+    let range = (Some(at(since)), Some(at(until)));
+    let (got, denied, err) = case.run(&["--since", since, "--until", "2024-01-16"]);
+    let events = case.events();
+    let within: Vec<(i64, &Value)> = events.iter().filter(|(t, _)| in_range(*t, range)).copied().collect();
+    let (mut fired, mut looked_back) = (false, false);
+    for c in correlations() {
+        let want = independent_correlation(&events, &c, range);
+        fired |= !want.is_empty();
+        // Windows over the range's events alone would differ: the start cuts through a burst.
+        looked_back |= independent_correlation(&within, &c, (None, None)) != want;
+        assert_eq!(got.get(c.id).cloned().unwrap_or_default(), want, "{}", c.id);
+    }
+    assert!(fired && looked_back, "choose a range that holds a group, and starts inside one");
+    let want = case.denied(range);
+    assert!(!want.is_empty() && want.len() < case.denied((None, None)).len());
+    assert_eq!(denied, want);
+    assert!(err.contains(&format!("events from {since} until {until}")), "{err}");
+}
+
+/// A time that is not one, or a range that holds none, is a usage error that names it, before any lake is read.
+#[test]
+fn a_time_that_cannot_be_read_or_an_empty_range_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("r.yml");
+    std::fs::write(&rules, detection("a", "  sel:\n    eventName: StopLogging\n  condition: sel\n")).unwrap();
+    let missing = dir.path().join("no-lake");
+    let out = run(bin().args(["sigma", "--since", "yesterday", "--lake"]).arg(&missing).arg(&rules));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("\"yesterday\": expected a time (2026-12-04T18:00:00Z), a date"), "{}", stderr(&out));
+    let out = run(bin()
+        .args(["sigma", "--since", "2024-01-02", "--until", "2024-01-01", "--lake"])
+        .arg(&missing)
+        .arg(&rules));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let want = "--since 2024-01-02T00:00:00Z is not before --until 2024-01-01T00:00:00Z";
+    assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    assert!(!missing.exists(), "no lake was made");
 }
 
 /// Correlations share the rules' one scan, each nesting its windows in the query: sixty of them run, and each
@@ -900,7 +1001,7 @@ fn scans_give_only_the_identity_fields_that_are_read() {
         )
         .unwrap();
     }
-    let set = trailsql::sigma::load(&[dir.path().to_path_buf()], None).unwrap();
+    let set = trailsql::sigma::load(&[dir.path().to_path_buf()], None, Default::default()).unwrap();
     let sql = trailsql::sigma::query(&set);
     let lake = sample_lake();
     rt().block_on(async {
