@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
+
 use crate::print::Format;
 
 /// A meta-command of the REPL.
@@ -20,8 +22,12 @@ pub enum Meta {
     MaxRows(Option<usize>),
     /// `\i FILE`.
     Include(PathBuf),
-    /// `\sigma FILE|DIR`.
-    Sigma(PathBuf),
+    /// `\sigma FILE|DIR [since=TIME] [until=TIME]`.
+    Sigma {
+        path: PathBuf,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    },
     Queries,
     /// `\run NAME [k=v ...]`.
     Run {
@@ -46,7 +52,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("\\maxrows", "N|all", "rows shown in table format"),
     ("\\i", "FILE", "run the statements and meta-commands of a file"),
     ("\\queries", "", "list the saved queries"),
-    ("\\sigma", "FILE|DIR", "run Sigma rules for CloudTrail over the lake"),
+    (
+        "\\sigma",
+        "FILE|DIR [since=TIME] [until=TIME]",
+        "run Sigma rules for CloudTrail over the lake, or a time range of it",
+    ),
     ("\\run", "NAME [k=v ...]", "run a saved query with parameters"),
     ("\\o", "[FILE]", "send results to a file; alone, back to the screen"),
     ("\\x", "[on|off]", "expanded display: one field per line"),
@@ -92,7 +102,20 @@ impl std::str::FromStr for Meta {
                 })
             }
             "\\i" => Meta::Include(PathBuf::from(need("a file")?)),
-            "\\sigma" => Meta::Sigma(PathBuf::from(need("a rule file or directory")?)),
+            "\\sigma" => {
+                // The times are the last words, so that a path may hold spaces.
+                let mut path = need("a rule file or directory")?;
+                let (mut since, mut until) = (None, None);
+                while let Some((head, last)) = path.rsplit_once(char::is_whitespace) {
+                    match last.split_once('=') {
+                        Some(("since", t)) => since = Some(crate::cli::parse_time(t)?),
+                        Some(("until", t)) => until = Some(crate::cli::parse_time(t)?),
+                        _ => break,
+                    }
+                    path = head.trim_end().to_string();
+                }
+                Meta::Sigma { path: PathBuf::from(path), since, until }
+            }
             "\\queries" => Meta::Queries,
             "\\run" => {
                 let mut words = rest.split_whitespace();
@@ -125,7 +148,15 @@ mod tests {
             ("\\maxrows 20", Meta::MaxRows(Some(20))),
             ("\\maxrows all", Meta::MaxRows(None)),
             ("\\i hunt.sql", Meta::Include("hunt.sql".into())),
-            ("\\sigma rules/", Meta::Sigma("rules/".into())),
+            ("\\sigma rules/", Meta::Sigma { path: "rules/".into(), since: None, until: None }),
+            (
+                "\\sigma my rules/ since=2024-01-15 until=2024-01-16T12:00:00Z",
+                Meta::Sigma {
+                    path: "my rules/".into(),
+                    since: Some("2024-01-15T00:00:00Z".parse().unwrap()),
+                    until: Some("2024-01-16T12:00:00Z".parse().unwrap()),
+                },
+            ),
             ("\\queries", Meta::Queries),
             (
                 "\\run access_key_activity key=AKIA1",
@@ -139,7 +170,9 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(text.parse::<Meta>(), Ok(want), "{text}");
         }
-        for bad in ["\\nope", "\\h", "\\format xml", "\\timing maybe", "\\maxrows many", "\\run"] {
+        for bad in
+            ["\\nope", "\\h", "\\format xml", "\\timing maybe", "\\maxrows many", "\\run", "\\sigma r/ since=soon"]
+        {
             assert!(bad.parse::<Meta>().is_err(), "{bad}");
         }
         for (name, _, _) in COMMANDS {

@@ -427,6 +427,19 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     let repl = run_with_stdin(bin().args(["--lake"]).arg(lake), &input);
     assert!(stdout(&repl).contains("r1,Root console sign-in,high,"), "{}\n{}", stdout(&repl), stderr(&repl));
     assert!(stderr(&repl).contains("sigma: 1 rule run"), "{}", stderr(&repl));
+    // The same from the middle match on, by both.
+    let all = stdout(&via_run);
+    let mut times: Vec<&str> = all.lines().skip(1).map(|l| l.split(',').nth(3).unwrap()).collect();
+    times.sort();
+    let since = times[times.len() / 2].to_string();
+    let ranged = run(bin().args(["sigma", "--format", "csv", "--since", &since, "--lake"]).arg(lake).arg(&ok));
+    assert!(ranged.status.success(), "{}", stderr(&ranged));
+    let rows = stdout(&ranged).lines().count() - 1;
+    assert_eq!(rows, times.iter().filter(|t| **t >= since.as_str()).count(), "{}", stdout(&ranged));
+    let input = format!("\\format csv\n\\sigma {} since={since}\n", ok.display());
+    let repl = run_with_stdin(bin().args(["--lake"]).arg(lake), input.as_bytes());
+    assert_eq!(stdout(&repl), stdout(&ranged), "{}", stderr(&repl));
+    assert!(stderr(&repl).contains(&format!("events from {since} on")), "{}", stderr(&repl));
 
     let explain = run(bin().args(["sigma", "--explain", "--skip-unsupported"]).arg(&ok));
     assert!(explain.status.success(), "{}", stderr(&explain));
