@@ -217,6 +217,10 @@ pub struct SigmaArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub until: Option<DateTime<Utc>>,
 
+    /// Only the events of this account (repeatable); the other accounts' partitions are not read
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+
     /// Exit with 1 when any rule matches (for alerting and CI gates)
     #[arg(long)]
     pub fail_on_rows: bool,

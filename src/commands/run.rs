@@ -19,7 +19,7 @@ pub async fn run(cli: &Cli, args: &RunArgs, storage: &Arc<Storage>) -> Result<Ou
     let mut targets = Vec::new();
     for t in &args.targets {
         if crate::sigma::is_rule_file(t) {
-            let set = crate::sigma::load(&[t.into()], None, crate::sigma::Range::default())?;
+            let set = crate::sigma::load(&[t.into()], None, crate::sigma::Scope::default())?;
             targets.push(crate::queries::SavedQuery::parse(&crate::sigma::query(&set), "sigma", t));
             rule_sets.push(set);
         } else {

@@ -12,8 +12,8 @@ use crate::outcome::Outcome;
 use crate::{print, session};
 
 pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<Outcome> {
-    let range = crate::sigma::Range::new(args.since, args.until)?;
-    let set = crate::sigma::load(&args.rules, args.level.as_deref(), range)?;
+    let scope = crate::sigma::Scope::new(args.since, args.until, args.accounts.clone())?;
+    let set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
     let rows = if args.explain {
         let mut text = String::new();
         for r in &set.rules {
@@ -22,7 +22,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
                 r.file,
                 r.title,
                 r.id,
-                crate::sigma::rule_sql(r, &set.range)
+                crate::sigma::rule_sql(r, &set.scope)
             ));
         }
         if set.rules.len() > 1 {

@@ -22,11 +22,12 @@ pub enum Meta {
     MaxRows(Option<usize>),
     /// `\i FILE`.
     Include(PathBuf),
-    /// `\sigma FILE|DIR [since=TIME] [until=TIME]`.
+    /// `\sigma FILE|DIR [since=TIME] [until=TIME] [account=ID ...]`.
     Sigma {
         path: PathBuf,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
+        accounts: Vec<String>,
     },
     Queries,
     /// `\run NAME [k=v ...]`.
@@ -54,8 +55,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("\\queries", "", "list the saved queries"),
     (
         "\\sigma",
-        "FILE|DIR [since=TIME] [until=TIME]",
-        "run Sigma rules for CloudTrail over the lake, or a time range of it",
+        "FILE|DIR [since=TIME] [until=TIME] [account=ID ...]",
+        "run Sigma rules for CloudTrail over the lake, or over a time range or accounts of it",
     ),
     ("\\run", "NAME [k=v ...]", "run a saved query with parameters"),
     ("\\o", "[FILE]", "send results to a file; alone, back to the screen"),
@@ -105,16 +106,17 @@ impl std::str::FromStr for Meta {
             "\\sigma" => {
                 // The times are the last words, so that a path may hold spaces.
                 let mut path = need("a rule file or directory")?;
-                let (mut since, mut until) = (None, None);
+                let (mut since, mut until, mut accounts) = (None, None, Vec::new());
                 while let Some((head, last)) = path.rsplit_once(char::is_whitespace) {
                     match last.split_once('=') {
                         Some(("since", t)) => since = Some(crate::cli::parse_time(t)?),
                         Some(("until", t)) => until = Some(crate::cli::parse_time(t)?),
+                        Some(("account", a)) => accounts.insert(0, a.to_string()),
                         _ => break,
                     }
                     path = head.trim_end().to_string();
                 }
-                Meta::Sigma { path: PathBuf::from(path), since, until }
+                Meta::Sigma { path: PathBuf::from(path), since, until, accounts }
             }
             "\\queries" => Meta::Queries,
             "\\run" => {
@@ -148,13 +150,14 @@ mod tests {
             ("\\maxrows 20", Meta::MaxRows(Some(20))),
             ("\\maxrows all", Meta::MaxRows(None)),
             ("\\i hunt.sql", Meta::Include("hunt.sql".into())),
-            ("\\sigma rules/", Meta::Sigma { path: "rules/".into(), since: None, until: None }),
+            ("\\sigma rules/", Meta::Sigma { path: "rules/".into(), since: None, until: None, accounts: vec![] }),
             (
-                "\\sigma my rules/ since=2024-01-15 until=2024-01-16T12:00:00Z",
+                "\\sigma my rules/ since=2024-01-15 account=1 until=2024-01-16T12:00:00Z account=2",
                 Meta::Sigma {
                     path: "my rules/".into(),
                     since: Some("2024-01-15T00:00:00Z".parse().unwrap()),
                     until: Some("2024-01-16T12:00:00Z".parse().unwrap()),
+                    accounts: vec!["1".into(), "2".into()],
                 },
             ),
             ("\\queries", Meta::Queries),

@@ -311,8 +311,8 @@ impl Repl {
             Meta::Timing(on) => self.timing = on,
             Meta::MaxRows(n) => self.print.maxrows = n,
             Meta::Expanded(v) => self.print.expanded = v.unwrap_or(!self.print.expanded),
-            Meta::Sigma { path, since, until } => {
-                let set = crate::sigma::load(&[path], None, crate::sigma::Range::new(since, until)?)?;
+            Meta::Sigma { path, since, until, accounts } => {
+                let set = crate::sigma::load(&[path], None, crate::sigma::Scope::new(since, until, accounts)?)?;
                 let sql = crate::sigma::query(&set);
                 self.run_query(&crate::queries::SavedQuery::parse(&sql, "sigma", "rules"), &Default::default()).await;
                 eprint!("{}", crate::sigma::summary(&set, None));

@@ -37,29 +37,35 @@ pub enum RuleKind {
     Correlation(Box<correlate::Fused>),
 }
 
-/// The events a run reports: from `since` (included) to `until` (excluded), either end open.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Range {
+/// The events a run reports: from `since` (included) to `until` (excluded), either end open, of the accounts
+/// listed (all when none are).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    pub accounts: Vec<String>,
 }
 
-impl Range {
-    /// A range that holds some time.
-    pub fn new(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Result<Self> {
+impl Scope {
+    /// A scope whose time range, if it has one, holds some time.
+    pub fn new(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>, accounts: Vec<String>) -> Result<Self> {
         match (since, until) {
             (Some(s), Some(u)) if s >= u => {
                 Err(Error::Usage(format!("--since {} is not before --until {}", moment(s), moment(u))))
             }
-            _ => Ok(Range { since, until }),
+            _ => Ok(Scope { since, until, accounts }),
         }
     }
 
-    /// The conditions that keep the events from `from` (the start, or earlier, where a correlation looks back) to
-    /// the end: on `eventtime`, and on the partitions' dates (UTC dates of `eventtime`), so that the files of other
-    /// days are never listed nor opened.
+    /// The conditions that keep the events of the accounts, from `from` (the start, or earlier, where a
+    /// correlation looks back) to the end: on the partitions' accounts, on `eventtime` and on the partitions' dates
+    /// (UTC dates of `eventtime`), so that the files of other accounts and days are never listed nor opened.
     fn conditions(&self, from: Option<DateTime<Utc>>) -> Vec<String> {
         let mut c = Vec::new();
+        if !self.accounts.is_empty() {
+            let accounts: Vec<String> = self.accounts.iter().map(|a| literal(a)).collect();
+            c.push(format!("account_id IN ({})", accounts.join(", ")));
+        }
         if let Some(t) = from
             && let Some(after) = not_before(t)
         {
@@ -92,7 +98,7 @@ fn moment(t: DateTime<Utc>) -> String {
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// The events the rules run over.
-    pub range: Range,
+    pub scope: Scope,
     /// Rules not run: (file, rule title, the construct that is not translated).
     pub unsupported: Vec<(String, String, String)>,
     /// Rules for other log sources, left aside.
@@ -130,7 +136,7 @@ impl Detection {
 /// Filter rules narrow the rules they name (or all rules) wherever those are; a correlation counts the events of
 /// the rules it names, which then give no rows of their own unless it says `generate: true` (a correlation that
 /// is not run leaves its rules to run alone, so that nothing they find is hidden).
-pub fn load(paths: &[PathBuf], min_level: Option<&str>, range: Range) -> Result<RuleSet> {
+pub fn load(paths: &[PathBuf], min_level: Option<&str>, scope: Scope) -> Result<RuleSet> {
     let min = match min_level {
         None => 0,
         Some(l) => LEVELS
@@ -145,7 +151,7 @@ pub fn load(paths: &[PathBuf], min_level: Option<&str>, range: Range) -> Result<
     if files.is_empty() {
         return Err(Error::Usage(format!("no Sigma rule files (.yml, .yaml) in {}", show_paths(paths))));
     }
-    let mut docs = Documents { set: RuleSet { range, ..RuleSet::default() }, ..Documents::default() };
+    let mut docs = Documents { set: RuleSet { scope, ..RuleSet::default() }, ..Documents::default() };
     for file in files {
         docs.read(&file)?;
     }
@@ -212,7 +218,7 @@ impl Documents {
 
     /// The run's start, as the correlations' windows count time.
     fn since(&self) -> Option<i64> {
-        self.set.range.since.map(|t| t.timestamp_micros())
+        self.set.scope.since.map(|t| t.timestamp_micros())
     }
 
     /// Compiles the correlations; gives the detections that only feed the ones that run.
@@ -398,10 +404,10 @@ const NO_CORRELATION: &str = "CAST(NULL AS VARCHAR) AS correlation_group, CAST(N
 const ORDER: &str = "ORDER BY eventtime, rule_id, eventid";
 
 /// One rule's query, as `--explain` shows it: a detection's as a plain query, a correlation's as it runs.
-pub fn rule_sql(rule: &Rule, range: &Range) -> String {
+pub fn rule_sql(rule: &Rule, scope: &Scope) -> String {
     match &rule.kind {
         RuleKind::Detection(condition) => {
-            let mut conditions = range.conditions(range.since);
+            let mut conditions = scope.conditions(scope.since);
             conditions.push(condition.clone());
             format!(
                 "SELECT {}, {EVENT_COLUMNS}, {NO_CORRELATION}\nFROM cloudtrail\nWHERE {}\n{ORDER}",
@@ -409,7 +415,7 @@ pub fn rule_sql(rule: &Rule, range: &Range) -> String {
                 conditions.join("\n  AND ")
             )
         }
-        RuleKind::Correlation(_) => fused(std::slice::from_ref(rule), range),
+        RuleKind::Correlation(_) => fused(std::slice::from_ref(rule), scope),
     }
 }
 
@@ -431,7 +437,7 @@ pub fn refused(set: &RuleSet) -> Option<Error> {
 
 /// Every rule in one query, over one scan of the lake (see `fused`).
 pub fn query(set: &RuleSet) -> String {
-    fused(&set.rules, &set.range)
+    fused(&set.rules, &set.scope)
 }
 
 /// The rules fused: one scan keeps the events some rule may match, tests each detection's condition on them and
@@ -445,7 +451,7 @@ pub fn query(set: &RuleSet) -> String {
 ///
 /// In a time range, the scan keeps the range's events, and those of the timespans the correlations look back
 /// before it, which only the correlations count.
-fn fused(rules: &[Rule], range: &Range) -> String {
+fn fused(rules: &[Rule], scope: &Scope) -> String {
     if rules.is_empty() {
         return format!(
             "SELECT CAST(NULL AS VARCHAR) AS rule_id, CAST(NULL AS VARCHAR) AS rule_title, \
@@ -458,7 +464,7 @@ fn fused(rules: &[Rule], range: &Range) -> String {
     let mut branches = Vec::new();
     let mut detections = Vec::new();
     // The earliest event the scan keeps: the start, or a correlation's look-back before it.
-    let mut from = range.since;
+    let mut from = scope.since;
     for r in rules {
         match &r.kind {
             RuleKind::Correlation(f) => {
@@ -511,7 +517,7 @@ fn fused(rules: &[Rule], range: &Range) -> String {
                  m.rule_index = r.rule_index",
                 columns.join(", "),
                 // Events the correlations look back to are not the detections' to report.
-                match range.since.filter(|s| from < Some(*s)).and_then(not_before) {
+                match scope.since.filter(|s| from < Some(*s)).and_then(not_before) {
                     Some(c) => format!(" WHERE {c}"),
                     None => String::new(),
                 },
@@ -519,7 +525,7 @@ fn fused(rules: &[Rule], range: &Range) -> String {
             ),
         );
     }
-    let mut conditions = range.conditions(from);
+    let mut conditions = scope.conditions(from);
     conditions.push(match conditions.is_empty() {
         true => keep.join("\n    OR "),
         false => format!("({})", keep.join("\n    OR ")),
@@ -542,7 +548,11 @@ pub fn summary(set: &RuleSet, matches: Option<usize>) -> String {
     if let Some(n) = matches {
         s.push_str(&format!(", {n} match{}", if n == 1 { "" } else { "es" }));
     }
-    match (set.range.since, set.range.until) {
+    if !set.scope.accounts.is_empty() {
+        let plural = if set.scope.accounts.len() == 1 { "" } else { "s" };
+        s.push_str(&format!(", account{plural} {}", set.scope.accounts.join(", ")));
+    }
+    match (set.scope.since, set.scope.until) {
         (Some(a), Some(b)) => s.push_str(&format!(", events from {} until {}", moment(a), moment(b))),
         (Some(a), None) => s.push_str(&format!(", events from {} on", moment(a))),
         (None, Some(b)) => s.push_str(&format!(", events before {}", moment(b))),
@@ -592,7 +602,7 @@ mod tests {
              recipientAccountId: '111122223333'\n  condition: not lab\n",
         )
         .unwrap();
-        let set = load(&[dir.path().to_path_buf()], None, Range::default()).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, Scope::default()).unwrap();
         assert!(set.unsupported.is_empty(), "{:?}", set.unsupported);
         let a = detection_of(&set, "a");
         assert!(a.contains("runinstances") && a.contains("AND (NOT") && a.contains("111122223333"), "{a}");
@@ -639,7 +649,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let set = load(&[dir.path().to_path_buf()], None, Range::default()).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, Scope::default()).unwrap();
         let sql = query(&set);
         let scans: Vec<&str> = sql.split("FROM cloudtrail").skip(1).collect();
         assert_eq!(scans.len(), 1, "{sql}");
@@ -657,23 +667,23 @@ mod tests {
     }
 
     /// A time range bounds the scan on the event's time and on the partitions' dates; the correlations' look-back
-    /// widens it, and then the detections take only the range's events from it.
+    /// widens it, and then the detections take only the range's events from it. Accounts bound the partitions.
     #[test]
-    fn a_time_range_bounds_the_scan_and_the_partitions_it_lists() {
+    fn a_scope_bounds_the_scan_and_the_partitions_it_lists() {
         let dir = tempfile::tempdir().unwrap();
         let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
         let detection =
             format!("title: a\nid: a\n{head}detection:\n  sel:\n    eventName: StopLogging\n  condition: sel\n");
         std::fs::write(dir.path().join("a.yml"), &detection).unwrap();
         let at = |s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        let range = Range::new(Some(at("2024-01-01T00:05:00Z")), Some(at("2024-01-02T00:00:00Z"))).unwrap();
-        let set = load(&[dir.path().to_path_buf()], None, range).unwrap();
+        let scope = Scope::new(Some(at("2024-01-01T00:05:00Z")), Some(at("2024-01-02T00:00:00Z")), vec![]).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, scope.clone()).unwrap();
         let sql = query(&set);
         let bounds = "WHERE eventtime >= TIMESTAMP '2024-01-01T00:05:00Z'\n  AND event_date >= DATE '2024-01-01'\n  \
                       AND eventtime < TIMESTAMP '2024-01-02T00:00:00Z'\n  AND event_date <= DATE '2024-01-01'\n  AND (";
         assert!(sql.contains(bounds), "{sql}");
         assert!(sql.contains("FROM sigma_stream) m"), "no look-back, no second bound: {sql}");
-        assert!(rule_sql(&set.rules[0], &set.range).contains(&bounds.replace("AND (", "AND ")), "{sql}");
+        assert!(rule_sql(&set.rules[0], &set.scope).contains(&bounds.replace("AND (", "AND ")), "{sql}");
 
         std::fs::write(
             dir.path().join("n.yml"),
@@ -684,7 +694,7 @@ mod tests {
         )
         .unwrap();
         std::fs::remove_file(dir.path().join("a.yml")).unwrap();
-        let set = load(&[dir.path().to_path_buf()], None, range).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, scope.clone()).unwrap();
         let sql = query(&set);
         assert!(
             sql.contains("WHERE eventtime >= TIMESTAMP '2023-12-31T23:55:00Z'\n  AND event_date >= DATE '2023-12-31'"),
@@ -692,8 +702,14 @@ mod tests {
         );
         assert!(sql.contains("FROM sigma_stream WHERE eventtime >= TIMESTAMP '2024-01-01T00:05:00Z') m"), "{sql}");
 
-        let empty = Range::new(range.until, range.since).unwrap_err().to_string();
+        let empty = Scope::new(scope.until, scope.since, vec![]).unwrap_err().to_string();
         assert!(empty.contains("--since 2024-01-02T00:00:00Z is not before --until 2024-01-01T00:05:00Z"), "{empty}");
+
+        let accounts = Scope { accounts: vec!["111122223333".into(), "o'brien".into()], ..Scope::default() };
+        let set = load(&[dir.path().to_path_buf()], None, accounts).unwrap();
+        let sql = query(&set);
+        assert!(sql.contains("WHERE account_id IN ('111122223333', 'o''brien')\n  AND ("), "{sql}");
+        assert!(summary(&set, None).contains(", accounts 111122223333, o'brien"));
     }
 
     #[test]

@@ -765,6 +765,39 @@ fn a_time_range_gives_its_events_and_correlations_count_back_their_timespan() {
     assert!(err.contains(&format!("events from {since} until {until}")), "{err}");
 }
 
+/// `--account`: the rules run as over a lake of those accounts alone; the detections give the rows a whole run
+/// gives for them, and a correlation counts their events only.
+#[test]
+fn accounts_scope_a_run_to_their_events() {
+    let Some(root) = realdata() else { return };
+    let case = CorrelationCase::new(&root);
+    let rows = |args: &[&str]| -> Vec<Value> {
+        let out =
+            run(bin().args(["sigma", "--format", "ndjson"]).args(args).arg("--lake").arg(&case.lake).arg(&case.rules));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let accounts = ["123456789012", "111111111111"];
+    let all = rows(&[]);
+    let scoped = rows(&["--account", accounts[0], "--account", accounts[1]]);
+    let of_accounts = |r: &&Value| accounts.contains(&r["account_id"].as_str().unwrap());
+    assert!(scoped.iter().all(|r| of_accounts(&r)), "{scoped:?}");
+    let detections = |rows: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = (rows.iter())
+            .filter(|r| r["correlation_group"].is_null() && of_accounts(r))
+            .map(|r| r["eventid"].to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let want = detections(&all);
+    assert!(!want.is_empty() && want.len() < all.iter().filter(|r| r["correlation_group"].is_null()).count());
+    assert_eq!(detections(&scoped), want);
+    let denied_twice =
+        |rows: &[Value]| rows.iter().find(|r| r["rule_id"] == "denied_twice").map(|r| r["correlation_count"].clone());
+    assert_ne!(denied_twice(&scoped), denied_twice(&all), "the correlation counts the accounts' events only");
+}
+
 /// A time that is not one, or a range that holds none, is a usage error that names it, before any lake is read.
 #[test]
 fn a_time_that_cannot_be_read_or_an_empty_range_is_refused() {
