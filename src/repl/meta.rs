@@ -104,7 +104,7 @@ impl std::str::FromStr for Meta {
             }
             "\\i" => Meta::Include(PathBuf::from(need("a file")?)),
             "\\sigma" => {
-                // The times are the last words, so that a path may hold spaces.
+                // The options are the last words, so that a path may hold spaces.
                 let mut path = need("a rule file or directory")?;
                 let (mut since, mut until, mut accounts) = (None, None, Vec::new());
                 while let Some((head, last)) = path.rsplit_once(char::is_whitespace) {

@@ -210,7 +210,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) ->
         Window::Sliding(s) | Window::Tumbling(s) => s,
         Window::Unbounded => 0,
     };
-    // The span is at most 100 years of microseconds: no overflow before the year 290,000 BCE.
+    // Saturating: a start near the limits of time gives no lower bound rather than a wrapped one.
     let earliest = since.map(|t| t.saturating_sub(i64::try_from(span * TIME_PER_SECOND).unwrap_or(i64::MAX)));
     let counted_here = match earliest {
         Some(t) => format!("({counted} AND {TIME_NUMBER} >= {t})"),
