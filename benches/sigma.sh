@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: a directory of 60 Sigma rules run fused over a lake, against one full-lake GROUP BY on the same lake
-# (the target: at most 2x), with DuckDB's time for that GROUP BY beside them, in the same run. Medians of ROUNDS (5).
+# (the target: at most 2x), with DuckDB's time for that GROUP BY beside them, and DuckDB's for the same rules
+# written as SQL (its rows checked equal to ours first; the bench's own rules only), in the same run. Medians of
+# ROUNDS (5).
 #
 #   benches/sigma.sh [WORKDIR]     (after benches/convert.sh, which writes WORKDIR/lake_trailsql)
 #   RULES=DIR benches/sigma.sh [WORKDIR]     (a directory of your own, e.g. SigmaHQ's rules/cloud/aws/cloudtrail:
