@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use trailsql_lake::storage::{Storage, open_lake};
 
 use super::{lake_location, output_sink, print_options, session_options, write_stdout};
@@ -14,6 +16,7 @@ use crate::{print, session};
 pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<Outcome> {
     let scope = crate::sigma::Scope::new(args.since, args.until, args.accounts.clone())?;
     let set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
+    let mut tally = crate::sigma::Tally::default();
     let rows = if args.explain {
         let mut text = String::new();
         for r in &set.rules {
@@ -37,12 +40,26 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         let opts = print_options(&args.output)?;
         let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
         let mut sink = output_sink(args.output.output.as_deref())?;
-        let rows = print::print_stream(&mut sink, &out.schema, out.batches, &opts).await?;
+        let mut tallied = None;
+        let batches = out.batches.inspect(|b| {
+            if let Ok(b) = b
+                && let Err(e) = tally.add(b)
+            {
+                tallied.get_or_insert(e);
+            }
+        });
+        let rows = print::print_stream(&mut sink, &out.schema, batches, &opts).await?;
+        if let Some(e) = tallied {
+            return Err(e);
+        }
         sink.flush().map_err(|e| Error::io("output", e))?;
         rows
     };
     if !cli.quiet || !set.unsupported.is_empty() {
         eprint!("{}", crate::sigma::summary(&set, (!args.explain).then_some(rows)));
+    }
+    if !cli.quiet {
+        eprint!("{}", tally.report(&set));
     }
     if let Some(e) = crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
         return Err(e);

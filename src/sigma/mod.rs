@@ -7,10 +7,12 @@
 mod compile;
 mod correlate;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Utc};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
 use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, Level, LogSource, SigmaRule};
 
 use crate::error::{Error, Result};
@@ -536,6 +538,48 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         conditions.join("\n  AND "),
         branches.join("\nUNION ALL\n")
     )
+}
+
+/// Matches by rule, counted from the result's `rule_id` column as it is printed: what a team tuning its rules looks
+/// at first (one noisy rule can be most of a run's rows).
+#[derive(Debug, Default)]
+pub struct Tally(HashMap<String, usize>);
+
+/// How many rules the tally names, most matches first.
+const TALLY_LINES: usize = 10;
+
+impl Tally {
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some(column) = batch.column_by_name("rule_id") else { return Ok(()) };
+        let ids = datafusion::arrow::compute::cast(column, &DataType::Utf8)?;
+        for id in ids.as_string::<i32>().iter().flatten() {
+            match self.0.get_mut(id) {
+                Some(n) => *n += 1,
+                None => {
+                    self.0.insert(id.to_string(), 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules with matches, most first, each with its title; empty when none matched.
+    pub fn report(&self, set: &RuleSet) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let mut counts: Vec<(&String, &usize)> = self.0.iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut s = String::from("sigma: matches by rule, most first:\n");
+        for (id, n) in counts.iter().take(TALLY_LINES) {
+            let title = set.rules.iter().find(|r| &r.id == *id).map_or("", |r| r.title.as_str());
+            s.push_str(&format!("{n:>10}  {id}: {title}\n"));
+        }
+        if counts.len() > TALLY_LINES {
+            s.push_str(&format!("{:>10}  and {} more rules\n", "…", counts.len() - TALLY_LINES));
+        }
+        s
+    }
 }
 
 /// The summary printed on standard error after a run, with the number of matches when it is known.

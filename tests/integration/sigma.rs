@@ -735,6 +735,11 @@ fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
     assert_eq!(denied, case.denied((None, None)));
     assert_eq!(got["denied_twice"].len(), 1, "no group-by: one group");
     assert!(err.contains("sigma: 9 rules run (8 correlations)"), "{err}");
+    // The tally of matches by rule: a row per group for a correlation.
+    assert!(err.contains(&format!("\n{:>10}  ct_denied: ct_denied\n", denied.len())), "{err}");
+    for (rule, groups) in &got {
+        assert!(err.contains(&format!("\n{:>10}  {rule}: ", groups.len())), "{rule}: {err}");
+    }
 }
 
 /// `--since` and `--until`: the detections give the range's events; a correlation gives a row at an event of the
@@ -848,6 +853,10 @@ fn sixty_correlations_run_in_one_query_each_with_its_own_rows() {
     }
     let want: BTreeSet<String> = (1..=denied).map(|k| format!("n{k}")).collect();
     assert_eq!(fired, want);
+    // The tally on standard error names ten of them (one row each: by ID), and counts the others.
+    let err = stderr(&out);
+    assert!(err.contains("sigma: matches by rule, most first:\n         1  n1: at least 1\n"), "{err}");
+    assert!(err.contains(&format!("         …  and {} more rules\n", denied - 10)), "{err}");
 }
 
 /// Each script twice: in UTF-8 (events `e…`) and in UTF-16LE, as PowerShell's `-EncodedCommand` takes it (`w…`).
