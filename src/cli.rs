@@ -221,6 +221,12 @@ pub struct SigmaArgs {
     #[arg(long = "account", value_name = "ID")]
     pub accounts: Vec<String>,
 
+    /// For a scheduler: a file that keeps where the last successful run ended. The run starts there (--since then
+    /// only starts the first run), ends at --until or at its own start, and once its output is written records
+    /// that end, so that no window is skipped when a run fails or comes late
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
     /// Exit with 1 when any rule matches (for alerting and CI gates)
     #[arg(long)]
     pub fail_on_rows: bool,

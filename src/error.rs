@@ -7,7 +7,8 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("cannot read {path}: {source}")]
+    /// A file that could not be read or written: its path and the system's reason.
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]

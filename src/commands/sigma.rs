@@ -1,8 +1,10 @@
 //! `trailsql sigma`: Sigma rules for CloudTrail, compiled and run in one scan, or their SQL with `--explain`.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use trailsql_lake::storage::{Storage, open_lake};
@@ -14,7 +16,24 @@ use crate::outcome::Outcome;
 use crate::{print, session};
 
 pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<Outcome> {
-    let scope = crate::sigma::Scope::new(args.since, args.until, args.accounts.clone())?;
+    let (since, until) = match &args.checkpoint {
+        None => (args.since, args.until),
+        Some(file) => {
+            // Without an end of its own, the run ends where it starts: what arrives meanwhile is the next run's.
+            let until = args.until.unwrap_or_else(Utc::now);
+            let since = read_checkpoint(file)?.or(args.since);
+            if since.is_some_and(|s| s >= until) {
+                eprintln!(
+                    "sigma: nothing to run: {} already covers the time to {}",
+                    file.display(),
+                    until.to_rfc3339()
+                );
+                return Ok(Outcome::Success);
+            }
+            (since, Some(until))
+        }
+    };
+    let scope = crate::sigma::Scope::new(since, until, args.accounts.clone())?;
     let set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
     let mut tally = crate::sigma::Tally::default();
     let rows = if args.explain {
@@ -64,5 +83,38 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
     if let Some(e) = crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
         return Err(e);
     }
+    if let (Some(file), Some(until), false) = (&args.checkpoint, set.scope.until, args.explain) {
+        write_checkpoint(file, until)?;
+    }
     Ok(if args.fail_on_rows && rows > 0 { Outcome::Found } else { Outcome::Success })
+}
+
+/// Where the last successful run ended, if a run has recorded it.
+fn read_checkpoint(file: &Path) -> Result<Option<DateTime<Utc>>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(file, e)),
+    };
+    DateTime::parse_from_rfc3339(text.trim()).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+        Error::Usage(format!(
+            "{}: not a checkpoint (one RFC 3339 time, written by `trailsql sigma --checkpoint`): {:?}",
+            file.display(),
+            text.chars().take(60).collect::<String>()
+        ))
+    })
+}
+
+/// Records the end of a run that succeeded: written beside the file and renamed over it, so that a run killed at
+/// any moment leaves the old checkpoint or the new one, and its window is run again rather than skipped.
+fn write_checkpoint(file: &Path, until: DateTime<Utc>) -> Result<()> {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = file.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::File::create(&temporary)
+        .and_then(|mut f| f.write_all(format!("{}\n", until.to_rfc3339()).as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&temporary, file));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        Error::io(file, e)
+    })
 }

@@ -803,6 +803,51 @@ fn accounts_scope_a_run_to_their_events() {
     assert_ne!(denied_twice(&scoped), denied_twice(&all), "the correlation counts the accounts' events only");
 }
 
+/// `--checkpoint FILE`, for a scheduler: each run starts where the last successful one ended and records its own
+/// end once its output is written; a run that fails leaves the checkpoint, so its window runs again; a run with
+/// nothing new to cover succeeds without rows.
+#[test]
+fn a_checkpoint_chains_runs_without_gaps_and_only_success_moves_it() {
+    let Some(root) = realdata() else { return };
+    let case = CorrelationCase::new(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("state");
+    let cp = checkpoint.to_str().unwrap();
+    let at = |s| trailsql_lake::time::parse_cloudtrail_time(s).unwrap();
+    let (t1, t2) = ("2023-07-10T12:00:00Z", "2024-01-16T00:00:00Z");
+    let recorded = || std::fs::read_to_string(&checkpoint).unwrap();
+
+    let (_, denied, _) = case.run(&["--checkpoint", cp, "--until", t1]);
+    assert_eq!(denied, case.denied((None, Some(at(t1)))), "the first run starts at the beginning");
+    assert_eq!(recorded(), "2023-07-10T12:00:00+00:00\n");
+
+    // A run that fails (its output cannot be written) runs nothing twice and skips nothing: the checkpoint stays.
+    let out = run(bin()
+        .args(["sigma", "--checkpoint", cp, "--until", t2, "-o"])
+        .arg(dir.path().join("no-such-dir/out.csv"))
+        .arg("--lake")
+        .arg(&case.lake)
+        .arg(&case.rules));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no-such-dir/out.csv: No such file or directory"), "{}", stderr(&out));
+    assert_eq!(recorded(), "2023-07-10T12:00:00+00:00\n");
+
+    let (_, denied, err) = case.run(&["--checkpoint", cp, "--since", "2000-01-01", "--until", t2]);
+    assert_eq!(denied, case.denied((Some(at(t1)), Some(at(t2)))), "the checkpoint, not --since, starts it");
+    assert!(err.contains(&format!("events from {t1} until {t2}")), "{err}");
+    assert_eq!(recorded(), "2024-01-16T00:00:00+00:00\n");
+
+    let (got, denied, err) = case.run(&["--checkpoint", cp, "--until", t2]);
+    assert!(got.is_empty() && denied.is_empty() && err.contains("nothing to run"), "{err}");
+    assert_eq!(recorded(), "2024-01-16T00:00:00+00:00\n");
+
+    std::fs::write(&checkpoint, "yesterday\n").unwrap();
+    let out = run(bin().args(["sigma", "--checkpoint", cp, "--lake"]).arg(&case.lake).arg(&case.rules));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a checkpoint (one RFC 3339 time"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+}
+
 /// A time that is not one, or a range that holds none, is a usage error that names it, before any lake is read.
 #[test]
 fn a_time_that_cannot_be_read_or_an_empty_range_is_refused() {
