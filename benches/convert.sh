@@ -44,8 +44,8 @@ print(total, events)')
 # Earlier lakes are moved aside, and deleted once every round is timed: for minutes after a mass deletion, ext4
 # creates each file slower (its inode allocator reads and skips the recently deleted inodes one by one). Deleting
 # the last round's lakes just before a convert slowed trailsql, which creates four files per partition (data and
-# index, staged then renamed into place), from 6.2 to 9.2 s on the wide corpus; no user converts just after
-# deleting thousands of files.
+# index, staged then renamed into place), from 6.2 to 9.2 s on the wide corpus; a convert seldom follows the
+# deletion of thousands of files by seconds.
 aside="$work/lakes_to_delete"
 mkdir -p "$aside"
 ts=(); duck=()
