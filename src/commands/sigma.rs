@@ -59,18 +59,8 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         let opts = print_options(&args.output)?;
         let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
         let mut sink = output_sink(args.output.output.as_deref())?;
-        let mut tallied = None;
-        let batches = out.batches.inspect(|b| {
-            if let Ok(b) = b
-                && let Err(e) = tally.add(b)
-            {
-                tallied.get_or_insert(e);
-            }
-        });
+        let batches = out.batches.map(|b| b.and_then(|b| tally.add(&b).map(|()| b)));
         let rows = print::print_stream(&mut sink, &out.schema, batches, &opts).await?;
-        if let Some(e) = tallied {
-            return Err(e);
-        }
         sink.flush().map_err(|e| Error::io("output", e))?;
         rows
     };
@@ -108,13 +98,12 @@ fn read_checkpoint(file: &Path) -> Result<Option<DateTime<Utc>>> {
 /// Records the end of a run that succeeded: written beside the file and renamed over it, so that a run killed at
 /// any moment leaves the old checkpoint or the new one, and its window is run again rather than skipped.
 fn write_checkpoint(file: &Path, until: DateTime<Utc>) -> Result<()> {
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = file.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&temporary)
-        .and_then(|mut f| f.write_all(format!("{}\n", until.to_rfc3339()).as_bytes()).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&temporary, file));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        Error::io(file, e)
-    })
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(file, e))?;
+    temporary
+        .write_all(format!("{}\n", until.to_rfc3339()).as_bytes())
+        .and_then(|()| temporary.as_file().sync_all())
+        .map_err(|e| Error::io(file, e))?;
+    // A temporary file that is not renamed is deleted when dropped.
+    temporary.persist(file).map(drop).map_err(|e| Error::io(file, e.error))
 }
