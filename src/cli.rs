@@ -221,9 +221,10 @@ pub struct SigmaArgs {
     #[arg(long = "account", value_name = "ID")]
     pub accounts: Vec<String>,
 
-    /// For a scheduler: a file that keeps where the last successful run ended. The run starts there (--since then
-    /// only starts the first run), ends at --until or at its own start, and once its output is written records
-    /// that end, so that no window is skipped when a run fails or comes late
+    /// For a scheduler: a file that keeps what the runs have read and given. Each run reads the partitions whose
+    /// files changed since the last successful one and gives only rows no earlier run gave, so that every match
+    /// is given once, however late its event was delivered; correlations give a row per group and day. --since
+    /// starts the first run only; no --until
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 

@@ -1,41 +1,49 @@
 //! `trailsql sigma`: Sigma rules for CloudTrail, compiled and run in one scan, or their SQL with `--explain`.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+
 use futures::StreamExt;
 
+use trailsql_lake::layout::PartitionKey;
 use trailsql_lake::storage::{Storage, open_lake};
 
 use super::{lake_location, output_sink, print_options, session_options, write_stdout};
 use crate::cli::{Cli, SigmaArgs};
 use crate::error::{Error, Result};
 use crate::outcome::Outcome;
+use crate::sigma::checkpoint::{self, Checkpoint, Previous};
+use crate::sigma::{Changed, Scope};
 use crate::{print, session};
 
 pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<Outcome> {
-    let (since, until) = match &args.checkpoint {
-        None => (args.since, args.until),
-        Some(file) => {
-            // Without an end of its own, the run ends where it starts: what arrives meanwhile is the next run's.
-            let until = args.until.unwrap_or_else(Utc::now);
-            let since = read_checkpoint(file)?.or(args.since);
-            if since.is_some_and(|s| s >= until) {
-                eprintln!(
-                    "sigma: nothing to run: {} already covers the time to {}",
-                    file.display(),
-                    until.to_rfc3339()
-                );
-                return Ok(Outcome::Success);
-            }
-            (since, Some(until))
+    let previous = match &args.checkpoint {
+        Some(_) if args.until.is_some() => {
+            return Err(Error::Usage(
+                "--checkpoint takes no --until: each run gives what is new in the lake since the last one, whatever \
+                 its events' times"
+                    .into(),
+            ));
         }
+        Some(file) => Checkpoint::read(file)?,
+        None => Previous::None,
     };
-    let scope = crate::sigma::Scope::new(since, until, args.accounts.clone())?;
-    let set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
+    // A checkpoint keeps its first run's start; one written before checkpoints kept partitions, the time its
+    // runs had reached.
+    let since = match &previous {
+        Previous::State(c) => c.since(),
+        Previous::Time(t) => Some(*t),
+        Previous::None => args.since,
+    };
+    let mut scope = crate::sigma::Scope::new(since, args.until, args.accounts.clone())?;
+    if args.checkpoint.is_some() {
+        scope.changed = Some(Changed::All);
+    }
+    let mut set = crate::sigma::load(&args.rules, args.level.as_deref(), scope.clone())?;
     let mut tally = crate::sigma::Tally::default();
+    let mut state = None;
     let rows = if args.explain {
         let mut text = String::new();
         for r in &set.rules {
@@ -54,14 +62,58 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         0
     } else {
         let lake = open_lake(&lake_location(cli)?, false, storage).await?;
+        let mut checkpoint = None;
+        if let Some(file) = &args.checkpoint {
+            let read = match previous {
+                Previous::State(c) => c,
+                _ => Checkpoint::new(since)?,
+            };
+            // Listed before the query lists them: a partition that changes meanwhile is read again next time.
+            let now = partitions_now(&lake.lake, &set.scope).await?;
+            let rules = checkpoint::query_hash(&crate::sigma::query(&set));
+            if let Some(changed) = read.changed(&now, &rules) {
+                if changed.is_empty() {
+                    if !cli.quiet {
+                        eprintln!("sigma: nothing new in the lake since the last run ({})", file.display());
+                    }
+                    return Ok(Outcome::Success);
+                }
+                if !cli.quiet {
+                    let (n, of) = (changed.len(), now.len());
+                    eprintln!("sigma: {n} of {of} partitions changed since the last run ({})", file.display());
+                }
+                scope.changed = Some(Changed::only(changed.iter().filter_map(|p| partition_key(p)).collect()));
+                set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
+            }
+            checkpoint = Some((read, rules, now));
+        }
         let session_opts = session::SessionOptions { no_filter_pushdown: true, ..session_options(cli)? };
         let session = session::build(&lake, &session_opts, storage.clone()).await?;
         let opts = print_options(&args.output)?;
         let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
         let mut sink = output_sink(args.output.output.as_deref())?;
-        let batches = out.batches.map(|b| b.and_then(|b| tally.add(&b).map(|()| b)));
+        let mut seen = HashMap::new();
+        let mut left_out = 0;
+        let batches = out.batches.map(|b| {
+            let b = match &checkpoint {
+                Some((c, ..)) => b.and_then(|b| {
+                    let n = b.num_rows();
+                    let kept = c.leave_out_given(&mut seen, b)?;
+                    left_out += n - kept.num_rows();
+                    Ok(kept)
+                }),
+                None => b,
+            };
+            b.and_then(|b| tally.add(&b).map(|()| b))
+        });
         let rows = print::print_stream(&mut sink, &out.schema, batches, &opts).await?;
         sink.flush().map_err(|e| Error::io("output", e))?;
+        if let Some((c, rules, now)) = checkpoint {
+            if !cli.quiet && left_out > 0 {
+                eprintln!("sigma: {left_out} rows given by earlier runs left out");
+            }
+            state = Some(c.after(rules, now, seen));
+        }
         rows
     };
     if !cli.quiet || !set.unsupported.is_empty() {
@@ -73,37 +125,28 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
     if let Some(e) = crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
         return Err(e);
     }
-    if let (Some(file), Some(until), false) = (&args.checkpoint, set.scope.until, args.explain) {
-        write_checkpoint(file, until)?;
+    // Only after the output is written and the run succeeded.
+    if let (Some(file), Some(state)) = (&args.checkpoint, state) {
+        state.write(file)?;
     }
     Ok(if args.fail_on_rows && rows > 0 { Outcome::Found } else { Outcome::Success })
 }
 
-/// Where the last successful run ended, if a run has recorded it.
-fn read_checkpoint(file: &Path) -> Result<Option<DateTime<Utc>>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(file, e)),
-    };
-    DateTime::parse_from_rfc3339(text.trim()).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
-        Error::Usage(format!(
-            "{}: not a checkpoint (one RFC 3339 time, written by `trailsql sigma --checkpoint`): {:?}",
-            file.display(),
-            text.chars().take(60).collect::<String>()
-        ))
-    })
+/// The partitions a run with a checkpoint may read (those of its accounts, from the day of its start), each with
+/// the fingerprint of its files.
+async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope) -> Result<BTreeMap<String, String>> {
+    let first_day = scope.since.map(|t| t.timestamp().div_euclid(86_400));
+    Ok(lake
+        .data_files_by_partition(&scope.accounts)
+        .await?
+        .iter()
+        .filter(|(k, _)| first_day.is_none_or(|d| i64::from(k.day) >= d))
+        .map(|(k, files)| (checkpoint::partition_name(k), checkpoint::fingerprint(files)))
+        .collect())
 }
 
-/// Records the end of a run that succeeded: written beside the file and renamed over it, so that a run killed at
-/// any moment leaves the old checkpoint or the new one, and its window is run again rather than skipped.
-fn write_checkpoint(file: &Path, until: DateTime<Utc>) -> Result<()> {
-    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(file, e))?;
-    temporary
-        .write_all(format!("{}\n", until.to_rfc3339()).as_bytes())
-        .and_then(|()| temporary.as_file().sync_all())
-        .map_err(|e| Error::io(file, e))?;
-    // A temporary file that is not renamed is deleted when dropped.
-    temporary.persist(file).map(drop).map_err(|e| Error::io(file, e.error))
+/// A partition as a checkpoint names it (`account/YYYY-MM-DD`).
+fn partition_key(name: &str) -> Option<PartitionKey> {
+    let (account, date) = name.split_once('/')?;
+    PartitionKey::from_path(&format!("account_id={account}/event_date={date}"))
 }

@@ -11,7 +11,11 @@
 //! A run from a start time (`--since`) reports only events from it on, but a window that ends there still holds
 //! the events of its timespan before it: the counts are those of a run over all of the lake. A window without a
 //! timespan starts at the start time.
+//!
+//! A scheduler's run (`--checkpoint`) gives a row per group and UTC day instead, on the days its new events can
+//! change: their own, and those their timespan reaches after them; a window without a timespan counts one day.
 
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use rsigma_parser::{
@@ -196,9 +200,22 @@ const TIME_PER_SECOND: u64 = 1_000_000;
 /// How many layers of columns a correlation adds over the scan.
 pub const LAYERS: usize = 3;
 
-/// The fused form of one correlation, its columns named `{prefix}_…`; in a run from `since` (microseconds since the
-/// epoch), counting from its timespan before and giving a row at an event from `since` on.
-pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) -> Compiled<Fused> {
+/// Where a correlation gives its rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reporting<'a> {
+    /// At events from this time on (microseconds since the epoch).
+    pub since: Option<i64>,
+    /// A scheduler's run (`--checkpoint`): a row per group and UTC day, on the days (since the epoch) whose windows
+    /// the new events of the changed days can reach (each such day, and its timespan after it); `Some(None)`: on
+    /// every day.
+    pub per_day: Option<Option<&'a BTreeSet<i32>>>,
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The fused form of one correlation, its columns named `{prefix}_…`; in a run from a start time (microseconds
+/// since the epoch), counting from its timespan before and giving a row at an event from the start on.
+pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) -> Compiled<Fused> {
     let col = |name: &str| format!("{prefix}_{name}");
     let groups: Vec<String> = spec.group_by.iter().map(|g| compile::field_text(g)).collect::<Compiled<_>>()?;
     let g_cols: Vec<String> = (0..groups.len()).map(|i| col(&format!("g{i}"))).collect();
@@ -210,6 +227,28 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) ->
         Window::Sliding(s) | Window::Tumbling(s) => s,
         Window::Unbounded => 0,
     };
+    // The days the run gives rows on: a changed day and those its timespan reaches after it. A window without a
+    // timespan starts each day (as it starts at `--since` in a run from a start time).
+    let day_col = col("d");
+    let span_days = i32::try_from(span.div_ceil(86_400)).unwrap_or(i32::MAX);
+    let days = match reporting.per_day {
+        Some(Some(changed)) => {
+            let reached: BTreeSet<i32> =
+                changed.iter().flat_map(|d| (0..=span_days).map(move |k| d.saturating_add(k))).collect();
+            let list: Vec<String> = reached.iter().map(|d| date_literal(*d)).collect();
+            Some(if list.is_empty() { "false".to_string() } else { format!("{day_col} IN ({})", list.join(", ")) })
+        }
+        _ => None,
+    };
+    // The first instant a row may be given at: the start, or the first changed day.
+    let first_day = match reporting.per_day {
+        Some(Some(changed)) => changed.first().map(|d| i64::from(*d).saturating_mul(MICROS_PER_DAY)),
+        _ => None,
+    };
+    let since = match (reporting.since, first_day) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     // Saturating: a start near the limits of time gives no lower bound rather than a wrapped one.
     let earliest = since.map(|t| t.saturating_sub(i64::try_from(span * TIME_PER_SECOND).unwrap_or(i64::MAX)));
     let counted_here = match earliest {
@@ -219,6 +258,9 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) ->
     let mut scan =
         vec![format!("{} AS {counted_col}", compile::never_null(&counted_here)), format!("{TIME_NUMBER} AS {t_col}")];
     scan.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
+    if reporting.per_day.is_some() {
+        scan.push(format!("event_date AS {day_col}"));
+    }
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
     if let Measure::Rules(_) = spec.measure {
         scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
@@ -236,7 +278,12 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) ->
             partition.push(format!("date_bin(INTERVAL '{s} seconds', eventtime, TIMESTAMP '1970-01-01T00:00:00Z')"));
             "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string()
         }
-        Window::Unbounded => "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string(),
+        Window::Unbounded => {
+            if reporting.per_day.is_some() {
+                partition.push(day_col.clone());
+            }
+            "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW".to_string()
+        }
     };
     let w = format!("OVER ({}ORDER BY {t_col} {frame})", partition_by(&partition));
     let n_col = col("n");
@@ -263,17 +310,23 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) ->
     tests.extend(spec.predicates.iter().map(|(op, k)| format!("{n} {} {k}", compare(*op))));
     let test = if tests.is_empty() { "true".to_string() } else { tests.join(" AND ") };
     // Where the condition holds at an event the run reports.
-    let holds = match since {
-        Some(t) => format!("({test} AND {t_col} >= {t})"),
-        None => format!("({test})"),
+    let mut holds = vec![test];
+    holds.extend(since.map(|t| format!("{t_col} >= {t}")));
+    holds.extend(days);
+    let holds = format!("({})", holds.join(" AND "));
+    // The row of a group, or of a group's day.
+    let emitted = match reporting.per_day {
+        Some(_) => partition_by(&[g_cols.clone(), vec![day_col.clone()]].concat()),
+        None => group.to_string(),
     };
+    let emitted = emitted.trim_end();
     let (order, count, first) = (col("rn"), col("count"), col("first"));
     let layers = [
         vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")],
         measures,
         vec![
-            format!("max(CASE WHEN {holds} THEN {n} END) OVER ({group}) AS {count}"),
-            format!("min(CASE WHEN {holds} THEN {order} END) OVER ({group}) AS {first}"),
+            format!("max(CASE WHEN {holds} THEN {n} END) OVER ({emitted}) AS {count}"),
+            format!("min(CASE WHEN {holds} THEN {order} END) OVER ({emitted}) AS {first}"),
         ],
     ];
     let group_text = if spec.group_by.is_empty() {
@@ -289,6 +342,12 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, since: Option<i64>) ->
     };
     let emits = format!("({holds} AND {order} = {first})");
     Ok(Fused { counted, counted_column: counted_col, scan, layers, emits, group_text, count, earliest })
+}
+
+/// A day since the epoch as a SQL date.
+fn date_literal(day: i32) -> String {
+    let date = chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0).map(|t| t.date_naive());
+    format!("DATE '{}'", date.map_or_else(|| "1970-01-01".to_string(), |d| d.to_string()))
 }
 
 fn partition_by(columns: &[String]) -> String {
@@ -354,7 +413,8 @@ mod tests {
             window: Window::Sliding(600),
             predicates: vec![(ConditionOperator::Gte, 5)],
         };
-        let f = fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1", None).unwrap();
+        let f =
+            fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1", Reporting::default()).unwrap();
         assert_eq!(f.counted, "((eventname = 'A'))");
         assert_eq!(f.counted_column, "c1_in");
         assert!(f.scan.contains(&"((((eventname = 'A'))) IS TRUE) AS c1_in".to_string()), "{:?}", f.scan);
@@ -371,7 +431,7 @@ mod tests {
         assert_eq!(f.emits, "((c1_n >= 5) AND c1_rn = c1_first)");
         let temporal = Spec { measure: Measure::Rules(None), predicates: vec![], ..spec };
         let inputs = [Input { name: "a", condition: "c_a" }, Input { name: "b", condition: "c_b" }];
-        let f = fused(&temporal, &inputs, "c2", None).unwrap();
+        let f = fused(&temporal, &inputs, "c2", Reporting::default()).unwrap();
         assert_eq!(f.emits, "(((c2_p0 + c2_p1) = 2) AND c2_rn = c2_first)");
         assert!(f.scan.contains(&"c_b AS c2_h1".to_string()), "{:?}", f.scan);
         assert!(f.scan.contains(&"CAST(eventtime AS BIGINT) AS c2_t".to_string()), "{:?}", f.scan);
@@ -390,7 +450,8 @@ mod tests {
         };
         let input = [Input { name: "a", condition: "(eventname = 'A')" }];
         let start = 1_700_000_000_000_000;
-        let f = fused(&spec(Window::Sliding(600)), &input, "c1", Some(start)).unwrap();
+        let f =
+            fused(&spec(Window::Sliding(600)), &input, "c1", Reporting { since: Some(start), per_day: None }).unwrap();
         assert_eq!(f.earliest, Some(start - 600_000_000));
         assert_eq!(
             f.scan[0],
@@ -398,9 +459,15 @@ mod tests {
         );
         assert_eq!(f.emits, "((c1_n >= 5 AND c1_t >= 1700000000000000) AND c1_rn = c1_first)");
         assert!(f.layers[2][1].starts_with("min(CASE WHEN (c1_n >= 5 AND c1_t >= 1700000000000000) THEN c1_rn"));
-        let f = fused(&spec(Window::Unbounded), &input, "c1", Some(start)).unwrap();
+        let f = fused(&spec(Window::Unbounded), &input, "c1", Reporting { since: Some(start), per_day: None }).unwrap();
         assert_eq!(f.earliest, Some(start), "a window without a timespan starts at the start");
-        let f = fused(&spec(Window::Sliding(MAX_SPAN_SECONDS)), &input, "c1", Some(i64::MIN + 1)).unwrap();
+        let f = fused(
+            &spec(Window::Sliding(MAX_SPAN_SECONDS)),
+            &input,
+            "c1",
+            Reporting { since: Some(i64::MIN + 1), per_day: None },
+        )
+        .unwrap();
         assert_eq!(f.earliest, Some(i64::MIN), "saturates");
     }
 

@@ -4,6 +4,7 @@
 //! The rules are parsed by the rsigma-parser crate (the Sigma specification's conditions, modifiers and value
 //! escapes); the SQL is ours (`compile.rs`).
 
+pub mod checkpoint;
 mod compile;
 mod correlate;
 
@@ -17,6 +18,7 @@ use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, Level, LogSou
 
 use crate::error::{Error, Result};
 pub use compile::Unsupported;
+use trailsql_lake::layout::PartitionKey;
 
 /// A rule ready to run: a detection, true for the events it matches, or a correlation over such rules.
 #[derive(Debug, Clone)]
@@ -46,6 +48,36 @@ pub struct Scope {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub accounts: Vec<String>,
+    /// A scheduler's run (`--checkpoint`): what changed in the lake since the last one.
+    pub changed: Option<Changed>,
+}
+
+/// The partitions a scheduler's run reads for new events: detections give the events of these partitions, and
+/// correlations give a row per group and day on the days these can change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Changed {
+    /// Every partition: the first run, or the rules or the scope changed.
+    All,
+    /// These partitions' files changed, on these days (since the epoch).
+    Only { partitions: BTreeSet<PartitionKey>, days: BTreeSet<i32> },
+}
+
+impl Changed {
+    pub fn only(partitions: BTreeSet<PartitionKey>) -> Changed {
+        let days = partitions.iter().map(|p| p.day).collect();
+        Changed::Only { partitions, days }
+    }
+
+    /// The condition that an event is in a changed partition, on the partition columns alone (so that the table
+    /// lists no other partition where it is the scan's filter); `None` for all of them.
+    fn condition(&self) -> Option<String> {
+        let Changed::Only { partitions, .. } = self else { return None };
+        if partitions.is_empty() {
+            return Some("false".to_string());
+        }
+        let keys: Vec<String> = partitions.iter().map(|p| literal(&format!("{}/{}", p.account, p.date()))).collect();
+        Some(format!("concat(account_id, '/', CAST(event_date AS VARCHAR)) IN ({})", keys.join(", ")))
+    }
 }
 
 impl Scope {
@@ -55,7 +87,7 @@ impl Scope {
             (Some(s), Some(u)) if s >= u => {
                 Err(Error::Usage(format!("--since {} is not before --until {}", moment(s), moment(u))))
             }
-            _ => Ok(Scope { since, until, accounts }),
+            _ => Ok(Scope { since, until, accounts, changed: None }),
         }
     }
 
@@ -218,9 +250,16 @@ impl Documents {
         }
     }
 
-    /// The run's start, as the correlations' windows count time.
-    fn since(&self) -> Option<i64> {
-        self.set.scope.since.map(|t| t.timestamp_micros())
+    /// Where the correlations give rows: from the run's start, as their windows count time, and on the changed
+    /// days of a scheduler's run.
+    fn reporting(&self) -> correlate::Reporting<'_> {
+        correlate::Reporting {
+            since: self.set.scope.since.map(|t| t.timestamp_micros()),
+            per_day: self.set.scope.changed.as_ref().map(|c| match c {
+                Changed::All => None,
+                Changed::Only { days, .. } => Some(days),
+            }),
+        }
     }
 
     /// Compiles the correlations; gives the detections that only feed the ones that run.
@@ -262,7 +301,7 @@ impl Documents {
             }
             inputs.push(i);
         }
-        Ok((correlate::fused(&correlate::spec(c)?, &named, prefix, self.since())?, inputs))
+        Ok((correlate::fused(&correlate::spec(c)?, &named, prefix, self.reporting())?, inputs))
     }
 
     fn compile_detections(&mut self, fed: &BTreeSet<usize>, min: usize) {
@@ -282,7 +321,7 @@ impl Documents {
                 (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
                     .and_then(|spec| {
                         let input = correlate::Input { name: "", condition: c };
-                        correlate::fused(&spec, &[input], &column_prefix(self.set.rules.len()), self.since())
+                        correlate::fused(&spec, &[input], &column_prefix(self.set.rules.len()), self.reporting())
                     })
                     .map(|f| RuleKind::Correlation(Box::new(f))),
             };
@@ -465,8 +504,16 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
     let mut scan = vec![EVENT_COLUMNS.to_string()];
     let mut branches = Vec::new();
     let mut detections = Vec::new();
-    // The earliest event the scan keeps: the start, or a correlation's look-back before it.
-    let mut from = scope.since;
+    // The earliest event the scan keeps: the start (in a scheduler's run, not before the first changed day), or a
+    // correlation's look-back before it.
+    let mut from = match &scope.changed {
+        Some(Changed::Only { days, .. }) => {
+            scope.since.max(days.first().and_then(|d| DateTime::from_timestamp(i64::from(*d) * 86_400, 0)))
+        }
+        _ => scope.since,
+    };
+    let changed = scope.changed.as_ref().and_then(Changed::condition);
+    let correlated = rules.iter().any(|r| matches!(r.kind, RuleKind::Correlation(_)));
     for r in rules {
         match &r.kind {
             RuleKind::Correlation(f) => {
@@ -504,7 +551,12 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
     // The detections' matches travel as one list (fifty boolean columns cost fifty columns moved per row).
     if !detections.is_empty() {
         let conditions: Vec<&str> = detections.iter().map(|(_, c)| c.as_str()).collect();
-        scan.push(format!("true_indices({}) AS detected", conditions.join(",\n      ")));
+        let detected = format!("true_indices({})", conditions.join(",\n      "));
+        scan.push(match &changed {
+            // The correlations' events of other partitions are in the stream too: no detection's to report.
+            Some(c) if correlated => format!("CASE WHEN {c} THEN {detected} END AS detected"),
+            _ => format!("{detected} AS detected"),
+        });
         let values: Vec<String> = detections
             .iter()
             .enumerate()
@@ -528,6 +580,9 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         );
     }
     let mut conditions = scope.conditions(from);
+    if let Some(c) = changed.filter(|_| !correlated) {
+        conditions.push(c);
+    }
     conditions.push(match conditions.is_empty() {
         true => keep.join("\n    OR "),
         false => format!("({})", keep.join("\n    OR ")),
@@ -667,6 +722,41 @@ mod tests {
         assert!(errors[0].len() > 1000, "the parser's own message repeats itself: {}", errors[0].len());
         assert_eq!(parse_error(&errors[0]), "Condition parse error: condition nesting exceeds maximum depth (64)");
         assert_eq!(parse_error("YAML parse error: at line 2"), "YAML parse error: at line 2");
+    }
+
+    /// A scheduler's run over changed partitions: without correlations the scan's filter names them on the
+    /// partition columns alone (the table lists no other); with one, the stream also holds the events the
+    /// correlation counts around them, and only the changed partitions' events are the detections'. Correlations
+    /// give a row per group and day, on the changed days and the days their timespan reaches.
+    #[test]
+    fn a_run_over_changed_partitions_reads_them_and_what_their_windows_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
+        let path = dir.path().join("a.yml");
+        std::fs::write(
+            &path,
+            format!("title: a\nid: a\n{head}detection:\n  sel:\n    eventName: X\n  condition: sel\n"),
+        )
+        .unwrap();
+        let partitions = BTreeSet::from([PartitionKey { account: "111111111111".into(), day: 19_783 }]);
+        let scope = Scope { changed: Some(Changed::only(partitions)), ..Scope::default() };
+        let changed = "concat(account_id, '/', CAST(event_date AS VARCHAR)) IN ('111111111111/2024-03-01')";
+        let sql = query(&load(std::slice::from_ref(&path), None, scope.clone()).unwrap());
+        assert!(sql.contains(&format!("  AND {changed}\n")) && !sql.contains("CASE WHEN"), "{sql}");
+        assert!(sql.contains("event_date >= DATE '2024-03-01'"), "{sql}");
+
+        std::fs::write(
+            dir.path().join("n.yml"),
+            format!("title: n\nid: n\n{head}detection:\n  sel:\n    errorCode: AccessDenied\n  timeframe: 2d\n  condition: sel | count() by sourceIPAddress > 3\n"),
+        )
+        .unwrap();
+        let sql = query(&load(&[dir.path().to_path_buf()], None, scope).unwrap());
+        assert!(sql.contains(&format!("CASE WHEN {changed} THEN true_indices(")), "{sql}");
+        assert!(!sql.contains(&format!("AND {changed}")), "{sql}");
+        // Two days of timespan: windows from two days before the changed day count, rows on it and two days after.
+        assert!(sql.contains("event_date >= DATE '2024-02-28'"), "{sql}");
+        assert!(sql.contains("c1_d IN (DATE '2024-03-01', DATE '2024-03-02', DATE '2024-03-03')"), "{sql}");
+        assert!(sql.contains("PARTITION BY c1_g0, c1_d)"), "a row per group and day: {sql}");
     }
 
     /// Every rule runs in one scan of the lake: the rules that name their events keep an event by one look-up of

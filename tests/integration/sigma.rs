@@ -803,48 +803,210 @@ fn accounts_scope_a_run_to_their_events() {
     assert_ne!(denied_twice(&scoped), denied_twice(&all), "the correlation counts the accounts' events only");
 }
 
-/// `--checkpoint FILE`, for a scheduler: each run starts where the last successful one ended and records its own
-/// end once its output is written; a run that fails leaves the checkpoint, so its window runs again; a run with
-/// nothing new to cover succeeds without rows.
+/// A correlation's rows by (rule, group, UTC day), each with the event of its row.
+type DayRows = BTreeMap<(String, String, i64), String>;
+
+/// The rows of a run, from its ndjson: each detection's (rule, event ID), and the correlations'.
+fn rows_of(out: &std::process::Output) -> (Vec<(String, String)>, DayRows) {
+    assert!(out.status.success(), "{}", stderr(out));
+    let (mut detections, mut correlations) = (Vec::new(), BTreeMap::new());
+    for line in stdout(out).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let rule = row["rule_id"].as_str().unwrap().to_string();
+        let event = row["eventid"].as_str().unwrap_or_default().to_string();
+        match row["correlation_group"].as_str() {
+            None => detections.push((rule, event)),
+            Some(group) => {
+                let t = trailsql_lake::time::parse_cloudtrail_time(row["eventtime"].as_str().unwrap()).unwrap();
+                let key = (rule, group.to_string(), t.div_euclid(DAY));
+                assert!(correlations.insert(key, event).is_none(), "a row per group and day: {line}");
+            }
+        }
+    }
+    detections.sort();
+    (detections, correlations)
+}
+
+const DAY: i64 = 86_400_000_000;
+
+/// `--checkpoint FILE`, for a scheduler: each run reads the partitions whose files changed since the last one and
+/// gives the rows no earlier run gave, so that every match is given once, however late its event reached the lake;
+/// a correlation gives a row per group and day. A run that fails leaves the checkpoint as it was.
 #[test]
-fn a_checkpoint_chains_runs_without_gaps_and_only_success_moves_it() {
+fn a_checkpoint_gives_every_match_once_however_late_its_event_arrives() {
+    let Some(root) = realdata() else { return };
+    let case = CorrelationCase::new(&root);
+    let dir = tempfile::tempdir().unwrap();
+    // The events of half of the accounts arrive in two deliveries, the second holding every other event of the
+    // first's days: late events, into partitions a run has read.
+    let late = |i: usize, e: &Value| {
+        i % 2 == 1 && text(e, &["recipientAccountId"]).is_some_and(|a| a.ends_with(['0', '2', '4', '6', '8']))
+    };
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for (i, (_, e)) in case.events.iter().enumerate() {
+        if late(i, e) { second.push(e.clone()) } else { first.push(e.clone()) }
+    }
+    for (name, events) in [("first", &first), ("second", &second)] {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        let records = serde_json::json!({ "Records": events });
+        std::fs::write(dir.path().join(name).join("delivery.json"), records.to_string()).unwrap();
+    }
+    let lake = dir.path().join("lake");
+    let checkpoint = dir.path().join("state");
+    let sigma = |checkpoint: &Path, extra: &[&str]| {
+        run(bin()
+            .args(["sigma", "--format", "ndjson", "--checkpoint"])
+            .arg(checkpoint)
+            .args(extra)
+            .arg("--lake")
+            .arg(&lake)
+            .arg(&case.rules))
+    };
+
+    convert_lib(&[&dir.path().join("first")], &lake);
+    let one = sigma(&checkpoint, &[]);
+    let (mut detections, mut groups) = rows_of(&one);
+    assert!(!detections.is_empty() && !groups.is_empty());
+    let again = sigma(&checkpoint, &[]);
+    assert!(stdout(&again).is_empty() && stderr(&again).contains("nothing new in the lake since the last run"));
+
+    convert_lib(&[&dir.path().join("second")], &lake);
+    // A run that fails (its output cannot be written) leaves the checkpoint as it was.
+    let before = std::fs::read(&checkpoint).unwrap();
+    let failed = sigma(&checkpoint, &["-o", dir.path().join("no-such-dir/out").to_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
+    let two = sigma(&checkpoint, &[]);
+    let err = stderr(&two);
+    let changed = err.lines().find(|l| l.contains("partitions changed since the last run")).unwrap();
+    let (n, of) = changed.trim_start_matches("sigma: ").split_once(" of ").unwrap();
+    let of: usize = of.split(' ').next().unwrap().parse().unwrap();
+    assert!(n.parse::<usize>().unwrap() < of, "only the partitions of the late events are read: {changed}");
+    assert!(err.contains("rows given by earlier runs left out"), "{err}");
+    let (d2, c2) = rows_of(&two);
+    assert!(!d2.is_empty() && !c2.is_empty(), "{err}");
+    detections.extend(d2);
+    detections.sort();
+    for (k, v) in c2 {
+        assert!(groups.insert(k.clone(), v).is_none(), "given twice: {k:?}");
+    }
+
+    // Every detection's row once: what one run over the whole lake gives.
+    let whole = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&case.rules));
+    assert_eq!(detections, rows_of(&whole).0);
+    // Every (group, day) of the correlations: what a first run over the whole lake gives, each at the event where
+    // an independent count finds its condition first held that day.
+    let fresh = rows_of(&sigma(&dir.path().join("fresh"), &[])).1;
+    assert_eq!(groups.keys().collect::<Vec<_>>(), fresh.keys().collect::<Vec<_>>());
+    let events = case.events();
+    let days: BTreeSet<i64> = events.iter().map(|(t, _)| t.div_euclid(DAY)).collect();
+    let mut want = BTreeMap::new();
+    for c in correlations() {
+        for d in &days {
+            for (group, (event, _)) in independent_correlation(&events, &c, (Some(d * DAY), Some((d + 1) * DAY))) {
+                want.insert((c.id.to_string(), group, *d), event);
+            }
+        }
+    }
+    let of = |rule: &str| -> Vec<_> {
+        fresh.iter().filter(|((r, ..), _)| r == rule).map(|((_, g, d), e)| (g, d, e)).collect()
+    };
+    assert_eq!(of("legacy_error_burst"), of("error_burst"), "`| count() by … > 9` is `gte: 10`");
+    let fresh: BTreeMap<_, _> = (fresh.iter())
+        .filter(|((rule, ..), _)| rule != "denied_twice" && rule != "legacy_error_burst")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let differ: Vec<_> = (fresh.iter().filter(|(k, v)| want.get(*k) != Some(v)))
+        .chain(want.iter().filter(|(k, v)| fresh.get(*k) != Some(v)))
+        .collect();
+    assert!(differ.is_empty(), "the run's rows or the independent count's, not both: {differ:?}");
+}
+
+/// A late event changes the windows after it, on its day and on the days its timespan reaches, in partitions no
+/// delivery touched: a run with a checkpoint gives the row of a window it completes there.
+#[test]
+fn a_late_event_completes_a_window_in_a_partition_that_did_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |id: &str, account: &str, time: &str| {
+        serde_json::json!({
+            "eventVersion": "1.08", "eventTime": time, "eventID": id, "recipientAccountId": account,
+            "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "awsRegion": "us-east-1",
+            "errorCode": "AccessDenied", "sourceIPAddress": "203.0.113.9", "eventType": "AwsApiCall",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111111111111:user/x"}
+        })
+    };
+    let deliver = |name: &str, events: Vec<Value>| {
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("d.json"), serde_json::json!({ "Records": events }).to_string()).unwrap();
+        path
+    };
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        [
+            detection("denied", "  sel:\n    errorCode: AccessDenied\n  condition: sel\n"),
+            "title: twice\nid: twice\ncorrelation:\n  type: event_count\n  rules: [denied]\n  group-by: [sourceIPAddress]\n  timespan: 1h\n  condition:\n    gte: 2\n".to_string(),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let checkpoint = dir.path().join("state");
+    let sigma = || {
+        rows_of(&run(bin()
+            .args(["sigma", "--format", "ndjson", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--lake")
+            .arg(&lake)
+            .arg(&rules)))
+        .1
+    };
+    convert_lib(&[&deliver("first", vec![event("a", "111111111111", "2024-03-02T00:10:00Z")])], &lake);
+    assert!(sigma().is_empty());
+    // Another account's event, twenty minutes before, delivered late: a partition of the day before.
+    convert_lib(&[&deliver("late", vec![event("b", "222222222222", "2024-03-01T23:50:00Z")])], &lake);
+    let day = trailsql_lake::time::parse_cloudtrail_time("2024-03-02T00:00:00Z").unwrap().div_euclid(DAY);
+    let want =
+        BTreeMap::from([(("twice".to_string(), "sourceIPAddress=203.0.113.9".to_string(), day), "a".to_string())]);
+    assert_eq!(sigma(), want);
+}
+
+/// A checkpoint written before checkpoints kept partitions (one time) starts the runs there; `--until` has no
+/// meaning with a checkpoint, and a file that is not one is an error that names it.
+#[test]
+fn a_checkpoint_of_one_time_starts_there_and_other_files_are_refused() {
     let Some(root) = realdata() else { return };
     let case = CorrelationCase::new(&root);
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("state");
-    let cp = checkpoint.to_str().unwrap();
-    let at = |s| trailsql_lake::time::parse_cloudtrail_time(s).unwrap();
-    let (t1, t2) = ("2023-07-10T12:00:00Z", "2024-01-16T00:00:00Z");
-    let recorded = || std::fs::read_to_string(&checkpoint).unwrap();
-
-    let (_, denied, _) = case.run(&["--checkpoint", cp, "--until", t1]);
-    assert_eq!(denied, case.denied((None, Some(at(t1)))), "the first run starts at the beginning");
-    assert_eq!(recorded(), "2023-07-10T12:00:00+00:00\n");
-
-    // A run that fails (its output cannot be written) runs nothing twice and skips nothing: the checkpoint stays.
+    let t1 = "2023-07-10T12:00:00Z";
+    std::fs::write(&checkpoint, format!("{t1}\n")).unwrap();
     let out = run(bin()
-        .args(["sigma", "--checkpoint", cp, "--until", t2, "-o"])
-        .arg(dir.path().join("no-such-dir/out.csv"))
+        .args(["sigma", "--format", "ndjson", "--checkpoint"])
+        .arg(&checkpoint)
         .arg("--lake")
         .arg(&case.lake)
         .arg(&case.rules));
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no-such-dir/out.csv: No such file or directory"), "{}", stderr(&out));
-    assert_eq!(recorded(), "2023-07-10T12:00:00+00:00\n");
+    let denied: Vec<String> =
+        rows_of(&out).0.into_iter().filter(|(rule, _)| rule == "ct_denied").map(|(_, event)| event).collect();
+    let since = trailsql_lake::time::parse_cloudtrail_time(t1).unwrap();
+    assert_eq!(denied, case.denied((Some(since), None)));
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    assert_eq!(state["since"], "2023-07-10T12:00:00+00:00", "{state}");
 
-    let (_, denied, err) = case.run(&["--checkpoint", cp, "--since", "2000-01-01", "--until", t2]);
-    assert_eq!(denied, case.denied((Some(at(t1)), Some(at(t2)))), "the checkpoint, not --since, starts it");
-    assert!(err.contains(&format!("events from {t1} until {t2}")), "{err}");
-    assert_eq!(recorded(), "2024-01-16T00:00:00+00:00\n");
-
-    let (got, denied, err) = case.run(&["--checkpoint", cp, "--until", t2]);
-    assert!(got.is_empty() && denied.is_empty() && err.contains("nothing to run"), "{err}");
-    assert_eq!(recorded(), "2024-01-16T00:00:00+00:00\n");
-
-    std::fs::write(&checkpoint, "yesterday\n").unwrap();
-    let out = run(bin().args(["sigma", "--checkpoint", cp, "--lake"]).arg(&case.lake).arg(&case.rules));
+    let sigma = |args: &[&str]| run(bin().args(["sigma"]).args(args).arg("--lake").arg(&case.lake).arg(&case.rules));
+    let out = sigma(&["--checkpoint", checkpoint.to_str().unwrap(), "--until", "1h"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not a checkpoint (one RFC 3339 time"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--checkpoint takes no --until"), "{}", stderr(&out));
+    std::fs::write(&checkpoint, "yesterday\n").unwrap();
+    let out = sigma(&["--checkpoint", checkpoint.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("state: not a checkpoint (written by `trailsql sigma --checkpoint`)"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
 }
 

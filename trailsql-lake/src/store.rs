@@ -1,10 +1,11 @@
 //! A lake's storage: one object store rooted at the lake, and the reads, whole-object writes, listings and deletes
 //! every other part goes through.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -114,6 +115,34 @@ impl Lake {
             .into_iter()
             .filter(|(p, _)| is_data_file(p.rsplit('/').next().unwrap_or("")))
             .collect())
+    }
+
+    /// The data files of every partition of these accounts (all when none are named), with their sizes, by
+    /// partition. Each account directory is one listing, several at once.
+    pub async fn data_files_by_partition(
+        &self,
+        accounts: &[String],
+    ) -> Result<BTreeMap<PartitionKey, Vec<(String, u64)>>> {
+        let dirs: Vec<String> = if accounts.is_empty() {
+            let top = self.store.list_with_delimiter(None).await?;
+            (top.common_prefixes.iter())
+                .filter(|d| d.as_ref().starts_with(ACCOUNT_DIR_PREFIX))
+                .map(|d| format!("{d}/"))
+                .collect()
+        } else {
+            accounts.iter().map(|a| format!("{ACCOUNT_DIR_PREFIX}{a}/")).collect()
+        };
+        let listings: Vec<Vec<(String, u64)>> =
+            futures::stream::iter(dirs.iter().map(|d| self.list(d))).buffer_unordered(8).try_collect().await?;
+        let mut out: BTreeMap<PartitionKey, Vec<(String, u64)>> = BTreeMap::new();
+        for (path, size) in listings.into_iter().flatten() {
+            if is_data_file(path.rsplit('/').next().unwrap_or(""))
+                && let Some(key) = PartitionKey::from_path(&path)
+            {
+                out.entry(key).or_default().push((path, size));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the lake holds any data file. It stops at the first, under the first account directory that has

@@ -1,0 +1,291 @@
+//! A scheduler's state between `trailsql sigma --checkpoint` runs: the lake's partitions as the last run read
+//! them and the rows it gave, so that each run reads only the partitions that changed and gives only new rows.
+//!
+//! CloudTrail delivers an event minutes to hours after it happened, and `convert` puts it in the partition of its
+//! own day, so a window over event times misses what arrives after it closed. A partition's data files are
+//! immutable and uniquely named (a conversion that adds events to a partition writes a new file, or a new merged
+//! file in place of old ones), so the names and sizes of its files say whether it changed. A run reads the changed
+//! partitions and leaves out the rows an earlier run gave.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use serde::{Deserialize, Serialize};
+use trailsql_lake::layout::PartitionKey;
+
+use crate::error::{Error, Result};
+
+/// The first field of a checkpoint file, naming its format.
+const FORMAT: &str = "trailsql sigma checkpoint 1";
+
+/// What the runs with one checkpoint file have read and given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    format: String,
+    /// The first run's start (`--since`, RFC 3339), kept for every later run.
+    pub since: Option<String>,
+    /// A hash of the query the partitions below were read with: other rules, or another scope, read every
+    /// partition again (the rows already given are still left out).
+    pub rules: String,
+    /// The key of the rows' hashes, random for each checkpoint. A row's identity holds strings an attacker chose
+    /// (a correlation's group); without the key nobody can make a new row's hash equal one already given.
+    key: String,
+    /// Each partition read (`account/YYYY-MM-DD`): a hash of its data files' names and sizes then.
+    pub partitions: BTreeMap<String, String>,
+    /// The rows given, by identity (a keyed hash of a detection's row, less its rule's title and level; of a
+    /// correlation's rule, group and UTC day): how many rows of it. Two events may share every value a row shows
+    /// (an event ID given twice, with other content, is kept as a conflict): the second is given when it arrives.
+    given: BTreeMap<String, u32>,
+}
+
+/// What a checkpoint file held.
+pub enum Previous {
+    /// No file yet: the first run.
+    None,
+    /// A time, as runs before checkpoints kept partitions wrote: the events before it were reported.
+    Time(DateTime<Utc>),
+    State(Checkpoint),
+}
+
+impl Checkpoint {
+    /// A new checkpoint for runs from `since`.
+    pub fn new(since: Option<DateTime<Utc>>) -> Result<Checkpoint> {
+        let mut key = [0u8; 32];
+        getrandom_02::getrandom(&mut key)
+            .map_err(|e| Error::Usage(format!("no random key for the checkpoint: {e}")))?;
+        Ok(Checkpoint {
+            format: FORMAT.to_string(),
+            since: since.map(|t| t.to_rfc3339()),
+            rules: String::new(),
+            key: hex(&key),
+            partitions: BTreeMap::new(),
+            given: BTreeMap::new(),
+        })
+    }
+
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        self.since.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Reads a checkpoint file; a missing one is the first run's.
+    pub fn read(file: &Path) -> Result<Previous> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Previous::None),
+            Err(e) => return Err(Error::io(file, e)),
+        };
+        if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+            return Ok(Previous::Time(t.with_timezone(&Utc)));
+        }
+        match serde_json::from_str::<Checkpoint>(&text) {
+            Ok(c) if c.format == FORMAT && c.since.is_none() == c.since().is_none() && c.key.len() == 64 => {
+                Ok(Previous::State(c))
+            }
+            _ => Err(Error::Usage(format!(
+                "{}: not a checkpoint (written by `trailsql sigma --checkpoint`): {:?}",
+                file.display(),
+                text.chars().take(60).collect::<String>()
+            ))),
+        }
+    }
+
+    /// Records the state after a run that succeeded: written beside the file and renamed over it, so that a run
+    /// killed at any moment leaves the old state or the new one, and what it read is read again rather than
+    /// skipped.
+    pub fn write(&self, file: &Path) -> Result<()> {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(file, e))?;
+        let text = serde_json::to_vec(self).map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
+        temporary
+            .write_all(&text)
+            .and_then(|()| temporary.write_all(b"\n"))
+            .and_then(|()| temporary.as_file().sync_all())
+            .map_err(|e| Error::io(file, e))?;
+        // A temporary file that is not renamed is deleted when dropped.
+        temporary.persist(file).map(drop).map_err(|e| Error::io(file, e.error))
+    }
+
+    /// The partitions whose files differ from those the last run read (all of them when it read other rules).
+    pub fn changed(&self, now: &BTreeMap<String, String>, rules: &str) -> Option<BTreeSet<String>> {
+        (self.rules == rules)
+            .then(|| now.iter().filter(|(p, f)| self.partitions.get(*p) != Some(f)).map(|(p, _)| p.clone()).collect())
+    }
+
+    /// Leaves out of a batch of the run's rows those an earlier run gave, counting in `seen` the run's rows by
+    /// identity: the n-th row of an identity is new when earlier runs gave fewer than n.
+    pub fn leave_out_given(&self, seen: &mut HashMap<String, u32>, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut key = [0u8; 32];
+        for (i, k) in key.iter_mut().enumerate() {
+            *k = u8::from_str_radix(self.key.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0);
+        }
+        let columns = |names: &[&str]| -> Result<Vec<ArrayRef>> {
+            (names.iter())
+                .map(|n| {
+                    let c =
+                        batch.column_by_name(n).ok_or_else(|| Error::Usage(format!("no column {n} in the rows")))?;
+                    Ok(cast(c, &DataType::Utf8)?)
+                })
+                .collect()
+        };
+        let detection = columns(&DETECTION_IDENTITY)?;
+        let correlation = columns(&["rule_id", "correlation_group"])?;
+        let times = cast(
+            batch.column_by_name("eventtime").ok_or_else(|| Error::Usage("no column eventtime in the rows".into()))?,
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let times = times.as_primitive::<TimestampMicrosecondType>();
+        let group = correlation[1].as_string::<i32>();
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let mut h = blake3::Hasher::new_keyed(&key);
+            if group.is_null(i) {
+                h.update(b"detection");
+                detection.iter().for_each(|c| part(&mut h, c.as_string::<i32>(), i));
+            } else {
+                h.update(b"correlation");
+                correlation.iter().for_each(|c| part(&mut h, c.as_string::<i32>(), i));
+                let day = (!times.is_null(i)).then(|| times.value(i).div_euclid(86_400_000_000));
+                h.update(&day.unwrap_or(i64::MIN).to_le_bytes());
+            }
+            let id = hex(&h.finalize().as_bytes()[..16]);
+            let n = seen.entry(id.clone()).or_default();
+            *n += 1;
+            keep.push(self.given.get(&id).is_none_or(|given| *n > *given));
+        }
+        Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
+    }
+
+    /// The state after a successful run: the partitions as read, the rows it gave.
+    pub fn after(mut self, rules: String, partitions: BTreeMap<String, String>, seen: HashMap<String, u32>) -> Self {
+        self.rules = rules;
+        self.partitions = partitions;
+        for (id, n) in seen {
+            let given = self.given.entry(id).or_default();
+            *given = (*given).max(n);
+        }
+        self
+    }
+}
+
+/// The name of a partition in a checkpoint.
+pub fn partition_name(key: &PartitionKey) -> String {
+    format!("{}/{}", key.account, key.date())
+}
+
+/// A hash of a partition's data files, names and sizes: a conversion that adds events to it writes a new file.
+pub fn fingerprint(files: &[(String, u64)]) -> String {
+    let mut files: Vec<&(String, u64)> = files.iter().collect();
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for (name, size) in files {
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(&size.to_le_bytes());
+    }
+    hex(&h.finalize().as_bytes()[..16])
+}
+
+/// A hash of the query a run makes, for [`Checkpoint::rules`].
+pub fn query_hash(sql: &str) -> String {
+    hex(&blake3::hash(sql.as_bytes()).as_bytes()[..16])
+}
+
+/// The columns of a detection's row that say which match it is.
+const DETECTION_IDENTITY: [&str; 9] = [
+    "rule_id",
+    "eventid",
+    "account_id",
+    "eventtime",
+    "awsregion",
+    "eventsource",
+    "eventname",
+    "principal",
+    "sourceipaddress",
+];
+
+/// Adds a value of a row's identity to its hash: its length first (a null's is none of a string's), so that no
+/// two lists of values hash the same bytes.
+fn part(h: &mut blake3::Hasher, column: &datafusion::arrow::array::StringArray, i: usize) {
+    if column.is_null(i) {
+        h.update(&u64::MAX.to_le_bytes());
+    } else {
+        h.update(&(column.value(i).len() as u64).to_le_bytes());
+        h.update(column.value(i).as_bytes());
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    /// A row: rule, event ID, source IP, correlation group, time.
+    type Row<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, i64);
+
+    fn rows(rows: &[Row]) -> RecordBatch {
+        let text =
+            |f: &dyn Fn(&Row) -> Option<String>| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<StringArray>()) };
+        let mut columns: Vec<(&str, ArrayRef)> = vec![
+            ("rule_id", text(&|r| Some(r.0.to_string()))),
+            ("eventid", text(&|r| Some(r.1.to_string()))),
+            ("sourceipaddress", text(&|r| Some(r.2.to_string()))),
+            ("correlation_group", text(&|r| r.3.map(str::to_string))),
+            ("eventtime", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.4)))),
+        ];
+        for name in ["account_id", "awsregion", "eventsource", "eventname", "principal"] {
+            columns.push((name, text(&|_| Some("x".to_string()))));
+        }
+        let schema =
+            Schema::new(columns.iter().map(|(n, c)| Field::new(*n, c.data_type().clone(), true)).collect::<Vec<_>>());
+        RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|(_, c)| c).collect()).unwrap()
+    }
+
+    /// The event IDs of the rows a run gives, and the checkpoint after it.
+    fn given(c: &Checkpoint, batch: &[Row]) -> (Vec<String>, Checkpoint) {
+        let mut seen = HashMap::new();
+        let kept = c.leave_out_given(&mut seen, rows(batch)).unwrap();
+        let ids = kept.column_by_name("eventid").unwrap().as_string::<i32>();
+        let ids = ids.iter().map(|v| v.unwrap().to_string()).collect();
+        (ids, c.clone().after(String::new(), BTreeMap::new(), seen))
+    }
+
+    #[test]
+    fn rows_given_once_are_left_out_and_each_identity_is_counted() {
+        const DAY: i64 = 86_400_000_000;
+        let c = Checkpoint::new(None).unwrap();
+        let (ids, c) = given(&c, &[("r", "e1", "1.2.3.4", None, 0), ("r", "e2", "1.2.3.4", None, 0)]);
+        assert_eq!(ids, ["e1", "e2"]);
+        // The same rows again, a second event that shows the same values as e1, another rule's row of e1.
+        let (ids, c) = given(
+            &c,
+            &[
+                ("r", "e1", "1.2.3.4", None, 0),
+                ("r", "e1", "1.2.3.4", None, 0),
+                ("r", "e2", "1.2.3.4", None, 0),
+                ("s", "e1", "1.2.3.4", None, 0),
+            ],
+        );
+        assert_eq!(ids, ["e1", "e1"], "the second e1 and rule s's row");
+        // A correlation's row is its rule, group and day, whatever event it is at.
+        let (ids, c) = given(&c, &[("n", "e1", "", Some("ip=1"), 0)]);
+        assert_eq!(ids, ["e1"]);
+        let (ids, c) = given(&c, &[("n", "e9", "", Some("ip=1"), DAY - 1), ("n", "e8", "", Some("ip=1"), DAY)]);
+        assert_eq!(ids, ["e8"], "the first day's row was given; the next day's is new");
+        // Values are not run together: rule `nip=1` of group `` is not rule `n` of group `ip=1`.
+        let (ids, _) = given(&c, &[("nip=1", "e7", "", Some(""), 0)]);
+        assert_eq!(ids, ["e7"]);
+    }
+}
