@@ -188,6 +188,8 @@ pub struct Fused {
     /// In a run from a start time, the time of the earliest event its windows may count (microseconds since the
     /// epoch): its timespan before the start.
     pub earliest: Option<i64>,
+    /// Its timespan in whole days, rounded up (none without one).
+    pub span_days: i32,
 }
 
 /// The event's time as the windows order by it: a number, microseconds since the epoch (the lake's `eventtime` is
@@ -341,11 +343,11 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         format!("concat_ws(', ', {})", parts.join(", "))
     };
     let emits = format!("({holds} AND {order} = {first})");
-    Ok(Fused { counted, counted_column: counted_col, scan, layers, emits, group_text, count, earliest })
+    Ok(Fused { counted, counted_column: counted_col, scan, layers, emits, group_text, count, earliest, span_days })
 }
 
 /// A day since the epoch as a SQL date.
-fn date_literal(day: i32) -> String {
+pub fn date_literal(day: i32) -> String {
     let date = chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0).map(|t| t.date_naive());
     format!("DATE '{}'", date.map_or_else(|| "1970-01-01".to_string(), |d| d.to_string()))
 }

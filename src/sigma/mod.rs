@@ -580,8 +580,24 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         );
     }
     let mut conditions = scope.conditions(from);
-    if let Some(c) = changed.filter(|_| !correlated) {
-        conditions.push(c);
+    match (&scope.changed, changed) {
+        (Some(_), Some(c)) if !correlated => conditions.push(c),
+        // The days of the windows that give rows on the changed days and those their timespans reach after them,
+        // on the partition column alone (the table lists no other day).
+        (Some(Changed::Only { days, .. }), Some(_)) => {
+            let reach = (rules.iter())
+                .filter_map(|r| match &r.kind {
+                    RuleKind::Correlation(f) => Some(f.span_days),
+                    RuleKind::Detection(_) => None,
+                })
+                .max()
+                .unwrap_or(0);
+            let read: BTreeSet<i32> =
+                days.iter().flat_map(|d| (-reach..=reach).map(move |k| d.saturating_add(k))).collect();
+            let read: Vec<String> = read.iter().map(|d| correlate::date_literal(*d)).collect();
+            conditions.push(format!("event_date IN ({})", read.join(", ")));
+        }
+        _ => {}
     }
     conditions.push(match conditions.is_empty() {
         true => keep.join("\n    OR "),
@@ -755,6 +771,9 @@ mod tests {
         assert!(!sql.contains(&format!("AND {changed}")), "{sql}");
         // Two days of timespan: windows from two days before the changed day count, rows on it and two days after.
         assert!(sql.contains("event_date >= DATE '2024-02-28'"), "{sql}");
+        let days =
+            ["2024-02-28", "2024-02-29", "2024-03-01", "2024-03-02", "2024-03-03"].map(|d| format!("DATE '{d}'"));
+        assert!(sql.contains(&format!("  AND event_date IN ({})\n", days.join(", "))), "only these days: {sql}");
         assert!(sql.contains("c1_d IN (DATE '2024-03-01', DATE '2024-03-02', DATE '2024-03-03')"), "{sql}");
         assert!(sql.contains("PARTITION BY c1_g0, c1_d)"), "a row per group and day: {sql}");
     }

@@ -972,6 +972,69 @@ fn a_late_event_completes_a_window_in_a_partition_that_did_not_change() {
     assert_eq!(sigma(), want);
 }
 
+/// Runs with a checkpoint while conversions commit: whatever each run saw, every match is given once by the runs
+/// together, the last one after the conversions.
+#[test]
+fn checkpoint_runs_beside_a_converting_writer_give_every_match_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, detection("denied", "  sel:\n    errorCode: AccessDenied\n  condition: sel\n")).unwrap();
+    let lake = dir.path().join("lake");
+    let checkpoint = dir.path().join("state");
+    // Twelve deliveries of forty events each, over two accounts and three days: each adds to partitions that
+    // earlier runs read.
+    let deliveries: Vec<std::path::PathBuf> = (0..12)
+        .map(|n| {
+            let events: Vec<Value> = (0..40)
+                .map(|i| {
+                    serde_json::json!({
+                        "eventVersion": "1.08", "eventID": format!("{n}-{i}"),
+                        "eventTime": format!("2024-03-0{}T{:02}:{:02}:00Z", 1 + i % 3, n, i),
+                        "recipientAccountId": if i % 2 == 0 { "111111111111" } else { "222222222222" },
+                        "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "awsRegion": "us-east-1",
+                        "errorCode": if i % 4 == 0 { "AccessDenied" } else { "NoSuchKey" },
+                        "sourceIPAddress": "203.0.113.9", "eventType": "AwsApiCall"
+                    })
+                })
+                .collect();
+            let path = dir.path().join(format!("d{n}"));
+            std::fs::create_dir(&path).unwrap();
+            std::fs::write(path.join("d.json"), serde_json::json!({ "Records": events }).to_string()).unwrap();
+            path
+        })
+        .collect();
+    let sigma = || {
+        rows_of(&run(bin()
+            .args(["sigma", "--format", "ndjson", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--lake")
+            .arg(&lake)
+            .arg(&rules)))
+        .0
+    };
+    convert_lib(&[&deliveries[0]], &lake);
+    let mut given = sigma();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            for d in &deliveries[1..] {
+                let out = run(bin().args(["convert", "--quiet"]).arg(d).arg("--lake").arg(&lake));
+                assert!(out.status.success(), "{}", stderr(&out));
+            }
+        });
+        while !writer.is_finished() {
+            given.extend(sigma());
+        }
+    });
+    given.extend(sigma());
+    given.sort();
+    let want: Vec<(String, String)> = (0..12)
+        .flat_map(|n| (0..40).step_by(4).map(move |i| ("denied".to_string(), format!("{n}-{i}"))))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(given, want);
+}
+
 /// A checkpoint written before checkpoints kept partitions (one time) starts the runs there; `--until` has no
 /// meaning with a checkpoint, and a file that is not one is an error that names it.
 #[test]
