@@ -65,12 +65,20 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What to do about an error whose text says a query ran out of its memory pool (the text, because a statement's
-/// error reaches the REPL and `run` as text, with its file and line).
-pub fn memory_hint(message: &str) -> Option<&'static str> {
-    message.contains("Resources exhausted").then_some(
-        "the query needs more memory than --memory-limit gives it: sorts and aggregations spill to the temporary \
-         directory (TMPDIR), joins and window functions cannot; raise --memory-limit, or narrow the query",
+/// What to do about an error, read from its text (a statement's error reaches the REPL and `run` as text, with its
+/// file and line): a query that ran out of its memory pool, or one whose data file was replaced while it read.
+pub fn hint(message: &str) -> Option<&'static str> {
+    if message.contains("Resources exhausted") {
+        return Some(
+            "the query needs more memory than --memory-limit gives it: sorts and aggregations spill to the temporary \
+             directory (TMPDIR), joins and window functions cannot; raise --memory-limit, or narrow the query",
+        );
+    }
+    // A conversion commits by moving its files into place, then deleting the small files it merged: a query that
+    // listed those before the deletion finds them gone, and their events are in the merged file.
+    (message.contains(".parquet") && (message.contains("not found") || message.contains("No such file"))).then_some(
+        "a conversion replaced data files of the lake (merging small files) while the query read them; nothing is \
+         lost: run it again",
     )
 }
 
@@ -87,5 +95,14 @@ mod tests {
         let csv = Error::Arrow(datafusion::arrow::error::ArrowError::CsvError("Broken pipe (os error 32)".into()));
         assert!(csv.is_broken_pipe());
         assert!(!Error::Other("a query failed".into()).is_broken_pipe());
+    }
+
+    #[test]
+    fn a_data_file_gone_while_a_query_read_it_is_explained() {
+        let gone = "Parquet error: Failed to fetch metadata for file lake/account_id=1/event_date=2024-03-01/part-x.parquet: \
+                    Object Store error: Object at location /lake/part-x.parquet not found: No such file or directory";
+        assert!(hint(gone).is_some_and(|h| h.contains("run it again")));
+        assert!(hint("Resources exhausted: sort").is_some_and(|h| h.contains("--memory-limit")));
+        assert_eq!(hint("table 'x' not found"), None);
     }
 }

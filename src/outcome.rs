@@ -23,7 +23,7 @@ pub fn exit_code(result: Result<Outcome>) -> ExitCode {
         Err(e) => {
             let message = e.to_string();
             eprintln!("trailsql: {}", crate::error::redact_credentials(&message));
-            if let Some(hint) = crate::error::memory_hint(&message) {
+            if let Some(hint) = crate::error::hint(&message) {
                 eprintln!("trailsql: {hint}");
             }
             ExitCode::from(2)

@@ -1,9 +1,8 @@
 //! `trailsql sigma`: Sigma rules for CloudTrail, compiled and run in one scan, or their SQL with `--explain`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
-
-use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 
@@ -37,7 +36,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         Previous::Time(t) => Some(*t),
         Previous::None => args.since,
     };
-    let mut scope = crate::sigma::Scope::new(since, args.until, args.accounts.clone())?;
+    let mut scope = Scope::new(since, args.until, args.accounts.clone())?;
     if args.checkpoint.is_some() {
         scope.changed = Some(Changed::All);
     }
@@ -76,7 +75,10 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
                     if !cli.quiet {
                         eprintln!("sigma: nothing new in the lake since the last run ({})", file.display());
                     }
-                    return Ok(Outcome::Success);
+                    return match crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
+                        Some(e) => Err(e),
+                        None => Ok(Outcome::Success),
+                    };
                 }
                 if !cli.quiet {
                     let (n, of) = (changed.len(), now.len());

@@ -217,7 +217,7 @@ impl Repl {
                     Error::Query { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
-                if let Some(hint) = crate::error::memory_hint(&message) {
+                if let Some(hint) = crate::error::hint(&message) {
                     message = format!("{message}\n{hint}");
                 }
                 self.error(&message);

@@ -1003,14 +1003,26 @@ fn checkpoint_runs_beside_a_converting_writer_give_every_match_once() {
             path
         })
         .collect();
+    // A run fails when a conversion deletes a file it listed (the file's events are in the one that replaced
+    // it): it says so, and leaves the checkpoint, so that the next run gives its rows.
     let sigma = || {
-        rows_of(&run(bin()
+        let out = run(bin()
             .args(["sigma", "--format", "ndjson", "--checkpoint"])
             .arg(&checkpoint)
             .arg("--lake")
             .arg(&lake)
-            .arg(&rules)))
-        .0
+            .arg(&rules));
+        match out.status.code() {
+            Some(2) => {
+                assert!(
+                    stderr(&out).contains("while the query read them; nothing is lost: run it again"),
+                    "{}",
+                    stderr(&out)
+                );
+                Vec::new()
+            }
+            _ => rows_of(&out).0,
+        }
     };
     convert_lib(&[&deliveries[0]], &lake);
     let mut given = sigma();
