@@ -28,15 +28,15 @@ const FORMAT: &str = "trailsql sigma checkpoint 1";
 pub struct Checkpoint {
     format: String,
     /// The first run's start (`--since`, RFC 3339), kept for every later run.
-    pub since: Option<String>,
+    since: Option<String>,
     /// A hash of the query the partitions below were read with: other rules, or another scope, read every
     /// partition again (the rows already given are still left out).
-    pub rules: String,
+    rules: String,
     /// The key of the rows' hashes, random for each checkpoint. A row's identity holds strings an attacker chose
     /// (a correlation's group); without the key nobody can make a new row's hash equal one already given.
     key: String,
     /// Each partition read (`account/YYYY-MM-DD`): a hash of its data files' names and sizes then.
-    pub partitions: BTreeMap<String, String>,
+    partitions: BTreeMap<String, String>,
     /// The rows given, by identity (a keyed hash of a detection's row, less its rule's title and level; of a
     /// correlation's rule, group and UTC day): how many rows of it. Two events may share every value a row shows
     /// (an event ID given twice, with other content, is kept as a conflict): the second is given when it arrives.
@@ -83,7 +83,12 @@ impl Checkpoint {
             return Ok(Previous::Time(t.with_timezone(&Utc)));
         }
         match serde_json::from_str::<Checkpoint>(&text) {
-            Ok(c) if c.format == FORMAT && c.since.is_none() == c.since().is_none() && c.key.len() == 64 => {
+            Ok(c)
+                if c.format == FORMAT
+                    && c.since.is_none() == c.since().is_none()
+                    && c.key.len() == 64
+                    && c.key.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
                 Ok(Previous::State(c))
             }
             _ => Err(Error::Usage(format!(
@@ -127,7 +132,7 @@ impl Checkpoint {
             (names.iter())
                 .map(|n| {
                     let c =
-                        batch.column_by_name(n).ok_or_else(|| Error::Usage(format!("no column {n} in the rows")))?;
+                        batch.column_by_name(n).ok_or_else(|| Error::Other(format!("no column {n} in the rows")))?;
                     Ok(cast(c, &DataType::Utf8)?)
                 })
                 .collect()
@@ -135,7 +140,7 @@ impl Checkpoint {
         let detection = columns(&DETECTION_IDENTITY)?;
         let correlation = columns(&["rule_id", "correlation_group"])?;
         let times = cast(
-            batch.column_by_name("eventtime").ok_or_else(|| Error::Usage("no column eventtime in the rows".into()))?,
+            batch.column_by_name("eventtime").ok_or_else(|| Error::Other("no column eventtime in the rows".into()))?,
             &DataType::Timestamp(TimeUnit::Microsecond, None),
         )?;
         let times = times.as_primitive::<TimestampMicrosecondType>();
