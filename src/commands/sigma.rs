@@ -18,14 +18,16 @@ use crate::sigma::{Changed, Scope};
 use crate::{print, session};
 
 pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<Outcome> {
+    if args.checkpoint.is_some() && args.until.is_some() {
+        return Err(Error::Usage(
+            "--checkpoint takes no --until: each run gives what is new in the lake since the last one, whatever its \
+             events' times"
+                .into(),
+        ));
+    }
+    // Taken before the checkpoint is read, and held until the run ends.
+    let _lock = args.checkpoint.as_deref().map(checkpoint::lock).transpose()?;
     let previous = match &args.checkpoint {
-        Some(_) if args.until.is_some() => {
-            return Err(Error::Usage(
-                "--checkpoint takes no --until: each run gives what is new in the lake since the last one, whatever \
-                 its events' times"
-                    .into(),
-            ));
-        }
         Some(file) => Checkpoint::read(file)?,
         None => Previous::None,
     };

@@ -177,6 +177,30 @@ impl Checkpoint {
     }
 }
 
+/// Holds `FILE.lock` for the run, so that a run started while another with the same checkpoint is still going (a
+/// scheduler's run that outlasts its interval) stops at once instead of giving that run's rows again. The lock is
+/// the operating system's (`flock`): it ends with its holder, however it ends. The file is left in place.
+pub fn lock(file: &Path) -> Result<std::fs::File> {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
+            "{}: another `trailsql sigma --checkpoint` run is using it (it holds {})",
+            file.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
 /// The name of a partition in a checkpoint.
 pub fn partition_name(key: &PartitionKey) -> String {
     format!("{}/{}", key.account, key.date())

@@ -1048,7 +1048,8 @@ fn checkpoint_runs_beside_a_converting_writer_give_every_match_once() {
 }
 
 /// A checkpoint written before checkpoints kept partitions (one time) starts the runs there; `--until` has no
-/// meaning with a checkpoint, and a file that is not one is an error that names it.
+/// meaning with a checkpoint, a file that is not one is an error that names it, and a run while another holds
+/// the checkpoint stops.
 #[test]
 fn a_checkpoint_of_one_time_starts_there_and_other_files_are_refused() {
     let Some(root) = realdata() else { return };
@@ -1082,7 +1083,21 @@ fn a_checkpoint_of_one_time_starts_there_and_other_files_are_refused() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["state", "state.lock"], "no temporary file is left");
+
+    // A run while another holds the checkpoint stops at once, naming it.
+    std::fs::remove_file(&checkpoint).unwrap();
+    let held = std::fs::OpenOptions::new().write(true).open(dir.path().join("state.lock")).unwrap();
+    held.lock().unwrap();
+    let out = sigma(&["--checkpoint", checkpoint.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("another `trailsql sigma --checkpoint` run is using it"), "{}", stderr(&out));
+    assert!(!checkpoint.exists());
+    drop(held);
+    assert!(sigma(&["--checkpoint", checkpoint.to_str().unwrap()]).status.success());
 }
 
 /// A time that is not one, or a range that holds none, is a usage error that names it, before any lake is read.
