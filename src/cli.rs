@@ -221,12 +221,12 @@ pub struct SigmaArgs {
     #[arg(long = "account", value_name = "ID")]
     pub accounts: Vec<String>,
 
-    /// For a scheduler: a file that keeps what the runs have read and given. Each run reads the partitions whose
-    /// files changed since the last successful one and gives only rows no earlier run gave, so that every match
-    /// is given once, however late its event was delivered; correlations give a row per group and day. --since
-    /// starts the first run only; no --until
+    /// For a scheduler: a file (or s3://bucket/key) that keeps what the runs have read and given. Each run reads
+    /// the partitions whose files changed since the last successful one and gives only rows no earlier run gave, so
+    /// that every match is given once, however late its event was delivered; correlations give a row per group and
+    /// day. --since starts the first run only; no --until
     #[arg(long, value_name = "FILE")]
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Option<String>,
 
     /// Exit with 1 when any rule matches (for alerting and CI gates)
     #[arg(long)]

@@ -13,7 +13,7 @@ use super::{lake_location, output_sink, print_options, session_options, write_st
 use crate::cli::{Cli, SigmaArgs};
 use crate::error::{Error, Result};
 use crate::outcome::Outcome;
-use crate::sigma::checkpoint::{self, Checkpoint, Previous};
+use crate::sigma::checkpoint::{self, Checkpoint, Place, Previous};
 use crate::sigma::{Changed, Scope};
 use crate::{print, session};
 
@@ -25,17 +25,21 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
                 .into(),
         ));
     }
+    let place = match &args.checkpoint {
+        Some(location) => Some(Place::of(location, storage).await?),
+        None => None,
+    };
     // Taken before the checkpoint is read, and held until the run ends.
-    let _lock = args.checkpoint.as_deref().map(checkpoint::lock).transpose()?;
-    let previous = match &args.checkpoint {
-        Some(file) => Checkpoint::read(file)?,
+    let _lock = place.as_ref().map(checkpoint::lock).transpose()?;
+    let previous = match &place {
+        Some(place) => Checkpoint::read(place).await?,
         None => Previous::None,
     };
     // A checkpoint keeps its first run's start; one written before checkpoints kept partitions, the time its
     // runs had reached.
     let since = match &previous {
-        Previous::State(c) => c.since(),
-        Previous::Time(t) => Some(*t),
+        Previous::State(c, _) => c.since(),
+        Previous::Time(t, _) => Some(*t),
         Previous::None => args.since,
     };
     let mut scope = Scope::new(since, args.until, args.accounts.clone())?;
@@ -64,10 +68,11 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
     } else {
         let lake = open_lake(&lake_location(cli)?, false, storage).await?;
         let mut checkpoint = None;
-        if let Some(file) = &args.checkpoint {
-            let read = match previous {
-                Previous::State(c) => c,
-                _ => Checkpoint::new(since)?,
+        if let Some(file) = &place {
+            let (read, version) = match previous {
+                Previous::State(c, version) => (c, version),
+                Previous::Time(_, version) => (Checkpoint::new(since)?, version),
+                Previous::None => (Checkpoint::new(since)?, None),
             };
             // Listed before the query lists them: a partition that changes meanwhile is read again next time.
             let now = partitions_now(&lake.lake, &set.scope).await?;
@@ -75,7 +80,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
             if let Some(changed) = read.changed(&now, &rules) {
                 if changed.is_empty() {
                     if !cli.quiet {
-                        eprintln!("sigma: nothing new in the lake since the last run ({})", file.display());
+                        eprintln!("sigma: nothing new in the lake since the last run ({file})");
                     }
                     return match crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
                         Some(e) => Err(e),
@@ -84,12 +89,12 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
                 }
                 if !cli.quiet {
                     let (n, of) = (changed.len(), now.len());
-                    eprintln!("sigma: {n} of {of} partitions changed since the last run ({})", file.display());
+                    eprintln!("sigma: {n} of {of} partitions changed since the last run ({file})");
                 }
                 scope.changed = Some(Changed::only(changed.iter().filter_map(|p| partition_key(p)).collect()));
                 set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
             }
-            checkpoint = Some((read, rules, now));
+            checkpoint = Some((read, version, rules, now));
         }
         let session_opts = session::SessionOptions { no_filter_pushdown: true, ..session_options(cli)? };
         let session = session::build(&lake, &session_opts, storage.clone()).await?;
@@ -112,11 +117,11 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         });
         let rows = print::print_stream(&mut sink, &out.schema, batches, &opts).await?;
         sink.flush().map_err(|e| Error::io("output", e))?;
-        if let Some((c, rules, now)) = checkpoint {
+        if let Some((c, version, rules, now)) = checkpoint {
             if !cli.quiet && left_out > 0 {
                 eprintln!("sigma: {left_out} rows given by earlier runs left out");
             }
-            state = Some(c.after(rules, now, seen));
+            state = Some((c.after(rules, now, seen), version));
         }
         rows
     };
@@ -130,8 +135,8 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         return Err(e);
     }
     // Only after the output is written and the run succeeded.
-    if let (Some(file), Some(state)) = (&args.checkpoint, state) {
-        state.write(file)?;
+    if let (Some(place), Some((state, version))) = (&place, state) {
+        state.write(place, version).await?;
     }
     Ok(if args.fail_on_rows && rows > 0 { Outcome::Found } else { Outcome::Success })
 }

@@ -9,14 +9,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 use trailsql_lake::layout::PartitionKey;
+use trailsql_lake::storage::{Location, Storage};
 
 use crate::error::{Error, Result};
 
@@ -43,13 +47,50 @@ pub struct Checkpoint {
     given: BTreeMap<String, u32>,
 }
 
-/// What a checkpoint file held.
+/// Where a checkpoint is kept: a local file, or an object in S3 (for a scheduler in a container without a disk
+/// that lasts).
+pub enum Place {
+    Local(PathBuf),
+    S3 { store: Arc<dyn ObjectStore>, key: ObjectPath, name: String },
+}
+
+impl Place {
+    /// `s3://bucket/key` or a local path.
+    pub async fn of(location: &str, storage: &Storage) -> Result<Place> {
+        Ok(match Location::parse(location)? {
+            Location::Local(path) => Place::Local(path),
+            Location::S3 { bucket, prefix } if !prefix.is_empty() => Place::S3 {
+                store: storage.bucket(&bucket).await?,
+                key: ObjectPath::from(prefix),
+                name: location.into(),
+            },
+            Location::S3 { .. } => {
+                return Err(Error::Usage(format!("{location}: a checkpoint in S3 needs a key (s3://bucket/key)")));
+            }
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Other(format!("{self}: {e}"))
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Local(path) => write!(f, "{}", path.display()),
+            Place::S3 { name, .. } => write!(f, "{name}"),
+        }
+    }
+}
+
+/// What a checkpoint held, with the version of an S3 object as read.
 pub enum Previous {
-    /// No file yet: the first run.
+    /// No checkpoint yet: the first run.
     None,
     /// A time, as runs before checkpoints kept partitions wrote: the events before it were reported.
-    Time(DateTime<Utc>),
-    State(Checkpoint),
+    Time(DateTime<Utc>, Option<UpdateVersion>),
+    State(Checkpoint, Option<UpdateVersion>),
 }
 
 impl Checkpoint {
@@ -72,15 +113,26 @@ impl Checkpoint {
         self.since.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
     }
 
-    /// Reads a checkpoint file; a missing one is the first run's.
-    pub fn read(file: &Path) -> Result<Previous> {
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Previous::None),
-            Err(e) => return Err(Error::io(file, e)),
+    /// Reads a checkpoint; a missing one is the first run's.
+    pub async fn read(place: &Place) -> Result<Previous> {
+        let (bytes, version) = match place {
+            Place::Local(file) => match std::fs::read(file) {
+                Ok(bytes) => (bytes, None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Previous::None),
+                Err(e) => return Err(Error::io(file, e)),
+            },
+            Place::S3 { store, key, .. } => match store.get(key).await {
+                Ok(got) => {
+                    let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
+                    (got.bytes().await.map_err(|e| place.error(e))?.to_vec(), Some(version))
+                }
+                Err(object_store::Error::NotFound { .. }) => return Ok(Previous::None),
+                Err(e) => return Err(place.error(e)),
+            },
         };
+        let text = String::from_utf8_lossy(&bytes);
         if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-            return Ok(Previous::Time(t.with_timezone(&Utc)));
+            return Ok(Previous::Time(t.with_timezone(&Utc), version));
         }
         match serde_json::from_str::<Checkpoint>(&text) {
             Ok(c)
@@ -89,30 +141,48 @@ impl Checkpoint {
                     && c.key.len() == 64
                     && c.key.bytes().all(|b| b.is_ascii_hexdigit()) =>
             {
-                Ok(Previous::State(c))
+                Ok(Previous::State(c, version))
             }
             _ => Err(Error::Usage(format!(
-                "{}: not a checkpoint (written by `trailsql sigma --checkpoint`): {:?}",
-                file.display(),
+                "{place}: not a checkpoint (written by `trailsql sigma --checkpoint`): {:?}",
                 text.chars().take(60).collect::<String>()
             ))),
         }
     }
 
-    /// Records the state after a run that succeeded: written beside the file and renamed over it, so that a run
-    /// killed at any moment leaves the old state or the new one, and what it read is read again rather than
-    /// skipped.
-    pub fn write(&self, file: &Path) -> Result<()> {
-        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(file, e))?;
-        let text = serde_json::to_vec(self).map_err(|e| Error::Usage(format!("{}: {e}", file.display())))?;
-        temporary
-            .write_all(&text)
-            .and_then(|()| temporary.write_all(b"\n"))
-            .and_then(|()| temporary.as_file().sync_all())
-            .map_err(|e| Error::io(file, e))?;
-        // A temporary file that is not renamed is deleted when dropped.
-        temporary.persist(file).map(drop).map_err(|e| Error::io(file, e.error))
+    /// Records the state after a run that succeeded, so that a run killed at any moment leaves the old state or
+    /// the new one, and what it read is read again rather than skipped: a local file is written beside itself and
+    /// renamed over itself; an S3 object is put whole, only if it is still the version the run read (`version`;
+    /// none: only if there is none yet), so that of two runs at once the second to finish fails.
+    pub async fn write(&self, place: &Place, version: Option<UpdateVersion>) -> Result<()> {
+        let mut text = serde_json::to_vec(self).map_err(|e| Error::Other(format!("{place}: {e}")))?;
+        text.push(b'\n');
+        match place {
+            Place::Local(file) => {
+                let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(file, e))?;
+                temporary
+                    .write_all(&text)
+                    .and_then(|()| temporary.as_file().sync_all())
+                    .map_err(|e| Error::io(file, e))?;
+                // A temporary file that is not renamed is deleted when dropped.
+                temporary.persist(file).map(drop).map_err(|e| Error::io(file, e.error))
+            }
+            Place::S3 { store, key, .. } => {
+                let mode = version.map_or(PutMode::Create, PutMode::Update);
+                let opts = PutOptions { mode, ..Default::default() };
+                match store.put_opts(key, PutPayload::from(text), opts).await {
+                    Ok(_) => Ok(()),
+                    Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                        Err(Error::Usage(format!(
+                            "{place}: another run updated the checkpoint while this one ran; the rows of this run \
+                             that it did not give come again with the next run"
+                        )))
+                    }
+                    Err(e) => Err(place.error(e)),
+                }
+            }
+        }
     }
 
     /// The partitions whose files differ from those the last run read (all of them when it read other rules).
@@ -177,10 +247,12 @@ impl Checkpoint {
     }
 }
 
-/// Holds `FILE.lock` for the run, so that a run started while another with the same checkpoint is still going (a
-/// scheduler's run that outlasts its interval) stops at once instead of giving that run's rows again. The lock is
-/// the operating system's (`flock`): it ends with its holder, however it ends. The file is left in place.
-pub fn lock(file: &Path) -> Result<std::fs::File> {
+/// Holds `FILE.lock` for the run, so that a run started while another with the same local checkpoint is still
+/// going (a scheduler's run that outlasts its interval) stops at once instead of giving that run's rows again. The
+/// lock is the operating system's (`flock`): it ends with its holder, however it ends. The file is left in place.
+/// (In S3 the checkpoint is put only if it is still the version the run read: see [`Checkpoint::write`].)
+pub fn lock(place: &Place) -> Result<Option<std::fs::File>> {
+    let Place::Local(file) = place else { return Ok(None) };
     let mut name = file.as_os_str().to_owned();
     name.push(".lock");
     let path = std::path::PathBuf::from(name);
@@ -191,7 +263,7 @@ pub fn lock(file: &Path) -> Result<std::fs::File> {
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
     match lock.try_lock() {
-        Ok(()) => Ok(lock),
+        Ok(()) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
             "{}: another `trailsql sigma --checkpoint` run is using it (it holds {})",
             file.display(),
@@ -289,6 +361,25 @@ mod tests {
         let ids = kept.column_by_name("eventid").unwrap().as_string::<i32>();
         let ids = ids.iter().map(|v| v.unwrap().to_string()).collect();
         (ids, c.clone().after(String::new(), BTreeMap::new(), seen))
+    }
+
+    /// In S3 a checkpoint is put only if it is still the version the run read: of two runs at once, the second
+    /// to finish fails, and a first run fails if another created it meanwhile.
+    #[tokio::test]
+    async fn a_checkpoint_in_an_object_store_is_not_overwritten_by_a_run_that_read_an_older_one() {
+        let place = Place::S3 {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            key: "ck".into(),
+            name: "s3://b/ck".into(),
+        };
+        assert!(matches!(Checkpoint::read(&place).await.unwrap(), Previous::None));
+        let c = Checkpoint::new(None).unwrap();
+        c.write(&place, None).await.unwrap();
+        let Previous::State(read, version) = Checkpoint::read(&place).await.unwrap() else { panic!("a checkpoint") };
+        assert!(c.write(&place, None).await.is_err(), "created by another run meanwhile");
+        read.write(&place, version.clone()).await.unwrap();
+        let e = read.write(&place, version).await.unwrap_err().to_string();
+        assert!(e.contains("another run updated the checkpoint while this one ran"), "{e}");
     }
 
     #[test]

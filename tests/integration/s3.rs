@@ -310,49 +310,53 @@ fn wrong_credentials_missing_bucket_and_bad_endpoint_say_what_to_fix() {
     assert!(stderr(&plain).contains("AWS_ALLOW_HTTP=true"), "{}", stderr(&plain));
 }
 
-/// `sigma --checkpoint` over a lake in S3: the partitions are listed through the object store; the first run gives
-/// what a run without a checkpoint gives, the next finds nothing new, and one after a conversion that adds events
-/// to a partition it read gives those.
+/// `sigma --checkpoint` over a lake in S3, the checkpoint a local file or an S3 object: the partitions are listed
+/// through the object store; the first run gives what a run without a checkpoint gives, the next finds nothing new,
+/// and one after a conversion that adds events to a partition it read gives those.
 #[test]
 fn a_sigma_checkpoint_follows_an_s3_lake() {
-    let s3 = S3Server::start(&["lake"]);
-    ok(&run(s3.bin().args(["convert", "--quiet"]).arg(sample_data()).args(["--lake", "s3://lake/ck"])));
+    let s3 = S3Server::start(&["lake", "state"]);
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("r.yml");
-    std::fs::write(
-        &rules,
-        "title: errors\nid: errors\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    \
-         errorCode|exists: true\n  condition: sel\n",
-    )
-    .unwrap();
-    let state = dir.path().join("state");
-    let sigma = |checkpoint: bool| {
-        let mut cmd = s3.bin();
-        cmd.args(["sigma", "--format", "csv", "--lake", "s3://lake/ck"]);
-        if checkpoint {
-            cmd.arg("--checkpoint").arg(&state);
-        }
-        run(cmd.arg(&rules))
-    };
-    let whole = ok(&sigma(false));
-    assert!(whole.lines().count() > 2, "{whole}");
-    assert_eq!(ok(&sigma(true)), whole);
-    let again = sigma(true);
-    assert!(ok(&again).is_empty() && stderr(&again).contains("nothing new in the lake"), "{}", stderr(&again));
+    let local = dir.path().join("state");
+    for (n, checkpoint) in [local.to_str().unwrap(), "s3://state/sigma/ck.json"].into_iter().enumerate() {
+        let lake = format!("s3://lake/ck{n}");
+        ok(&run(s3.bin().args(["convert", "--quiet"]).arg(sample_data()).args(["--lake", &lake])));
+        let rules = dir.path().join("r.yml");
+        std::fs::write(
+            &rules,
+            "title: errors\nid: errors\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    \
+             errorCode|exists: true\n  condition: sel\n",
+        )
+        .unwrap();
+        let sigma = |with_checkpoint: bool| {
+            let mut cmd = s3.bin();
+            cmd.args(["sigma", "--format", "csv", "--lake", &lake]);
+            if with_checkpoint {
+                cmd.args(["--checkpoint", checkpoint]);
+            }
+            run(cmd.arg(&rules))
+        };
+        let whole = ok(&sigma(false));
+        assert!(whole.lines().count() > 2, "{whole}");
+        assert_eq!(ok(&sigma(true)), whole, "{checkpoint}");
+        let again = sigma(true);
+        assert!(ok(&again).is_empty() && stderr(&again).contains("nothing new in the lake"), "{}", stderr(&again));
 
-    // A late event of an account and day the lake holds.
-    let first = whole.lines().nth(1).unwrap().split(',').collect::<Vec<_>>();
-    let (time, account) = (first[3], first[4]);
-    let late = dir.path().join("late");
-    std::fs::create_dir(&late).unwrap();
-    let event = format!(
-        r#"{{"Records":[{{"eventVersion":"1.08","eventTime":"{time}","eventID":"late-1","recipientAccountId":"{account}","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","errorCode":"AccessDenied","sourceIPAddress":"203.0.113.9","eventType":"AwsApiCall"}}]}}"#
-    );
-    std::fs::write(late.join("late.json"), event).unwrap();
-    ok(&run(s3.bin().args(["convert", "--quiet"]).arg(&late).args(["--lake", "s3://lake/ck"])));
-    let out = sigma(true);
-    let rows = ok(&out);
-    assert_eq!(rows.lines().count(), 2, "{rows}");
-    assert!(rows.contains(",late-1,"), "{rows}");
-    assert!(stderr(&out).contains("1 of "), "{}", stderr(&out));
+        // A late event of an account and day the lake holds.
+        let first = whole.lines().nth(1).unwrap().split(',').collect::<Vec<_>>();
+        let (time, account) = (first[3], first[4]);
+        let late = dir.path().join(format!("late{n}"));
+        std::fs::create_dir(&late).unwrap();
+        let event = format!(
+            r#"{{"Records":[{{"eventVersion":"1.08","eventTime":"{time}","eventID":"late-1","recipientAccountId":"{account}","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","errorCode":"AccessDenied","sourceIPAddress":"203.0.113.9","eventType":"AwsApiCall"}}]}}"#
+        );
+        std::fs::write(late.join("late.json"), event).unwrap();
+        ok(&run(s3.bin().args(["convert", "--quiet"]).arg(&late).args(["--lake", &lake])));
+        let out = sigma(true);
+        let rows = ok(&out);
+        assert_eq!(rows.lines().count(), 2, "{rows}");
+        assert!(rows.contains(",late-1,"), "{rows}");
+        assert!(stderr(&out).contains("1 of "), "{}", stderr(&out));
+    }
+    assert!(s3.root.join("state/sigma/ck.json").is_file());
 }
