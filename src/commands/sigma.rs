@@ -1,6 +1,6 @@
 //! `trailsql sigma`: Sigma rules for CloudTrail, compiled and run in one scan, or their SQL with `--explain`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -101,7 +101,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         let opts = print_options(&args.output)?;
         let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
         let mut sink = output_sink(args.output.output.as_deref())?;
-        let mut seen = HashMap::new();
+        let mut seen = checkpoint::Seen::new();
         let mut left_out = 0;
         let batches = out.batches.map(|b| {
             let b = match &checkpoint {
@@ -121,7 +121,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
             if !cli.quiet && left_out > 0 {
                 eprintln!("sigma: {left_out} rows given by earlier runs left out");
             }
-            state = Some((c.after(rules, now, seen), version));
+            state = Some((c.after(rules, now, seen, &set.scope.accounts), version));
         }
         rows
     };

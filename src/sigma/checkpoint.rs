@@ -41,10 +41,13 @@ pub struct Checkpoint {
     key: String,
     /// Each partition read (`account/YYYY-MM-DD`): a hash of its data files' names and sizes then.
     partitions: BTreeMap<String, String>,
-    /// The rows given, by identity (a keyed hash of a detection's row, less its rule's title and level; of a
-    /// correlation's rule, group and UTC day): how many rows of it. Two events may share every value a row shows
-    /// (an event ID given twice, with other content, is kept as a conflict): the second is given when it arrives.
-    given: BTreeMap<String, u32>,
+    /// The rows given, by where they are (a detection's partition, `account/YYYY-MM-DD`; a correlation's UTC day,
+    /// `YYYY-MM-DD`), then by identity (a keyed hash of a detection's row, less its rule's title and level; of a
+    /// correlation's rule, group and day): how many rows of it. Two events may share every value a row shows (an
+    /// event ID given twice, with other content, is kept as a conflict): the second is given when it arrives. The
+    /// rows of partitions and days the lake no longer holds are forgotten, so that FILE is as big as the rows of
+    /// the lake it has given.
+    given: BTreeMap<String, BTreeMap<String, u32>>,
 }
 
 /// Where a checkpoint is kept: a local file, or an object in S3 (for a scheduler in a container without a disk
@@ -193,7 +196,7 @@ impl Checkpoint {
 
     /// Leaves out of a batch of the run's rows those an earlier run gave, counting in `seen` the run's rows by
     /// identity: the n-th row of an identity is new when earlier runs gave fewer than n.
-    pub fn leave_out_given(&self, seen: &mut HashMap<String, u32>, batch: RecordBatch) -> Result<RecordBatch> {
+    pub fn leave_out_given(&self, seen: &mut Seen, batch: RecordBatch) -> Result<RecordBatch> {
         let mut key = [0u8; 32];
         for (i, k) in key.iter_mut().enumerate() {
             *k = u8::from_str_radix(self.key.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0);
@@ -215,34 +218,64 @@ impl Checkpoint {
         )?;
         let times = times.as_primitive::<TimestampMicrosecondType>();
         let group = correlation[1].as_string::<i32>();
+        let account = detection[2].as_string::<i32>();
         let mut keep = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let mut h = blake3::Hasher::new_keyed(&key);
-            if group.is_null(i) {
+            let day = (!times.is_null(i)).then(|| times.value(i).div_euclid(86_400_000_000));
+            let date = day.and_then(|d| i32::try_from(d).ok()).map_or_else(|| "unknown".to_string(), date_of);
+            let place = if group.is_null(i) {
                 h.update(b"detection");
                 detection.iter().for_each(|c| part(&mut h, c.as_string::<i32>(), i));
+                format!("{}/{date}", if account.is_null(i) { "" } else { account.value(i) })
             } else {
                 h.update(b"correlation");
                 correlation.iter().for_each(|c| part(&mut h, c.as_string::<i32>(), i));
-                let day = (!times.is_null(i)).then(|| times.value(i).div_euclid(86_400_000_000));
                 h.update(&day.unwrap_or(i64::MIN).to_le_bytes());
-            }
+                date
+            };
             let id = hex(&h.finalize().as_bytes()[..16]);
-            let n = seen.entry(id.clone()).or_default();
+            let given = self.given.get(&place).and_then(|g| g.get(&id)).copied().unwrap_or(0);
+            let n = seen.entry(place).or_default().entry(id).or_default();
             *n += 1;
-            keep.push(self.given.get(&id).is_none_or(|given| *n > *given));
+            keep.push(*n > given);
         }
         Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
     }
 
-    /// The state after a successful run: the partitions as read, the rows it gave.
-    pub fn after(mut self, rules: String, partitions: BTreeMap<String, String>, seen: HashMap<String, u32>) -> Self {
+    /// The state after a successful run: the partitions as read (those of the run's accounts, all when it names
+    /// none), the rows it gave; the rows of partitions and days the lake no longer holds forgotten.
+    pub fn after(
+        mut self,
+        rules: String,
+        partitions: BTreeMap<String, String>,
+        seen: Seen,
+        accounts: &[String],
+    ) -> Self {
+        for (place, ids) in seen {
+            let given = self.given.entry(place).or_default();
+            for (id, n) in ids {
+                let g = given.entry(id).or_default();
+                *g = (*g).max(n);
+            }
+        }
+        let days: BTreeSet<&str> = partitions.keys().filter_map(|p| p.split_once('/')).map(|(_, d)| d).collect();
+        self.given.retain(|place, _| match place.split_once('/') {
+            // A partition of an account the run did not list, or of no date, is not known to be gone.
+            Some((account, date)) => {
+                partitions.contains_key(place)
+                    || !(accounts.is_empty() || accounts.iter().any(|a| a == account))
+                    || chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err()
+            }
+            // A day: gone when no partition of any account holds it (known only when the run listed them all).
+            None => {
+                !accounts.is_empty()
+                    || days.contains(place.as_str())
+                    || chrono::NaiveDate::parse_from_str(place, "%Y-%m-%d").is_err()
+            }
+        });
         self.rules = rules;
         self.partitions = partitions;
-        for (id, n) in seen {
-            let given = self.given.entry(id).or_default();
-            *given = (*given).max(n);
-        }
         self
     }
 }
@@ -273,9 +306,17 @@ pub fn lock(place: &Place) -> Result<Option<std::fs::File>> {
     }
 }
 
+/// The rows a run has seen, by where they are, then by identity: how many of each.
+pub type Seen = HashMap<String, HashMap<String, u32>>;
+
 /// The name of a partition in a checkpoint.
 pub fn partition_name(key: &PartitionKey) -> String {
     format!("{}/{}", key.account, key.date())
+}
+
+/// A day since the epoch as a date (`YYYY-MM-DD`), as partitions name it.
+fn date_of(day: i32) -> String {
+    PartitionKey { account: String::new(), day }.date()
 }
 
 /// A hash of a partition's data files, names and sizes: a conversion that adds events to it writes a new file.
@@ -360,7 +401,9 @@ mod tests {
         let kept = c.leave_out_given(&mut seen, rows(batch)).unwrap();
         let ids = kept.column_by_name("eventid").unwrap().as_string::<i32>();
         let ids = ids.iter().map(|v| v.unwrap().to_string()).collect();
-        (ids, c.clone().after(String::new(), BTreeMap::new(), seen))
+        let now =
+            BTreeMap::from([("x/1970-01-01".to_string(), String::new()), ("x/1970-01-02".to_string(), String::new())]);
+        (ids, c.clone().after(String::new(), now, seen, &[]))
     }
 
     /// In S3 a checkpoint is put only if it is still the version the run read: of two runs at once, the second
@@ -405,7 +448,21 @@ mod tests {
         let (ids, c) = given(&c, &[("n", "e9", "", Some("ip=1"), DAY - 1), ("n", "e8", "", Some("ip=1"), DAY)]);
         assert_eq!(ids, ["e8"], "the first day's row was given; the next day's is new");
         // Values are not run together: rule `nip=1` of group `` is not rule `n` of group `ip=1`.
-        let (ids, _) = given(&c, &[("nip=1", "e7", "", Some(""), 0)]);
+        let (ids, c) = given(&c, &[("nip=1", "e7", "", Some(""), 0)]);
         assert_eq!(ids, ["e7"]);
+
+        // The first day's partition leaves the lake (retention): its rows and its day's correlations are forgotten;
+        // the second day's are kept. A run over other accounts forgets nothing of this one's.
+        let day_two = BTreeMap::from([("x/1970-01-02".to_string(), String::new())]);
+        let other = c.clone().after(String::new(), BTreeMap::new(), Seen::new(), &["y".to_string()]);
+        assert_eq!(other.given.len(), c.given.len());
+        let c = c.after(String::new(), day_two, Seen::new(), &[]);
+        assert_eq!(c.given.keys().collect::<Vec<_>>(), ["1970-01-02"], "{:?}", c.given);
+        let mut seen = Seen::new();
+        let back =
+            [("r", "e1", "1.2.3.4", None, 0), ("n", "e8", "", Some("ip=1"), DAY), ("n", "e1", "", Some("ip=1"), 0)];
+        let kept = c.leave_out_given(&mut seen, rows(&back)).unwrap();
+        let ids: Vec<_> = kept.column_by_name("eventid").unwrap().as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ids, ["e1", "e1"]);
     }
 }
