@@ -227,6 +227,10 @@ impl<'a> Printer<'a> {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        // An empty batch (a filter that kept nothing of it) prints nothing.
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         self.rows += batch.num_rows();
         match &mut self.sink {
             Sink::Table { shown, .. } => {
@@ -260,13 +264,9 @@ impl<'a> Printer<'a> {
                 }
             }
             Sink::Json(mut w) => {
+                // An empty result is still a JSON document: the writer ends it as `[]`.
                 w.finish()?;
-                let out = w.into_inner();
-                // An empty result is still a JSON document.
-                if rows == 0 {
-                    write!(out, "[]").map_err(io_err)?;
-                }
-                writeln!(out).map_err(io_err)?;
+                writeln!(w.into_inner()).map_err(io_err)?;
             }
             Sink::Ndjson(mut w) => w.finish()?,
             Sink::Parquet { out, w } => out.write_all(&w.into_inner()?).map_err(io_err)?,
@@ -373,5 +373,21 @@ mod tests {
         assert_eq!(render(Format::Ndjson, None).lines().count(), 2);
         let tsv = render(Format::Tsv, None);
         assert!(tsv.starts_with("n\twho\tlong\n"));
+    }
+
+    /// An empty result, with or without empty batches, prints as one: one JSON document (`[][]`, two, before
+    /// arrow's writer began to end an unstarted array itself), one CSV header.
+    #[test]
+    fn empty_batches_print_as_an_empty_result() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let empty = RecordBatch::new_empty(schema.clone());
+        for (format, want) in [(Format::Json, "[]\n"), (Format::Csv, "n\n"), (Format::Ndjson, "")] {
+            let opts = PrintOptions { format, ..PrintOptions::default() };
+            for batches in [vec![], vec![empty.clone(), empty.clone()]] {
+                let mut out = Vec::new();
+                print_batches(&mut out, &schema, &batches, &opts).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), want, "{format:?}");
+            }
+        }
     }
 }

@@ -112,6 +112,14 @@ fn output_formats_and_files() {
     assert_eq!(line["error_code"], "AccessDenied");
     let json: serde_json::Value = serde_json::from_str(&q("json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1);
+    // An empty result is one JSON document too, and a CSV header.
+    for (format, want) in [("json", "[]\n"), ("csv", "n\n")] {
+        let empty = run(bin()
+            .args(["query", "--format", format, "--lake"])
+            .arg(lake)
+            .arg("SELECT count(*) AS n FROM cloudtrail HAVING false"));
+        assert_eq!(stdout(&empty), want, "{format}: {}", stderr(&empty));
+    }
     let pq = dir.path().join("out.parquet");
     let o =
         run(bin().args(["run", "failed_assume_root", "--format", "parquet", "-o"]).arg(&pq).arg("--lake").arg(lake));
