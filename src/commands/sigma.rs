@@ -75,7 +75,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
                 Previous::None => (Checkpoint::new(since)?, None),
             };
             // Listed before the query lists them: a partition that changes meanwhile is read again next time.
-            let now = partitions_now(&lake.lake, &set.scope).await?;
+            let now = partitions_now(&lake.lake, &set.scope, crate::sigma::reach_days(&set.rules)).await?;
             let rules = checkpoint::query_hash(&crate::sigma::query(&set));
             if let Some(changed) = read.changed(&now, &rules) {
                 if changed.is_empty() {
@@ -141,10 +141,11 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
     Ok(if args.fail_on_rows && rows > 0 { Outcome::Found } else { Outcome::Success })
 }
 
-/// The partitions a run with a checkpoint may read (those of its accounts, from the day of its start), each with
-/// the fingerprint of its files.
-async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope) -> Result<BTreeMap<String, String>> {
-    let first_day = scope.since.map(|t| t.timestamp().div_euclid(86_400));
+/// The partitions a run with a checkpoint may read, each with the fingerprint of its files: those of its accounts,
+/// from the day of its start less the days its correlations look back (a late event there changes windows after
+/// the start).
+async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope, reach: i32) -> Result<BTreeMap<String, String>> {
+    let first_day = scope.since.map(|t| t.timestamp().div_euclid(86_400) - i64::from(reach));
     Ok(lake
         .data_files_by_partition(&scope.accounts)
         .await?

@@ -585,13 +585,7 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         // The days of the windows that give rows on the changed days and those their timespans reach after them,
         // on the partition column alone (the table lists no other day).
         (Some(Changed::Only { days, .. }), Some(_)) => {
-            let reach = (rules.iter())
-                .filter_map(|r| match &r.kind {
-                    RuleKind::Correlation(f) => Some(f.span_days),
-                    RuleKind::Detection(_) => None,
-                })
-                .max()
-                .unwrap_or(0);
+            let reach = reach_days(rules);
             let read: BTreeSet<i32> =
                 days.iter().flat_map(|d| (-reach..=reach).map(move |k| d.saturating_add(k))).collect();
             let read: Vec<String> = read.iter().map(|d| correlate::date_literal(*d)).collect();
@@ -609,6 +603,18 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         conditions.join("\n  AND "),
         branches.join("\nUNION ALL\n")
     )
+}
+
+/// The days, rounded up, that the longest timespan of the rules' correlations reaches: an event changes the windows
+/// that far after it, and a window counts the events that far before it.
+pub fn reach_days(rules: &[Rule]) -> i32 {
+    (rules.iter())
+        .filter_map(|r| match &r.kind {
+            RuleKind::Correlation(f) => Some(f.span_days),
+            RuleKind::Detection(_) => None,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Matches by rule, counted from the result's `rule_id` column as it is printed: what a team tuning its rules looks

@@ -953,23 +953,28 @@ fn a_late_event_completes_a_window_in_a_partition_that_did_not_change() {
     .unwrap();
     let lake = dir.path().join("lake");
     let checkpoint = dir.path().join("state");
-    let sigma = || {
-        rows_of(&run(bin()
-            .args(["sigma", "--format", "ndjson", "--checkpoint"])
-            .arg(&checkpoint)
-            .arg("--lake")
-            .arg(&lake)
-            .arg(&rules)))
-        .1
+    // With the checkpoint above, unless `args` name another.
+    let sigma = |args: &[String]| {
+        let mut cmd = bin();
+        cmd.args(["sigma", "--format", "ndjson"]);
+        if args.is_empty() {
+            cmd.arg("--checkpoint").arg(&checkpoint);
+        }
+        rows_of(&run(cmd.args(args).arg("--lake").arg(&lake).arg(&rules))).1
     };
     convert_lib(&[&deliver("first", vec![event("a", "111111111111", "2024-03-02T00:10:00Z")])], &lake);
-    assert!(sigma().is_empty());
+    assert!(sigma(&[]).is_empty());
+    // Runs from the start of that day, with a checkpoint of their own.
+    let since = ["--since", "2024-03-02", "--checkpoint", dir.path().join("since").to_str().unwrap()].map(String::from);
+    assert!(sigma(&since).is_empty());
     // Another account's event, twenty minutes before, delivered late: a partition of the day before.
     convert_lib(&[&deliver("late", vec![event("b", "222222222222", "2024-03-01T23:50:00Z")])], &lake);
     let day = trailsql_lake::time::parse_cloudtrail_time("2024-03-02T00:00:00Z").unwrap().div_euclid(DAY);
     let want =
         BTreeMap::from([(("twice".to_string(), "sourceIPAddress=203.0.113.9".to_string(), day), "a".to_string())]);
-    assert_eq!(sigma(), want);
+    assert_eq!(sigma(&[]), want);
+    // Before the start, but within the timespan the window looks back: the runs from the start see it too.
+    assert_eq!(sigma(&since), want);
 }
 
 /// Runs with a checkpoint while conversions commit: whatever each run saw, every match is given once by the runs
