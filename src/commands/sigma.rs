@@ -1,12 +1,10 @@
 //! `trailsql sigma`: Sigma rules for CloudTrail, compiled and run in one scan, or their SQL with `--explain`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
 use futures::StreamExt;
 
-use trailsql_lake::layout::PartitionKey;
 use trailsql_lake::storage::{Storage, open_lake};
 
 use super::{lake_location, output_sink, print_options, session_options, write_stdout};
@@ -82,16 +80,13 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
                     if !cli.quiet {
                         eprintln!("sigma: nothing new in the lake since the last run ({file})");
                     }
-                    return match crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
-                        Some(e) => Err(e),
-                        None => Ok(Outcome::Success),
-                    };
+                    return refusal(&set, args).map_or(Ok(Outcome::Success), Err);
                 }
                 if !cli.quiet {
                     let (n, of) = (changed.len(), now.len());
                     eprintln!("sigma: {n} of {of} partitions changed since the last run ({file})");
                 }
-                scope.changed = Some(Changed::only(changed.iter().filter_map(|p| partition_key(p)).collect()));
+                scope.changed = Some(Changed::only(changed));
                 set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
             }
             checkpoint = Some((read, version, rules, now));
@@ -121,7 +116,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
             if !cli.quiet && left_out > 0 {
                 eprintln!("sigma: {left_out} rows given by earlier runs left out");
             }
-            state = Some((c.after(rules, now, seen, &set.scope.accounts), version));
+            state = Some((c.after(rules, &now, seen, &set.scope.accounts), version));
         }
         rows
     };
@@ -131,7 +126,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
     if !cli.quiet {
         eprint!("{}", tally.report(&set));
     }
-    if let Some(e) = crate::sigma::refused(&set).filter(|_| !args.skip_unsupported) {
+    if let Some(e) = refusal(&set, args) {
         return Err(e);
     }
     // Only after the output is written and the run succeeded.
@@ -144,19 +139,18 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
 /// The partitions a run with a checkpoint may read, each with the fingerprint of its files: those of its accounts,
 /// from the day of its start less the days its correlations look back (a late event there changes windows after
 /// the start).
-async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope, reach: i32) -> Result<BTreeMap<String, String>> {
+async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope, reach: i32) -> Result<checkpoint::Partitions> {
     let first_day = scope.since.map(|t| t.timestamp().div_euclid(86_400) - i64::from(reach));
     Ok(lake
         .data_files_by_partition(&scope.accounts)
         .await?
-        .iter()
+        .into_iter()
         .filter(|(k, _)| first_day.is_none_or(|d| i64::from(k.day) >= d))
-        .map(|(k, files)| (checkpoint::partition_name(k), checkpoint::fingerprint(files)))
+        .map(|(k, files)| (k, checkpoint::fingerprint(&files)))
         .collect())
 }
 
-/// A partition as a checkpoint names it (`account/YYYY-MM-DD`).
-fn partition_key(name: &str) -> Option<PartitionKey> {
-    let (account, date) = name.split_once('/')?;
-    PartitionKey::from_path(&format!("account_id={account}/event_date={date}"))
+/// The error that ends a run with rules that were not run, unless `--skip-unsupported`.
+fn refusal(set: &crate::sigma::RuleSet, args: &SigmaArgs) -> Option<Error> {
+    crate::sigma::refused(set).filter(|_| !args.skip_unsupported)
 }

@@ -415,7 +415,7 @@ pub async fn lake_summary(lake: &trailsql_lake::Lake) -> Result<Option<String>> 
     accounts.dedup();
     let first = partitions.iter().map(|p| p.day).min().expect("not empty");
     let last = partitions.iter().map(|p| p.day).max().expect("not empty");
-    let date = |day| trailsql_lake::layout::PartitionKey { account: String::new(), day }.date();
+    let date = trailsql_lake::layout::day_date;
     let events: u64 = lake.commits().await?.iter().map(|(_, c)| c.totals.events).sum();
     Ok(Some(format!(
         "{} account{}, {} to {}, {} events",

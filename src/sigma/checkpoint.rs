@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType}
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
-use trailsql_lake::layout::PartitionKey;
+use trailsql_lake::layout::{PartitionKey, day_date};
 use trailsql_lake::storage::{Location, Storage};
 
 use crate::error::{Error, Result};
@@ -189,9 +189,13 @@ impl Checkpoint {
     }
 
     /// The partitions whose files differ from those the last run read (all of them when it read other rules).
-    pub fn changed(&self, now: &BTreeMap<String, String>, rules: &str) -> Option<BTreeSet<String>> {
-        (self.rules == rules)
-            .then(|| now.iter().filter(|(p, f)| self.partitions.get(*p) != Some(f)).map(|(p, _)| p.clone()).collect())
+    pub fn changed(&self, now: &Partitions, rules: &str) -> Option<BTreeSet<PartitionKey>> {
+        (self.rules == rules).then(|| {
+            (now.iter())
+                .filter(|(k, f)| self.partitions.get(&partition_name(k)) != Some(*f))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
     }
 
     /// Leaves out of a batch of the run's rows those an earlier run gave, counting in `seen` the run's rows by
@@ -223,7 +227,7 @@ impl Checkpoint {
         for i in 0..batch.num_rows() {
             let mut h = blake3::Hasher::new_keyed(&key);
             let day = (!times.is_null(i)).then(|| times.value(i).div_euclid(86_400_000_000));
-            let date = day.and_then(|d| i32::try_from(d).ok()).map_or_else(|| "unknown".to_string(), date_of);
+            let date = day.and_then(|d| i32::try_from(d).ok()).map_or_else(|| "unknown".to_string(), day_date);
             let place = if group.is_null(i) {
                 h.update(b"detection");
                 detection.iter().for_each(|c| part(&mut h, c.as_string::<i32>(), i));
@@ -245,13 +249,9 @@ impl Checkpoint {
 
     /// The state after a successful run: the partitions as read (those of the run's accounts, all when it names
     /// none), the rows it gave; the rows of partitions and days the lake no longer holds forgotten.
-    pub fn after(
-        mut self,
-        rules: String,
-        partitions: BTreeMap<String, String>,
-        seen: Seen,
-        accounts: &[String],
-    ) -> Self {
+    pub fn after(mut self, rules: String, partitions: &Partitions, seen: Seen, accounts: &[String]) -> Self {
+        let partitions: BTreeMap<String, String> =
+            partitions.iter().map(|(k, f)| (partition_name(k), f.clone())).collect();
         for (place, ids) in seen {
             let given = self.given.entry(place).or_default();
             for (id, n) in ids {
@@ -306,17 +306,15 @@ pub fn lock(place: &Place) -> Result<Option<std::fs::File>> {
     }
 }
 
+/// A lake's partitions, each with the fingerprint of its files.
+pub type Partitions = BTreeMap<PartitionKey, String>;
+
 /// The rows a run has seen, by where they are, then by identity: how many of each.
 pub type Seen = HashMap<String, HashMap<String, u32>>;
 
 /// The name of a partition in a checkpoint.
 pub fn partition_name(key: &PartitionKey) -> String {
     format!("{}/{}", key.account, key.date())
-}
-
-/// A day since the epoch as a date (`YYYY-MM-DD`), as partitions name it.
-fn date_of(day: i32) -> String {
-    PartitionKey { account: String::new(), day }.date()
 }
 
 /// A hash of a partition's data files, names and sizes: a conversion that adds events to it writes a new file.
@@ -395,15 +393,19 @@ mod tests {
         RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|(_, c)| c).collect()).unwrap()
     }
 
+    /// The partition of account `x` on a day since the epoch.
+    fn x_on(day: i32) -> PartitionKey {
+        PartitionKey { account: "x".into(), day }
+    }
+
     /// The event IDs of the rows a run gives, and the checkpoint after it.
     fn given(c: &Checkpoint, batch: &[Row]) -> (Vec<String>, Checkpoint) {
         let mut seen = HashMap::new();
         let kept = c.leave_out_given(&mut seen, rows(batch)).unwrap();
         let ids = kept.column_by_name("eventid").unwrap().as_string::<i32>();
         let ids = ids.iter().map(|v| v.unwrap().to_string()).collect();
-        let now =
-            BTreeMap::from([("x/1970-01-01".to_string(), String::new()), ("x/1970-01-02".to_string(), String::new())]);
-        (ids, c.clone().after(String::new(), now, seen, &[]))
+        let now = Partitions::from([(x_on(0), String::new()), (x_on(1), String::new())]);
+        (ids, c.clone().after(String::new(), &now, seen, &[]))
     }
 
     /// In S3 a checkpoint is put only if it is still the version the run read: of two runs at once, the second
@@ -453,10 +455,10 @@ mod tests {
 
         // The first day's partition leaves the lake (retention): its rows and its day's correlations are forgotten;
         // the second day's are kept. A run over other accounts forgets nothing of this one's.
-        let day_two = BTreeMap::from([("x/1970-01-02".to_string(), String::new())]);
-        let other = c.clone().after(String::new(), BTreeMap::new(), Seen::new(), &["y".to_string()]);
+        let day_two = Partitions::from([(x_on(1), String::new())]);
+        let other = c.clone().after(String::new(), &Partitions::new(), Seen::new(), &["y".to_string()]);
         assert_eq!(other.given.len(), c.given.len());
-        let c = c.after(String::new(), day_two, Seen::new(), &[]);
+        let c = c.after(String::new(), &day_two, Seen::new(), &[]);
         assert_eq!(c.given.keys().collect::<Vec<_>>(), ["1970-01-02"], "{:?}", c.given);
         let mut seen = Seen::new();
         let back =

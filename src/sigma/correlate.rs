@@ -348,8 +348,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
 
 /// A day since the epoch as a SQL date.
 pub(super) fn date_literal(day: i32) -> String {
-    let date = chrono::DateTime::from_timestamp(i64::from(day) * 86_400, 0).map(|t| t.date_naive());
-    format!("DATE '{}'", date.map_or_else(|| "1970-01-01".to_string(), |d| d.to_string()))
+    format!("DATE '{}'", trailsql_lake::layout::day_date(day))
 }
 
 fn partition_by(columns: &[String]) -> String {

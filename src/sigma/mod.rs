@@ -75,7 +75,7 @@ impl Changed {
         if partitions.is_empty() {
             return Some("false".to_string());
         }
-        let keys: Vec<String> = partitions.iter().map(|p| literal(&format!("{}/{}", p.account, p.date()))).collect();
+        let keys: Vec<String> = partitions.iter().map(|p| literal(&checkpoint::partition_name(p))).collect();
         Some(format!("concat(account_id, '/', CAST(event_date AS VARCHAR)) IN ({})", keys.join(", ")))
     }
 }

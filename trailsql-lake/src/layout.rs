@@ -38,8 +38,7 @@ impl PartitionKey {
     }
 
     pub fn date(&self) -> String {
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-        (epoch + chrono::Duration::days(i64::from(self.day))).format("%Y-%m-%d").to_string()
+        day_date(self.day)
     }
 
     /// `account_id=<id>/event_date=<date>`.
@@ -64,6 +63,14 @@ impl PartitionKey {
         }
         None
     }
+}
+
+/// The UTC date (`YYYY-MM-DD`) of a day since 1970-01-01, as partitions name it.
+pub fn day_date(day: i32) -> String {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    epoch
+        .checked_add_signed(chrono::Duration::days(i64::from(day)))
+        .map_or_else(|| format!("day {day}"), |d| d.format("%Y-%m-%d").to_string())
 }
 
 /// Where an object sits in CloudTrail's delivery layout,
