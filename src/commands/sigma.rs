@@ -75,24 +75,31 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
             // Listed before the query lists them: a partition that changes meanwhile is read again next time.
             let now = partitions_now(&lake.lake, &set.scope, crate::sigma::reach_days(&set.rules)).await?;
             let rules = checkpoint::query_hash(&crate::sigma::query(&set));
-            if let Some(changed) = read.changed(&now, &rules) {
-                if changed.is_empty() {
+            if let Some(new) = read.new_files(&now, &rules) {
+                if new.is_empty() {
                     if !cli.quiet {
                         eprintln!("sigma: nothing new in the lake since the last run ({file})");
                     }
                     return refusal(&set, args).map_or(Ok(Outcome::Success), Err);
                 }
                 if !cli.quiet {
-                    let (n, of) = (changed.len(), now.len());
-                    eprintln!("sigma: {n} of {of} partitions changed since the last run ({file})");
+                    let (n, of) = (new.len(), now.len());
+                    let files = new.values().map(Vec::len).sum::<usize>();
+                    eprintln!("sigma: {files} new data files in {n} of {of} partitions since the last run ({file})");
                 }
-                scope.changed = Some(Changed::only(changed));
+                scope.changed = Some(Changed::only(new));
                 set = crate::sigma::load(&args.rules, args.level.as_deref(), scope)?;
             }
             checkpoint = Some((read, version, rules, now));
         }
         let session_opts = session::SessionOptions { no_filter_pushdown: true, ..session_options(cli)? };
         let session = session::build(&lake, &session_opts, storage.clone()).await?;
+        if let Some(Changed::Only { files, .. }) = &set.scope.changed
+            && !session.register_files(crate::sigma::NEW_FILES, files.iter().cloned().collect()).await?
+            && let Some(view) = set.scope.changed.as_ref().and_then(Changed::partitions_view)
+        {
+            session.ctx.sql(&view).await?;
+        }
         let opts = print_options(&args.output)?;
         let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
         let mut sink = output_sink(args.output.output.as_deref())?;
@@ -136,7 +143,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
     Ok(if args.fail_on_rows && rows > 0 { Outcome::Found } else { Outcome::Success })
 }
 
-/// The partitions a run with a checkpoint may read, each with the fingerprint of its files: those of its accounts,
+/// The partitions a run with a checkpoint may read, each with its data files: those of its accounts,
 /// from the day of its start less the days its correlations look back (a late event there changes windows after
 /// the start).
 async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope, reach: i32) -> Result<checkpoint::Partitions> {
@@ -146,7 +153,10 @@ async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope, reach: i32) -
         .await?
         .into_iter()
         .filter(|(k, _)| first_day.is_none_or(|d| i64::from(k.day) >= d))
-        .map(|(k, files)| (k, checkpoint::fingerprint(&files)))
+        .map(|(k, files)| {
+            let files = files.into_iter().map(|(path, size)| (path.rsplit('/').next().unwrap_or("").to_string(), size));
+            (k, files.collect())
+        })
         .collect())
 }
 

@@ -50,6 +50,9 @@ pub struct LakeTable {
     /// The directories listed for the statement being planned, so that its scans (`privileged_sessions` has four)
     /// list the lake once and read the same files.
     listed: tokio::sync::Mutex<Listed>,
+    /// When set, the only data files read (`account_id=…/event_date=…/name`, as the lake lists them): a
+    /// scheduler's Sigma run reads the files that are new since the last one.
+    only: Option<Arc<HashSet<String>>>,
 }
 
 /// Directory listings of one statement, known by its start time (DataFusion's, stamped when it is planned).
@@ -67,7 +70,12 @@ impl std::fmt::Debug for LakeTable {
 
 impl LakeTable {
     pub fn new(inner: ListingTable, lake: Lake) -> LakeTable {
-        LakeTable { inner, lake, cached: Mutex::new(None), listed: tokio::sync::Mutex::default() }
+        LakeTable { inner, lake, cached: Mutex::new(None), listed: tokio::sync::Mutex::default(), only: None }
+    }
+
+    /// The same table, reading only these of its data files (named as the lake lists them, from its root).
+    pub fn only(&self, files: HashSet<String>) -> LakeTable {
+        LakeTable { only: Some(Arc::new(files)), ..LakeTable::new(self.inner.clone(), self.lake.clone()) }
     }
 
     /// The lake's digest, read again whenever it changed; `None` when the lake has none this version can use.
@@ -203,6 +211,11 @@ impl LakeTable {
                 let parts: Vec<_> = meta.location.prefix_match(root)?.collect();
                 let [account, day, name] = parts.as_slice() else { return None };
                 if meta.size == 0 || !is_data_file(name.as_ref()) {
+                    return None;
+                }
+                if let Some(only) = &self.only
+                    && !only.contains(&format!("{}/{}/{}", account.as_ref(), day.as_ref(), name.as_ref()))
+                {
                     return None;
                 }
                 let key = PartitionKey::from_path(&format!("{}/{}", account.as_ref(), day.as_ref()))?;

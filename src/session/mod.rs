@@ -12,6 +12,7 @@ pub mod selection;
 pub mod shared;
 pub mod stores;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
@@ -91,6 +92,18 @@ impl Cluster {
 pub struct Session {
     pub ctx: SessionContext,
     pub lake: OpenLake,
+}
+
+impl Session {
+    /// Registers `name`: the lake's table reading only these of its data files (named as the lake lists them,
+    /// `account_id=…/event_date=…/part-….parquet`). `false`, and nothing registered, when this session's table
+    /// is not ours (Ballista's).
+    pub async fn register_files(&self, name: &str, files: HashSet<String>) -> Result<bool> {
+        let table = self.ctx.table_provider(TABLE).await?;
+        let Some(lake) = table.downcast_ref::<lake_table::LakeTable>() else { return Ok(false) };
+        self.ctx.register_table(name, Arc::new(lake.only(files)))?;
+        Ok(true)
+    }
 }
 
 /// How deep the SQL parser goes into nested expressions and subqueries.

@@ -4,8 +4,9 @@
 //! CloudTrail delivers an event minutes to hours after it happened, and `convert` puts it in the partition of its
 //! own day, so a window over event times misses what arrives after it closed. A partition's data files are
 //! immutable and uniquely named (a conversion that adds events to a partition writes a new file, or a new merged
-//! file in place of old ones), so the names and sizes of its files say whether it changed. A run reads the changed
-//! partitions and leaves out the rows an earlier run gave.
+//! file in place of old ones), so the files a run has not seen hold every event it has not seen. A run's detections
+//! read those files alone (not a partition of gigabytes for a delivery of a few events), its correlations the days
+//! those can change, and it leaves out the rows an earlier run gave (a merged file holds them again).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -25,7 +26,10 @@ use trailsql_lake::storage::{Location, Storage};
 use crate::error::{Error, Result};
 
 /// The first field of a checkpoint file, naming its format.
-const FORMAT: &str = "trailsql sigma checkpoint 1";
+const FORMAT: &str = "trailsql sigma checkpoint 2";
+
+/// The format before, whose partitions are a hash of their files (read, and written again as [`FORMAT`]).
+const FORMAT_HASHED: &str = "trailsql sigma checkpoint 1";
 
 /// What the runs with one checkpoint file have read and given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,8 +43,8 @@ pub struct Checkpoint {
     /// The key of the rows' hashes, random for each checkpoint. A row's identity holds strings an attacker chose
     /// (a correlation's group); without the key nobody can make a new row's hash equal one already given.
     key: String,
-    /// Each partition read (`account/YYYY-MM-DD`): a hash of its data files' names and sizes then.
-    partitions: BTreeMap<String, String>,
+    /// Each partition read (`account/YYYY-MM-DD`): its data files then, by name, with their sizes.
+    partitions: BTreeMap<String, Known>,
     /// The rows given, by where they are (a detection's partition, `account/YYYY-MM-DD`; a correlation's UTC day,
     /// `YYYY-MM-DD`), then by identity (a keyed hash of a detection's row, less its rule's title and level; of a
     /// correlation's rule, group and day): how many rows of it. Two events may share every value a row shows (an
@@ -48,6 +52,16 @@ pub struct Checkpoint {
     /// rows of partitions and days the lake no longer holds are forgotten, so that FILE is as big as the rows of
     /// the lake it has given.
     given: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+/// A partition's data files as a run saw them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Known {
+    Files(Files),
+    /// A hash of the files' names and sizes ([`FORMAT_HASHED`]): if they are the same now, none is new; if not,
+    /// every one is read again.
+    Hashed(String),
 }
 
 /// Where a checkpoint is kept: a local file, or an object in S3 (for a scheduler in a container without a disk
@@ -138,12 +152,13 @@ impl Checkpoint {
             return Ok(Previous::Time(t.with_timezone(&Utc), version));
         }
         match serde_json::from_str::<Checkpoint>(&text) {
-            Ok(c)
-                if c.format == FORMAT
+            Ok(mut c)
+                if (c.format == FORMAT || c.format == FORMAT_HASHED)
                     && c.since.is_none() == c.since().is_none()
                     && c.key.len() == 64
                     && c.key.bytes().all(|b| b.is_ascii_hexdigit()) =>
             {
+                c.format = FORMAT.to_string();
                 Ok(Previous::State(c, version))
             }
             _ => Err(Error::Usage(format!(
@@ -188,12 +203,26 @@ impl Checkpoint {
         }
     }
 
-    /// The partitions whose files differ from those the last run read (all of them when it read other rules).
-    pub fn changed(&self, now: &Partitions, rules: &str) -> Option<BTreeSet<PartitionKey>> {
+    /// The data files that earlier runs have not read, by partition, as the lake lists them from its root (a
+    /// file of the same name and another size is another file); `None` when they read other rules, and every file
+    /// is to be read. A partition whose files only went (retention, or rows merged into a file it still has) has
+    /// nothing new.
+    pub fn new_files(&self, now: &Partitions, rules: &str) -> Option<BTreeMap<PartitionKey, Vec<String>>> {
         (self.rules == rules).then(|| {
             (now.iter())
-                .filter(|(k, f)| self.partitions.get(&partition_name(k)) != Some(*f))
-                .map(|(k, _)| k.clone())
+                .filter_map(|(k, files)| {
+                    let new: Vec<String> = match self.partitions.get(&partition_name(k)) {
+                        Some(Known::Hashed(h)) if *h == fingerprint(k, files) => Vec::new(),
+                        Some(Known::Files(known)) => {
+                            (files.iter()).filter(|(n, size)| known.get(*n) != Some(*size)).map(|(n, _)| n).collect()
+                        }
+                        _ => files.keys().collect(),
+                    }
+                    .into_iter()
+                    .map(|n| format!("{}/{n}", k.dir()))
+                    .collect();
+                    (!new.is_empty()).then(|| (k.clone(), new))
+                })
                 .collect()
         })
     }
@@ -250,8 +279,8 @@ impl Checkpoint {
     /// The state after a successful run: the partitions as read (those of the run's accounts, all when it names
     /// none), the rows it gave; the rows of partitions and days the lake no longer holds forgotten.
     pub fn after(mut self, rules: String, partitions: &Partitions, seen: Seen, accounts: &[String]) -> Self {
-        let partitions: BTreeMap<String, String> =
-            partitions.iter().map(|(k, f)| (partition_name(k), f.clone())).collect();
+        let partitions: BTreeMap<String, Known> =
+            partitions.iter().map(|(k, f)| (partition_name(k), Known::Files(f.clone()))).collect();
         for (place, ids) in seen {
             let given = self.given.entry(place).or_default();
             for (id, n) in ids {
@@ -306,8 +335,11 @@ pub fn lock(place: &Place) -> Result<Option<std::fs::File>> {
     }
 }
 
-/// A lake's partitions, each with the fingerprint of its files.
-pub type Partitions = BTreeMap<PartitionKey, String>;
+/// A partition's data files: name, size.
+pub type Files = BTreeMap<String, u64>;
+
+/// A lake's partitions, each with its data files.
+pub type Partitions = BTreeMap<PartitionKey, Files>;
 
 /// The rows a run has seen, by where they are, then by identity: how many of each.
 pub type Seen = HashMap<String, HashMap<String, u32>>;
@@ -317,14 +349,14 @@ pub fn partition_name(key: &PartitionKey) -> String {
     format!("{}/{}", key.account, key.date())
 }
 
-/// A hash of a partition's data files, names and sizes: a conversion that adds events to it writes a new file.
-pub fn fingerprint(files: &[(String, u64)]) -> String {
-    let mut files: Vec<&(String, u64)> = files.iter().collect();
-    files.sort();
+/// A hash of a partition's data files, names and sizes, as [`FORMAT_HASHED`] kept them: the lake's paths from its
+/// root.
+fn fingerprint(key: &PartitionKey, files: &Files) -> String {
     let mut h = blake3::Hasher::new();
     for (name, size) in files {
-        h.update(&(name.len() as u64).to_le_bytes());
-        h.update(name.as_bytes());
+        let path = format!("{}/{name}", key.dir());
+        h.update(&(path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
         h.update(&size.to_le_bytes());
     }
     hex(&h.finalize().as_bytes()[..16])
@@ -404,7 +436,7 @@ mod tests {
         let kept = c.leave_out_given(&mut seen, rows(batch)).unwrap();
         let ids = kept.column_by_name("eventid").unwrap().as_string::<i32>();
         let ids = ids.iter().map(|v| v.unwrap().to_string()).collect();
-        let now = Partitions::from([(x_on(0), String::new()), (x_on(1), String::new())]);
+        let now = Partitions::from([(x_on(0), Files::new()), (x_on(1), Files::new())]);
         (ids, c.clone().after(String::new(), &now, seen, &[]))
     }
 
@@ -455,7 +487,7 @@ mod tests {
 
         // The first day's partition leaves the lake (retention): its rows and its day's correlations are forgotten;
         // the second day's are kept. A run over other accounts forgets nothing of this one's.
-        let day_two = Partitions::from([(x_on(1), String::new())]);
+        let day_two = Partitions::from([(x_on(1), Files::new())]);
         let other = c.clone().after(String::new(), &Partitions::new(), Seen::new(), &["y".to_string()]);
         assert_eq!(other.given.len(), c.given.len());
         let c = c.after(String::new(), &day_two, Seen::new(), &[]);

@@ -8,7 +8,7 @@ pub mod checkpoint;
 mod compile;
 mod correlate;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Utc};
@@ -52,33 +52,42 @@ pub struct Scope {
     pub changed: Option<Changed>,
 }
 
-/// The partitions a scheduler's run reads for new events: detections give the events of these partitions, and
+/// What a scheduler's run reads for new events: detections read the new data files (the table [`NEW_FILES`]), and
 /// correlations give a row per group and day on the days these can change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Changed {
     /// Every partition: the first run, or the rules or the scope changed.
     All,
-    /// These partitions' files changed, on these days (since the epoch).
-    Only { partitions: BTreeSet<PartitionKey>, days: BTreeSet<i32> },
+    /// These data files are new (named as the lake lists them), in these partitions, on these days (since the
+    /// epoch).
+    Only { files: BTreeSet<String>, partitions: BTreeSet<PartitionKey>, days: BTreeSet<i32> },
 }
 
 impl Changed {
-    pub fn only(partitions: BTreeSet<PartitionKey>) -> Changed {
-        let days = partitions.iter().map(|p| p.day).collect();
-        Changed::Only { partitions, days }
+    /// The new data files, by partition.
+    pub fn only(new: BTreeMap<PartitionKey, Vec<String>>) -> Changed {
+        let days = new.keys().map(|p| p.day).collect();
+        let files = new.values().flatten().cloned().collect();
+        Changed::Only { files, partitions: new.into_keys().collect(), days }
     }
 
-    /// The condition that an event is in a changed partition, on the partition columns alone (so that the table
-    /// lists no other partition where it is the scan's filter); `None` for all of them.
-    fn condition(&self) -> Option<String> {
+    /// The SQL of [`NEW_FILES`] where the session's table cannot be narrowed to files (Ballista's): the changed
+    /// partitions, on the partition columns alone (so that the table lists no other). Their files that are not new
+    /// give rows that earlier runs gave, which the checkpoint leaves out.
+    pub fn partitions_view(&self) -> Option<String> {
         let Changed::Only { partitions, .. } = self else { return None };
-        if partitions.is_empty() {
-            return Some("false".to_string());
-        }
         let keys: Vec<String> = partitions.iter().map(|p| literal(&checkpoint::partition_name(p))).collect();
-        Some(format!("concat(account_id, '/', CAST(event_date AS VARCHAR)) IN ({})", keys.join(", ")))
+        let keys = if keys.is_empty() { "NULL".to_string() } else { keys.join(", ") };
+        Some(format!(
+            "CREATE VIEW {NEW_FILES} AS SELECT * FROM cloudtrail \
+             WHERE concat(account_id, '/', CAST(event_date AS VARCHAR)) IN ({keys})"
+        ))
     }
 }
+
+/// The table of a scheduler's run's new data files: the lake's table narrowed to them
+/// (`session::Session::register_files`).
+pub const NEW_FILES: &str = "sigma_new_files";
 
 impl Scope {
     /// A scope whose time range, if it has one, holds some time.
@@ -438,6 +447,12 @@ const STREAM_COLUMNS: &str =
 /// The shared stream of a rule directory's query, computed once (`session::shared`).
 const SHARED: &str = crate::session::shared::NAME;
 
+/// The detections' stream in a scheduler's run with correlations, which read another.
+const NEW_STREAM: &str = "sigma_new";
+
+/// The lake's table.
+const TABLE: &str = crate::session::TABLE;
+
 /// The columns a correlation fills, empty for a detection's match.
 const NO_CORRELATION: &str = "CAST(NULL AS VARCHAR) AS correlation_group, CAST(NULL AS BIGINT) AS correlation_count";
 
@@ -492,6 +507,10 @@ pub fn query(set: &RuleSet) -> String {
 ///
 /// In a time range, the scan keeps the range's events, and those of the timespans the correlations look back
 /// before it, which only the correlations count.
+///
+/// A scheduler's run ([`Changed::Only`]) scans twice: the detections the new data files alone ([`NEW_FILES`]), the
+/// correlations the days their windows count on. A partition of gigabytes that a delivery added a file to is not
+/// read for the detections, and the correlations' scan reads only their columns.
 fn fused(rules: &[Rule], scope: &Scope) -> String {
     if rules.is_empty() {
         return format!(
@@ -500,35 +519,35 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         );
     }
     let mut names = BTreeSet::new();
-    let mut keep = Vec::new();
-    let mut scan = vec![EVENT_COLUMNS.to_string()];
+    // What the scan keeps for the detections, and for the correlations.
+    let (mut kept, mut counted) = (Vec::new(), Vec::new());
+    let mut correlation_columns = Vec::new();
     let mut branches = Vec::new();
     let mut detections = Vec::new();
-    // The earliest event the scan keeps: the start (in a scheduler's run, not before the first changed day), or a
-    // correlation's look-back before it.
+    // The earliest event the correlations' scan keeps: the start (in a scheduler's run, not before the first
+    // changed day), or a correlation's look-back before it.
     let mut from = match &scope.changed {
         Some(Changed::Only { days, .. }) => {
             scope.since.max(days.first().and_then(|d| DateTime::from_timestamp(i64::from(*d) * 86_400, 0)))
         }
         _ => scope.since,
     };
-    let changed = scope.changed.as_ref().and_then(Changed::condition);
-    let correlated = rules.iter().any(|r| matches!(r.kind, RuleKind::Correlation(_)));
+    let new_files = matches!(scope.changed, Some(Changed::Only { .. }));
     for r in rules {
         match &r.kind {
             RuleKind::Correlation(f) => {
                 let earliest =
                     f.earliest.map(|t| DateTime::from_timestamp_micros(t).unwrap_or(DateTime::<Utc>::MIN_UTC));
                 from = from.min(earliest);
-                keep.push(f.counted.clone());
-                scan.extend(f.scan.iter().cloned());
-                let mut counted = format!("SELECT * FROM {SHARED} WHERE {}", f.counted_column);
+                counted.push(f.counted.clone());
+                correlation_columns.extend(f.scan.iter().cloned());
+                let mut events = format!("SELECT * FROM {SHARED} WHERE {}", f.counted_column);
                 for layer in &f.layers {
-                    counted = format!("SELECT *, {}\n  FROM (\n  {counted}\n  ) s", layer.join(",\n    "));
+                    events = format!("SELECT *, {}\n  FROM (\n  {events}\n  ) s", layer.join(",\n    "));
                 }
                 branches.push(format!(
                     "SELECT {}, {STREAM_COLUMNS}, {} AS correlation_group, {} AS correlation_count\nFROM (\n  \
-                     {counted}\n) s\nWHERE {}",
+                     {events}\n) s\nWHERE {}",
                     head(&r.id, &r.title, &r.level),
                     f.group_text,
                     f.count,
@@ -538,7 +557,7 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
             RuleKind::Detection(condition) => {
                 match &r.event_names {
                     Some(n) => names.extend(n.iter().map(|n| literal(n))),
-                    None => keep.push(condition.to_string()),
+                    None => kept.push(condition.to_string()),
                 }
                 detections.push((r, condition));
             }
@@ -546,17 +565,17 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
     }
     if !names.is_empty() {
         let names: Vec<String> = names.into_iter().collect();
-        keep.insert(0, compile::never_null(&format!("lower(eventname) IN ({})", names.join(", "))));
+        kept.insert(0, compile::never_null(&format!("lower(eventname) IN ({})", names.join(", "))));
     }
+    // The detections' stream: the correlations' too, but in a scheduler's run.
+    let detected_in = if new_files && !counted.is_empty() { NEW_STREAM } else { SHARED };
+    let detections_from = if new_files { scope.since } else { from };
+    let mut streams = Vec::new();
+    let mut detected = None;
     // The detections' matches travel as one list (fifty boolean columns cost fifty columns moved per row).
     if !detections.is_empty() {
         let conditions: Vec<&str> = detections.iter().map(|(_, c)| c.as_str()).collect();
-        let detected = format!("true_indices({})", conditions.join(",\n      "));
-        scan.push(match &changed {
-            // The correlations' events of other partitions are in the stream too: no detection's to report.
-            Some(c) if correlated => format!("CASE WHEN {c} THEN {detected} END AS detected"),
-            _ => format!("{detected} AS detected"),
-        });
+        detected = Some(format!("true_indices({}) AS detected", conditions.join(",\n      ")));
         let values: Vec<String> = detections
             .iter()
             .enumerate()
@@ -567,11 +586,11 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
             0,
             format!(
                 "SELECT r.rule_id, r.rule_title, r.level, {}, {NO_CORRELATION}\nFROM (SELECT *, unnest(detected) AS \
-                 rule_index FROM {SHARED}{}) m\nJOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON \
+                 rule_index FROM {detected_in}{}) m\nJOIN (VALUES {}) AS r(rule_index, rule_id, rule_title, level) ON \
                  m.rule_index = r.rule_index",
                 columns.join(", "),
                 // Events the correlations look back to are not the detections' to report.
-                match scope.since.filter(|s| from < Some(*s)).and_then(not_before) {
+                match scope.since.filter(|s| detections_from < Some(*s)).and_then(not_before) {
                     Some(c) => format!(" WHERE {c}"),
                     None => String::new(),
                 },
@@ -579,29 +598,49 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
             ),
         );
     }
-    let mut conditions = scope.conditions(from);
-    match (&scope.changed, changed) {
-        (Some(_), Some(c)) if !correlated => conditions.push(c),
+    let mut scan = vec![EVENT_COLUMNS.to_string()];
+    if let Some(Changed::Only { days, .. }) = scope.changed.as_ref().filter(|_| new_files) {
+        if let Some(detected) = detected {
+            let keep = std::mem::take(&mut kept);
+            streams.push(stream(
+                detected_in,
+                &[EVENT_COLUMNS.to_string(), detected],
+                NEW_FILES,
+                scope.conditions(scope.since),
+                keep,
+            ));
+        }
         // The days of the windows that give rows on the changed days and those their timespans reach after them,
         // on the partition column alone (the table lists no other day).
-        (Some(Changed::Only { days, .. }), Some(_)) => {
+        if !counted.is_empty() {
             let reach = reach_days(rules);
             let read: BTreeSet<i32> =
                 days.iter().flat_map(|d| (-reach..=reach).map(move |k| d.saturating_add(k))).collect();
             let read: Vec<String> = read.iter().map(|d| correlate::date_literal(*d)).collect();
+            let mut conditions = scope.conditions(from);
             conditions.push(format!("event_date IN ({})", read.join(", ")));
+            scan.extend(correlation_columns);
+            streams.push(stream(SHARED, &scan, TABLE, conditions, counted));
         }
-        _ => {}
+    } else {
+        scan.extend(correlation_columns);
+        scan.extend(detected);
+        kept.extend(counted);
+        streams.push(stream(SHARED, &scan, TABLE, scope.conditions(from), kept));
     }
+    format!("WITH {}\nSELECT * FROM (\n{}\n) sigma\n{ORDER}", streams.join(",\n"), branches.join("\nUNION ALL\n"))
+}
+
+/// A stream of the fused query: `name AS (SELECT columns FROM table WHERE conditions AND (one of keep))`.
+fn stream(name: &str, columns: &[String], table: &str, mut conditions: Vec<String>, keep: Vec<String>) -> String {
     conditions.push(match conditions.is_empty() {
         true => keep.join("\n    OR "),
         false => format!("({})", keep.join("\n    OR ")),
     });
     format!(
-        "WITH {SHARED} AS (\n  SELECT {}\n  FROM cloudtrail\n  WHERE {}\n)\nSELECT * FROM (\n{}\n) sigma\n{ORDER}",
-        scan.join(",\n    "),
-        conditions.join("\n  AND "),
-        branches.join("\nUNION ALL\n")
+        "{name} AS (\n  SELECT {}\n  FROM {table}\n  WHERE {}\n)",
+        columns.join(",\n    "),
+        conditions.join("\n  AND ")
     )
 }
 
@@ -746,12 +785,11 @@ mod tests {
         assert_eq!(parse_error("YAML parse error: at line 2"), "YAML parse error: at line 2");
     }
 
-    /// A scheduler's run over changed partitions: without correlations the scan's filter names them on the
-    /// partition columns alone (the table lists no other); with one, the stream also holds the events the
-    /// correlation counts around them, and only the changed partitions' events are the detections'. Correlations
-    /// give a row per group and day, on the changed days and the days their timespan reaches.
+    /// A scheduler's run: the detections read the new data files alone (the table the session narrows to them),
+    /// from the start; with a correlation, a second scan reads the days its windows count on, the columns it needs
+    /// alone, and gives a row per group and day, on the changed days and the days the timespan reaches.
     #[test]
-    fn a_run_over_changed_partitions_reads_them_and_what_their_windows_count() {
+    fn a_run_with_new_files_reads_them_and_what_their_windows_count() {
         let dir = tempfile::tempdir().unwrap();
         let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
         let path = dir.path().join("a.yml");
@@ -760,12 +798,14 @@ mod tests {
             format!("title: a\nid: a\n{head}detection:\n  sel:\n    eventName: X\n  condition: sel\n"),
         )
         .unwrap();
-        let partitions = BTreeSet::from([PartitionKey { account: "111111111111".into(), day: 19_783 }]);
-        let scope = Scope { changed: Some(Changed::only(partitions)), ..Scope::default() };
-        let changed = "concat(account_id, '/', CAST(event_date AS VARCHAR)) IN ('111111111111/2024-03-01')";
+        let key = PartitionKey { account: "111111111111".into(), day: 19_783 };
+        let new = BTreeMap::from([(key.clone(), vec![format!("{}/part-b.parquet", key.dir())])]);
+        let since = DateTime::parse_from_rfc3339("2024-02-01T00:00:00Z").unwrap().to_utc();
+        let scope = Scope { changed: Some(Changed::only(new)), since: Some(since), ..Scope::default() };
         let sql = query(&load(std::slice::from_ref(&path), None, scope.clone()).unwrap());
-        assert!(sql.contains(&format!("  AND {changed}\n")) && !sql.contains("CASE WHEN"), "{sql}");
-        assert!(sql.contains("event_date >= DATE '2024-03-01'"), "{sql}");
+        assert!(sql.starts_with(&format!("WITH {SHARED} AS (")), "{sql}");
+        assert!(sql.contains(&format!("FROM {NEW_FILES}\n")) && !sql.contains("FROM cloudtrail"), "{sql}");
+        assert!(sql.contains("event_date >= DATE '2024-02-01'"), "from the start: {sql}");
 
         std::fs::write(
             dir.path().join("n.yml"),
@@ -773,13 +813,20 @@ mod tests {
         )
         .unwrap();
         let sql = query(&load(&[dir.path().to_path_buf()], None, scope).unwrap());
-        assert!(sql.contains(&format!("CASE WHEN {changed} THEN true_indices(")), "{sql}");
-        assert!(!sql.contains(&format!("AND {changed}")), "{sql}");
+        let (detections, correlations) = sql.split_once(&format!("),\n{SHARED} AS (")).expect(&sql);
+        assert!(detections.starts_with(&format!("WITH {NEW_STREAM} AS (")), "{sql}");
+        assert!(detections.contains(&format!("FROM {NEW_FILES}\n")) && detections.contains("true_indices("), "{sql}");
+        assert!(!detections.contains("errorcode"), "the correlation's events are not the detections': {sql}");
+        assert!(correlations.contains("FROM cloudtrail\n") && !correlations.contains("true_indices("), "{sql}");
+        assert!(correlations.contains(&format!("FROM {NEW_STREAM}) m")), "{sql}");
         // Two days of timespan: windows from two days before the changed day count, rows on it and two days after.
-        assert!(sql.contains("event_date >= DATE '2024-02-28'"), "{sql}");
+        assert!(correlations.contains("event_date >= DATE '2024-02-28'"), "{sql}");
         let days =
             ["2024-02-28", "2024-02-29", "2024-03-01", "2024-03-02", "2024-03-03"].map(|d| format!("DATE '{d}'"));
-        assert!(sql.contains(&format!("  AND event_date IN ({})\n", days.join(", "))), "only these days: {sql}");
+        assert!(
+            correlations.contains(&format!("  AND event_date IN ({})\n", days.join(", "))),
+            "only these days: {sql}"
+        );
         assert!(sql.contains("c1_d IN (DATE '2024-03-01', DATE '2024-03-02', DATE '2024-03-03')"), "{sql}");
         assert!(sql.contains("PARTITION BY c1_g0, c1_d)"), "a row per group and day: {sql}");
     }

@@ -878,8 +878,8 @@ fn a_checkpoint_gives_every_match_once_however_late_its_event_arrives() {
     assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
     let two = sigma(&checkpoint, &[]);
     let err = stderr(&two);
-    let changed = err.lines().find(|l| l.contains("partitions changed since the last run")).unwrap();
-    let (n, of) = changed.trim_start_matches("sigma: ").split_once(" of ").unwrap();
+    let changed = err.lines().find(|l| l.contains("partitions since the last run")).unwrap();
+    let (n, of) = changed.split_once(" new data files in ").unwrap().1.split_once(" of ").unwrap();
     let of: usize = of.split(' ').next().unwrap().parse().unwrap();
     assert!(n.parse::<usize>().unwrap() < of, "only the partitions of the late events are read: {changed}");
     assert!(err.contains("rows given by earlier runs left out"), "{err}");
