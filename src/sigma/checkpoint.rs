@@ -459,6 +459,52 @@ mod tests {
         assert!(e.contains("another run updated the checkpoint while this one ran"), "{e}");
     }
 
+    /// A file is new when no earlier run saw it by that name and size; a partition whose files only went has
+    /// nothing new. A checkpoint of the format before (a hash per partition) is read: a partition whose files hash
+    /// the same has nothing new, another is read whole; the next write keeps the files.
+    #[tokio::test]
+    async fn the_files_earlier_runs_did_not_see_are_new() {
+        let files = |f: &[(&str, u64)]| -> Files { f.iter().map(|(n, s)| (n.to_string(), *s)).collect() };
+        let names = |new: Option<BTreeMap<PartitionKey, Vec<String>>>| -> Vec<(i32, Vec<String>)> {
+            let new = new.expect("the same rules");
+            new.into_iter()
+                .map(|(k, f)| (k.day, f.iter().map(|p| p.rsplit('/').next().unwrap().into()).collect()))
+                .collect()
+        };
+        let c = Checkpoint::new(None).unwrap();
+        let seen = Partitions::from([(x_on(0), files(&[("a", 10), ("b", 5)])), (x_on(1), files(&[("c", 1)]))]);
+        assert_eq!(names(c.new_files(&seen, "")), [(0, vec!["a".into(), "b".into()]), (1, vec!["c".into()])]);
+        let c = c.after("q".into(), &seen, Seen::new(), &[]);
+        assert!(c.new_files(&seen, "other rules").is_none());
+        assert!(names(c.new_files(&seen, "q")).is_empty());
+        let now = Partitions::from([
+            (x_on(0), files(&[("a", 10), ("d", 7)])),
+            (x_on(1), files(&[("c", 2)])),
+            (x_on(2), files(&[("e", 3)])),
+        ]);
+        let new = c.new_files(&now, "q");
+        assert_eq!(new.as_ref().unwrap()[&x_on(0)], ["account_id=x/event_date=1970-01-01/d"], "named from the root");
+        assert_eq!(names(new), [(0, vec!["d".into()]), (1, vec!["c".into()]), (2, vec!["e".into()])]);
+        let gone = Partitions::from([(x_on(0), files(&[("a", 10)])), (x_on(1), files(&[("c", 1)]))]);
+        assert!(names(c.new_files(&gone, "q")).is_empty(), "b went: nothing is new");
+
+        let dir = tempfile::tempdir().unwrap();
+        let place = Place::Local(dir.path().join("ck"));
+        let mut old = serde_json::to_value(&c).unwrap();
+        old["format"] = FORMAT_HASHED.into();
+        old["partitions"] = serde_json::json!({
+            "x/1970-01-01": fingerprint(&x_on(0), &seen[&x_on(0)]),
+            "x/1970-01-02": fingerprint(&x_on(1), &files(&[("c", 9)])),
+        });
+        std::fs::write(dir.path().join("ck"), old.to_string()).unwrap();
+        let Previous::State(read, _) = Checkpoint::read(&place).await.unwrap() else { panic!("a checkpoint") };
+        assert_eq!(names(read.new_files(&seen, "q")), [(1, vec!["c".into()])]);
+        read.after("q".into(), &seen, Seen::new(), &[]).write(&place, None).await.unwrap();
+        let Previous::State(read, _) = Checkpoint::read(&place).await.unwrap() else { panic!("a checkpoint") };
+        assert_eq!(read.format, FORMAT);
+        assert!(names(read.new_files(&seen, "q")).is_empty());
+    }
+
     #[test]
     fn rows_given_once_are_left_out_and_each_identity_is_counted() {
         const DAY: i64 = 86_400_000_000;

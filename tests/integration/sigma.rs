@@ -977,6 +977,62 @@ fn a_late_event_completes_a_window_in_a_partition_that_did_not_change() {
     assert_eq!(sigma(&since), want);
 }
 
+/// A delivery that adds a file to a partition of gigabytes: a run with a checkpoint reads that file for its
+/// detections, not the partition. The old file here is damaged in place (same name, same size): a run that opened it
+/// would fail, as a run without a checkpoint does.
+#[test]
+fn a_scheduler_run_opens_only_the_data_files_that_are_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, detection("denied", "  sel:\n    errorCode: AccessDenied\n  condition: sel\n")).unwrap();
+    let lake = dir.path().join("lake");
+    let checkpoint = dir.path().join("state");
+    let deliver = |name: &str, ids: &[&str]| {
+        let events: Vec<Value> = (ids.iter())
+            .map(|id| {
+                serde_json::json!({
+                    "eventVersion": "1.08", "eventID": id, "eventTime": "2024-03-01T10:00:00Z",
+                    "recipientAccountId": "111111111111", "eventSource": "s3.amazonaws.com",
+                    "eventName": "GetObject", "awsRegion": "us-east-1", "errorCode": "AccessDenied",
+                    "sourceIPAddress": "203.0.113.9", "eventType": "AwsApiCall"
+                })
+            })
+            .collect();
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("d.json"), serde_json::json!({ "Records": events }).to_string()).unwrap();
+        // Big files are not merged: below one byte, none is small.
+        let out = run(bin().arg("convert").arg(&path).arg("--lake").arg(&lake).args(["--compact-below", "1"]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let sigma = |with_checkpoint: bool| {
+        let mut cmd = bin();
+        cmd.args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&rules);
+        if with_checkpoint {
+            cmd.arg("--checkpoint").arg(&checkpoint);
+        }
+        run(&mut cmd)
+    };
+    deliver("first", &["a1", "a2"]);
+    let ids = |out: &std::process::Output| rows_of(out).0.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
+    assert_eq!(ids(&sigma(true)), ["a1", "a2"]);
+    let partition = lake.join("account_id=111111111111/event_date=2024-03-01");
+    let old: Vec<_> = std::fs::read_dir(&partition).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(old.len(), 1, "{old:?}");
+    deliver("second", &["b1"]);
+    assert_eq!(std::fs::read_dir(&partition).unwrap().count(), 2, "the delivery added a file");
+    let size = std::fs::metadata(&old[0]).unwrap().len();
+    std::fs::write(&old[0], vec![b'x'; size as usize]).unwrap();
+
+    let out = sigma(true);
+    assert!(stderr(&out).contains("1 new data files in 1 of 1 partitions since the last run"), "{}", stderr(&out));
+    assert_eq!(ids(&out), ["b1"]);
+    let whole = sigma(false);
+    assert_eq!(whole.status.code(), Some(2), "a run that reads the damaged file fails: {}", stderr(&whole));
+    let again = sigma(true);
+    assert!(again.status.success() && stdout(&again).is_empty(), "{}", stderr(&again));
+}
+
 /// Runs with a checkpoint while conversions commit: whatever each run saw, every match is given once by the runs
 /// together, the last one after the conversions.
 #[test]
