@@ -7,6 +7,9 @@
 # exactly the detections' rows of a whole-lake run after the conversion.
 #
 #   benches/sigma_checkpoint.sh [WORKDIR]     (after benches/convert.sh and benches/sigma.sh)
+#   COMPACT_BELOW=1MiB benches/sigma_checkpoint.sh [WORKDIR]     (the new deliveries converted with that
+#       `--compact-below`: the partitions as those of a big organization's lake are, their files past the size that
+#       is merged, so that a delivery adds a file beside them)
 ROUNDS="${ROUNDS:-5}"
 source "$(dirname "$0")/lake.sh"
 rules="$work/sigma_rules"
@@ -44,7 +47,7 @@ sigma() { "$bin" sigma --quiet --skip-unsupported --lake "$ck/lake" --format csv
 timed() { python3 benches/measure.py "$bin" sigma --quiet --skip-unsupported --lake "$ck/lake" --format csv -o /dev/null "$@" "$rules" 2>/dev/null | seconds; }
 sigma --checkpoint "$ck/state" -o "$ck/first.csv"
 cp "$ck/state" "$ck/state.first"
-"$bin" convert --quiet "$ck/new" --lake "$ck/lake" > /dev/null
+"$bin" convert --quiet "$ck/new" --lake "$ck/lake" ${COMPACT_BELOW:+--compact-below "$COMPACT_BELOW"} > /dev/null
 cp "$ck/state" "$ck/state.before"
 sigma --checkpoint "$ck/state" -o "$ck/after.csv"
 sigma -o "$ck/whole.csv"
