@@ -21,7 +21,7 @@ use datafusion::common::{Constraints, DFSchema, ScalarValue, Statistics, project
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::helpers::{evaluate_partition_prefix, expr_applicable_for_cols};
 use datafusion::datasource::listing::{ListingTable, PartitionedFile};
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::table_schema::TableSchemaBuilder;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{InList, ScalarFunction};
@@ -39,7 +39,7 @@ use object_store::path::Path;
 use trailsql_lake::Lake;
 use trailsql_lake::digest::{COLUMNS, Digest};
 use trailsql_lake::layout::{ACCOUNT_DIR_PREFIX, PartitionKey, is_data_file};
-use trailsql_lake::schema::{self, ACCOUNT_ID, EVENT_DATE};
+use trailsql_lake::schema::{self, ACCOUNT_ID, EVENT_DATE, EVENT_TIME};
 
 /// The lake's table, skipping partitions by the digest.
 pub struct LakeTable {
@@ -139,7 +139,19 @@ impl LakeTable {
             .map(|(name, data_type)| Arc::new(Field::new(name, data_type.clone(), false)))
             .collect();
         let file_schema = TableSchemaBuilder::from(&schema::file_schema()).with_table_partition_cols(partition_cols);
-        let source = options.format.file_source(file_schema.build());
+        let mut source = options.format.file_source(file_schema.build());
+        // A session that pushes no filter into the scan (a Sigma run's, `SessionOptions::no_filter_pushdown`)
+        // still prunes by the conditions on `eventtime` alone: the files are sorted by it, and the statistics of
+        // their row groups and pages skip the stretches of time the query does not keep (a run from `--since`, a
+        // scheduler's correlations around the new events). The rows are not filtered here: that is the plan's.
+        let on_time = args.filters().unwrap_or(&[]).iter().filter(|f| expr_applicable_for_cols(&[EVENT_TIME], f));
+        if !state.config_options().execution.parquet.pushdown_filters
+            && let Some(on_time) = conjunction(on_time.cloned())
+            && let Some(parquet) = source.downcast_ref::<ParquetSource>()
+        {
+            let predicate = state.create_physical_expr(on_time, &DFSchema::try_from(Arc::clone(&table_schema))?)?;
+            source = Arc::new(parquet.with_predicate(predicate));
+        }
         let url = &self.inner.table_paths()[0];
         let ordering = self.inner.try_create_output_ordering(state.execution_props(), &groups)?;
         let config = FileScanConfigBuilder::new(url.object_store(), source)

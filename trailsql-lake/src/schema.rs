@@ -163,6 +163,9 @@ pub const UNMAPPED_DOC: &str = "JSON object of the input that the typed columns 
 pub const ACCOUNT_ID: &str = "account_id";
 pub const EVENT_DATE: &str = "event_date";
 
+/// The time of an event, which every data file is sorted by.
+pub const EVENT_TIME: &str = "eventtime";
+
 /// Column name of a CloudTrail key: its lower-case spelling.
 pub fn column_name(key: &str) -> String {
     key.to_ascii_lowercase()
