@@ -1,8 +1,11 @@
 //! `trailsql sigma`: Sigma rules for CloudTrail, compiled and run in one scan, or their SQL with `--explain`.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Int64Type;
 use futures::StreamExt;
 
 use trailsql_lake::storage::{Storage, open_lake};
@@ -94,11 +97,21 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         }
         let session_opts = session::SessionOptions { no_filter_pushdown: true, ..session_options(cli)? };
         let session = session::build(&lake, &session_opts, storage.clone()).await?;
-        if let Some(Changed::Only { files, .. }) = &set.scope.changed
-            && !session.register_files(crate::sigma::NEW_FILES, files.iter().cloned().collect()).await?
-            && let Some(view) = set.scope.changed.as_ref().and_then(Changed::partitions_view)
-        {
-            session.ctx.sql(&view).await?;
+        if let Some(Changed::Only { files, .. }) = &set.scope.changed {
+            if !session.register_files(crate::sigma::NEW_FILES, files.iter().cloned().collect()).await?
+                && let Some(view) = set.scope.changed.as_ref().and_then(Changed::partitions_view)
+            {
+                session.ctx.sql(&view).await?;
+            }
+            if set.counts_around().is_some() {
+                let new_hours = new_hours(&session).await?;
+                if let Some(h) = new_hours.as_ref().filter(|_| !cli.quiet) {
+                    eprintln!("sigma: the correlations read the events around the {} hours of the new ones", h.len());
+                }
+                if let Some(Changed::Only { hours, .. }) = &mut set.scope.changed {
+                    *hours = new_hours;
+                }
+            }
         }
         let opts = print_options(&args.output)?;
         let out = crate::exec::execute(&session, &crate::sigma::query(&set)).await?;
@@ -158,6 +171,20 @@ async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope, reach: i32) -
             (k, files.collect())
         })
         .collect())
+}
+
+/// The hours of the new data files' events ([`crate::sigma::NEW_HOURS`]); `None` if an event has no time.
+async fn new_hours(session: &session::Session) -> Result<Option<BTreeSet<i64>>> {
+    let batches = crate::exec::execute(session, crate::sigma::NEW_HOURS).await?.collect().await?;
+    let mut hours = BTreeSet::new();
+    for b in &batches {
+        let column = b.column(0).as_primitive::<Int64Type>();
+        if column.null_count() > 0 {
+            return Ok(None);
+        }
+        hours.extend(column.values().iter().copied());
+    }
+    Ok(Some(hours))
 }
 
 /// The error that ends a run with rules that were not run, unless `--skip-unsupported`.

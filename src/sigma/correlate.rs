@@ -190,6 +190,12 @@ pub struct Fused {
     pub earliest: Option<i64>,
     /// Its timespan in whole days, rounded up (none without one).
     pub span_days: i32,
+    /// In a scheduler's run, how far around the new events (seconds) the events its rows need lie: a window
+    /// with a timespan whose condition more events can only make hold (`gt`, `gte`, rules seen) holds on a part
+    /// of its events only if it holds on all of them, so the windows that hold and were not given before all hold
+    /// a new event and lie within their timespan of it. `None`: whole days (no timespan, or a condition such as
+    /// `lt` that more events can undo).
+    pub around: Option<u64>,
 }
 
 /// The event's time as the windows order by it: a number, microseconds since the epoch (the lake's `eventtime` is
@@ -343,7 +349,24 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         format!("concat_ws(', ', {})", parts.join(", "))
     };
     let emits = format!("({holds} AND {order} = {first})");
-    Ok(Fused { counted, counted_column: counted_col, scan, layers, emits, group_text, count, earliest, span_days })
+    let grows = spec.predicates.iter().all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
+        && !matches!(spec.measure, Measure::Rules(Some(_)));
+    let around = match spec.window {
+        Window::Sliding(s) | Window::Tumbling(s) if grows => Some(s),
+        _ => None,
+    };
+    Ok(Fused {
+        counted,
+        counted_column: counted_col,
+        scan,
+        layers,
+        emits,
+        group_text,
+        count,
+        earliest,
+        span_days,
+        around,
+    })
 }
 
 /// A day since the epoch as a SQL date.

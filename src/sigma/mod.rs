@@ -59,8 +59,13 @@ pub enum Changed {
     /// Every partition: the first run, or the rules or the scope changed.
     All,
     /// These data files are new (named as the lake lists them), in these partitions, on these days (since the
-    /// epoch).
-    Only { files: BTreeSet<String>, partitions: BTreeSet<PartitionKey>, days: BTreeSet<i32> },
+    /// epoch); their events in these hours (since the epoch), once the run has read them ([`NEW_HOURS`]).
+    Only {
+        files: BTreeSet<String>,
+        partitions: BTreeSet<PartitionKey>,
+        days: BTreeSet<i32>,
+        hours: Option<BTreeSet<i64>>,
+    },
 }
 
 impl Changed {
@@ -68,7 +73,7 @@ impl Changed {
     pub fn only(new: BTreeMap<PartitionKey, Vec<String>>) -> Changed {
         let days = new.keys().map(|p| p.day).collect();
         let files = new.values().flatten().cloned().collect();
-        Changed::Only { files, partitions: new.into_keys().collect(), days }
+        Changed::Only { files, partitions: new.into_keys().collect(), days, hours: None }
     }
 
     /// The SQL of [`NEW_FILES`] where the session's table cannot be narrowed to files (Ballista's): the changed
@@ -88,6 +93,17 @@ impl Changed {
 /// The table of a scheduler's run's new data files: the lake's table narrowed to them
 /// (`session::Session::register_files`).
 pub const NEW_FILES: &str = "sigma_new_files";
+
+/// The hours (since the epoch) of the new data files' events, a null for an event without a time: where a
+/// scheduler's run reads the events its correlations count, when their windows allow ([`RuleSet::counts_around`]).
+pub const NEW_HOURS: &str = "SELECT DISTINCT CAST(floor(CAST(eventtime AS BIGINT) / 3600000000.0) AS BIGINT) AS hour \
+     FROM sigma_new_files";
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// At most this many stretches of time in a scheduler's run's scan for its correlations (new events scattered over
+/// more hours are read by whole days).
+const MAX_STRETCHES: usize = 256;
 
 impl Scope {
     /// A scope whose time range, if it has one, holds some time.
@@ -148,6 +164,53 @@ pub struct RuleSet {
     pub other_sources: usize,
     /// Rules under the minimum level, left aside.
     pub below_level: usize,
+}
+
+impl RuleSet {
+    /// How far around the new events (seconds) a scheduler's run reads the events its correlations count: the
+    /// longest timespan, when each allows it (`correlate::Fused::around`); `None` without correlations, or when one
+    /// needs whole days.
+    pub fn counts_around(&self) -> Option<u64> {
+        counts_around(&self.rules)
+    }
+}
+
+fn counts_around(rules: &[Rule]) -> Option<u64> {
+    let arounds: Option<Vec<u64>> = (rules.iter())
+        .filter_map(|r| match &r.kind {
+            RuleKind::Correlation(f) => Some(f.around),
+            RuleKind::Detection(_) => None,
+        })
+        .collect();
+    arounds?.into_iter().max()
+}
+
+/// The stretches of time `[start, end)` (microseconds since the epoch) that hold every event within `around`
+/// seconds of these hours, merged; `None` for too many.
+fn stretches(hours: &BTreeSet<i64>, around: u64) -> Option<Vec<(i64, i64)>> {
+    const HOUR: i64 = 3_600_000_000;
+    let around = i64::try_from(around).ok()?.checked_mul(1_000_000)?;
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for h in hours {
+        let start = h.checked_mul(HOUR)?.checked_sub(around)?;
+        let end = h.checked_add(1)?.checked_mul(HOUR)?.checked_add(around)?;
+        match merged.last_mut() {
+            Some((_, last)) if start <= *last => *last = (*last).max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    (merged.len() <= MAX_STRETCHES).then_some(merged)
+}
+
+/// Stretches of time as a condition on `eventtime`; `None` for none, or for a time SQL cannot write.
+fn in_stretches(stretches: &[(i64, i64)]) -> Option<String> {
+    let time = |t: i64| DateTime::from_timestamp_micros(t).filter(|t| (1900..=2200).contains(&t.year())).map(moment);
+    let each: Option<Vec<String>> = (stretches.iter())
+        .map(|(a, b)| {
+            Some(format!("(eventtime >= TIMESTAMP '{}' AND eventtime < TIMESTAMP '{}')", time(*a)?, time(*b)?))
+        })
+        .collect();
+    each.filter(|e| !e.is_empty()).map(|e| format!("({})", e.join("\n    OR ")))
 }
 
 /// The levels of Sigma, lowest first, for `--level`.
@@ -599,7 +662,7 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         );
     }
     let mut scan = vec![EVENT_COLUMNS.to_string()];
-    if let Some(Changed::Only { days, .. }) = scope.changed.as_ref().filter(|_| new_files) {
+    if let Some(Changed::Only { days, hours, .. }) = scope.changed.as_ref().filter(|_| new_files) {
         if let Some(detected) = detected {
             let keep = std::mem::take(&mut kept);
             streams.push(stream(
@@ -610,14 +673,28 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
                 keep,
             ));
         }
-        // The days of the windows that give rows on the changed days and those their timespans reach after them,
-        // on the partition column alone (the table lists no other day).
         if !counted.is_empty() {
-            let reach = reach_days(rules);
-            let read: BTreeSet<i32> =
-                days.iter().flat_map(|d| (-reach..=reach).map(move |k| d.saturating_add(k))).collect();
-            let read: Vec<String> = read.iter().map(|d| correlate::date_literal(*d)).collect();
             let mut conditions = scope.conditions(from);
+            let around = hours.as_ref().zip(counts_around(rules)).and_then(|(h, s)| stretches(h, s));
+            let read: BTreeSet<i32> = match around.and_then(|s| Some((in_stretches(&s)?, s))) {
+                // The new events' hours and the timespans around them (the files are sorted by time: the scan
+                // skips the pages of other times).
+                Some((condition, stretches)) => {
+                    conditions.push(condition);
+                    (stretches.iter())
+                        .flat_map(|(a, b)| a.div_euclid(MICROS_PER_DAY)..=(b - 1).div_euclid(MICROS_PER_DAY))
+                        .filter_map(|d| i32::try_from(d).ok())
+                        .collect()
+                }
+                // The days of the windows that give rows on the changed days and those their timespans reach after
+                // them.
+                None => {
+                    let reach = reach_days(rules);
+                    days.iter().flat_map(|d| (-reach..=reach).map(move |k| d.saturating_add(k))).collect()
+                }
+            };
+            // On the partition column alone: the table lists no other day.
+            let read: Vec<String> = read.iter().map(|d| correlate::date_literal(*d)).collect();
             conditions.push(format!("event_date IN ({})", read.join(", ")));
             scan.extend(correlation_columns);
             streams.push(stream(SHARED, &scan, TABLE, conditions, counted));
@@ -812,7 +889,7 @@ mod tests {
             format!("title: n\nid: n\n{head}detection:\n  sel:\n    errorCode: AccessDenied\n  timeframe: 2d\n  condition: sel | count() by sourceIPAddress > 3\n"),
         )
         .unwrap();
-        let sql = query(&load(&[dir.path().to_path_buf()], None, scope).unwrap());
+        let sql = query(&load(&[dir.path().to_path_buf()], None, scope.clone()).unwrap());
         let (detections, correlations) = sql.split_once(&format!("),\n{SHARED} AS (")).expect(&sql);
         assert!(detections.starts_with(&format!("WITH {NEW_STREAM} AS (")), "{sql}");
         assert!(detections.contains(&format!("FROM {NEW_FILES}\n")) && detections.contains("true_indices("), "{sql}");
@@ -829,6 +906,23 @@ mod tests {
         );
         assert!(sql.contains("c1_d IN (DATE '2024-03-01', DATE '2024-03-02', DATE '2024-03-03')"), "{sql}");
         assert!(sql.contains("PARTITION BY c1_g0, c1_d)"), "a row per group and day: {sql}");
+
+        // Once the run knows the new events' hours: the events within the timespan around them, on their days.
+        let mut set = load(&[dir.path().to_path_buf()], None, scope).unwrap();
+        assert_eq!(set.counts_around(), Some(2 * 86_400));
+        let Some(Changed::Only { hours, .. }) = &mut set.scope.changed else { panic!("new files") };
+        let ten = since.timestamp() / 3_600 + 29 * 24 + 10;
+        *hours = Some(BTreeSet::from([ten, ten + 1, ten + 5]));
+        let sql = query(&set);
+        let correlations = sql.split_once(&format!("),\n{SHARED} AS (")).expect(&sql).1;
+        let days =
+            ["2024-02-28", "2024-02-29", "2024-03-01", "2024-03-02", "2024-03-03"].map(|d| format!("DATE '{d}'"));
+        assert!(correlations.contains(&format!("  AND event_date IN ({})\n", days.join(", "))), "{sql}");
+        let stretch =
+            "(eventtime >= TIMESTAMP '2024-02-28T10:00:00Z' AND eventtime < TIMESTAMP '2024-03-03T16:00:00Z')";
+        assert!(correlations.contains(&format!("  AND ({stretch})\n")), "one stretch, merged: {sql}");
+        assert_eq!(stretches(&BTreeSet::from([0, 10]), 1_800).unwrap().len(), 2);
+        assert!(stretches(&(0..1_000).map(|h| h * 10).collect(), 60).is_none(), "too many: whole days");
     }
 
     /// Every rule runs in one scan of the lake: the rules that name their events keep an event by one look-up of

@@ -235,9 +235,8 @@ fn a_session_without_filter_pushdown_still_prunes_by_time() {
         let opts = SessionOptions { no_filter_pushdown: true, ..SessionOptions::default() };
         let s = session_over(&lake, &opts).await;
         let out = trailsql::exec::execute(&s, &format!("EXPLAIN ANALYZE {sql}")).await.unwrap();
-        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&out.collect().await.unwrap())
-            .unwrap()
-            .to_string();
+        let shown =
+            datafusion::arrow::util::pretty::pretty_format_batches(&out.collect().await.unwrap()).unwrap().to_string();
         assert!(shown.contains("FilterExec"), "the rows are the plan's to filter: {shown}");
         assert!(shown.contains("page_index_pages_pruned=8 total → 1 matched"), "one page of 1,024 rows: {shown}");
         let batches = trailsql::exec::execute(&s, sql).await.unwrap().collect().await.unwrap();

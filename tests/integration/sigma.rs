@@ -851,75 +851,90 @@ fn a_checkpoint_gives_every_match_once_however_late_its_event_arrives() {
         let records = serde_json::json!({ "Records": events });
         std::fs::write(dir.path().join(name).join("delivery.json"), records.to_string()).unwrap();
     }
-    let lake = dir.path().join("lake");
-    let checkpoint = dir.path().join("state");
-    let sigma = |checkpoint: &Path, extra: &[&str]| {
-        run(bin()
-            .args(["sigma", "--format", "ndjson", "--checkpoint"])
-            .arg(checkpoint)
-            .args(extra)
-            .arg("--lake")
-            .arg(&lake)
-            .arg(&case.rules))
-    };
-
-    convert_lib(&[&dir.path().join("first")], &lake);
-    let one = sigma(&checkpoint, &[]);
-    let (mut detections, mut groups) = rows_of(&one);
-    assert!(!detections.is_empty() && !groups.is_empty());
-    let again = sigma(&checkpoint, &[]);
-    assert!(stdout(&again).is_empty() && stderr(&again).contains("nothing new in the lake since the last run"));
-
-    convert_lib(&[&dir.path().join("second")], &lake);
-    // A run that fails (its output cannot be written) leaves the checkpoint as it was.
-    let before = std::fs::read(&checkpoint).unwrap();
-    let failed = sigma(&checkpoint, &["-o", dir.path().join("no-such-dir/out").to_str().unwrap()]);
-    assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
-    assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
-    let two = sigma(&checkpoint, &[]);
-    let err = stderr(&two);
-    let changed = err.lines().find(|l| l.contains("partitions since the last run")).unwrap();
-    let (n, of) = changed.split_once(" new data files in ").unwrap().1.split_once(" of ").unwrap();
-    let of: usize = of.split(' ').next().unwrap().parse().unwrap();
-    assert!(n.parse::<usize>().unwrap() < of, "only the partitions of the late events are read: {changed}");
-    assert!(err.contains("rows given by earlier runs left out"), "{err}");
-    let (d2, c2) = rows_of(&two);
-    assert!(!d2.is_empty() && !c2.is_empty(), "{err}");
-    detections.extend(d2);
-    detections.sort();
-    for (k, v) in c2 {
-        assert!(groups.insert(k.clone(), v).is_none(), "given twice: {k:?}");
+    // All the correlations, some of whose conditions more events can undo (`lt`, `not`): the run reads whole days
+    // for them. Then those whose counts only grow: the run reads the hours around the new events.
+    let growing = dir.path().join("growing");
+    std::fs::create_dir(&growing).unwrap();
+    for name in ["base", "error_burst", "recon", "errors_and_iam", "legacy"] {
+        std::fs::copy(case.rules.join(format!("{name}.yml")), growing.join(format!("{name}.yml"))).unwrap();
     }
+    for (round, rules) in [&case.rules, &growing].into_iter().enumerate() {
+        let lake = dir.path().join(format!("lake{round}"));
+        let checkpoint = dir.path().join(format!("state{round}"));
+        let sigma = |checkpoint: &Path, extra: &[&str]| {
+            run(bin()
+                .args(["sigma", "--format", "ndjson", "--checkpoint"])
+                .arg(checkpoint)
+                .args(extra)
+                .arg("--lake")
+                .arg(&lake)
+                .arg(rules))
+        };
 
-    // Every detection's row once: what one run over the whole lake gives.
-    let whole = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&case.rules));
-    assert_eq!(detections, rows_of(&whole).0);
-    // Every (group, day) of the correlations: what a first run over the whole lake gives, each at the event where
-    // an independent count finds its condition first held that day.
-    let fresh = rows_of(&sigma(&dir.path().join("fresh"), &[])).1;
-    assert_eq!(groups.keys().collect::<Vec<_>>(), fresh.keys().collect::<Vec<_>>());
-    let events = case.events();
-    let days: BTreeSet<i64> = events.iter().map(|(t, _)| t.div_euclid(DAY)).collect();
-    let mut want = BTreeMap::new();
-    for c in correlations() {
-        for d in &days {
-            for (group, (event, _)) in independent_correlation(&events, &c, (Some(d * DAY), Some((d + 1) * DAY))) {
-                want.insert((c.id.to_string(), group, *d), event);
+        convert_lib(&[&dir.path().join("first")], &lake);
+        let one = sigma(&checkpoint, &[]);
+        let (mut detections, mut groups) = rows_of(&one);
+        assert!(!detections.is_empty() && !groups.is_empty());
+        let again = sigma(&checkpoint, &[]);
+        assert!(stdout(&again).is_empty() && stderr(&again).contains("nothing new in the lake since the last run"));
+
+        convert_lib(&[&dir.path().join("second")], &lake);
+        // A run that fails (its output cannot be written) leaves the checkpoint as it was.
+        let before = std::fs::read(&checkpoint).unwrap();
+        let failed = sigma(&checkpoint, &["-o", dir.path().join("no-such-dir/out").to_str().unwrap()]);
+        assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
+        assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
+        let two = sigma(&checkpoint, &[]);
+        let err = stderr(&two);
+        let around = "the correlations read the events around the ";
+        assert_eq!(
+            err.contains(around),
+            round == 1,
+            "only the windows of growing counts read around the new events: {err}"
+        );
+        let changed = err.lines().find(|l| l.contains("partitions since the last run")).unwrap();
+        let (n, of) = changed.split_once(" new data files in ").unwrap().1.split_once(" of ").unwrap();
+        let of: usize = of.split(' ').next().unwrap().parse().unwrap();
+        assert!(n.parse::<usize>().unwrap() < of, "only the partitions of the late events are read: {changed}");
+        assert!(err.contains("rows given by earlier runs left out"), "{err}");
+        let (d2, c2) = rows_of(&two);
+        assert!(!d2.is_empty() && !c2.is_empty(), "{err}");
+        detections.extend(d2);
+        detections.sort();
+        for (k, v) in c2 {
+            assert!(groups.insert(k.clone(), v).is_none(), "given twice: {k:?}");
+        }
+
+        // Every detection's row once: what one run over the whole lake gives.
+        let whole = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(rules));
+        assert_eq!(detections, rows_of(&whole).0);
+        // Every (group, day) of the correlations: what a first run over the whole lake gives, each at the event where
+        // an independent count finds its condition first held that day.
+        let fresh = rows_of(&sigma(&dir.path().join(format!("fresh{round}")), &[])).1;
+        assert_eq!(groups.keys().collect::<Vec<_>>(), fresh.keys().collect::<Vec<_>>());
+        let events = case.events();
+        let days: BTreeSet<i64> = events.iter().map(|(t, _)| t.div_euclid(DAY)).collect();
+        let mut want = BTreeMap::new();
+        for c in correlations().into_iter().filter(|c| rules.join(format!("{}.yml", c.id)).exists()) {
+            for d in &days {
+                for (group, (event, _)) in independent_correlation(&events, &c, (Some(d * DAY), Some((d + 1) * DAY))) {
+                    want.insert((c.id.to_string(), group, *d), event);
+                }
             }
         }
+        let of = |rule: &str| -> Vec<_> {
+            fresh.iter().filter(|((r, ..), _)| r == rule).map(|((_, g, d), e)| (g, d, e)).collect()
+        };
+        assert_eq!(of("legacy_error_burst"), of("error_burst"), "`| count() by … > 9` is `gte: 10`");
+        let fresh: BTreeMap<_, _> = (fresh.iter())
+            .filter(|((rule, ..), _)| rule != "denied_twice" && rule != "legacy_error_burst")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let differ: Vec<_> = (fresh.iter().filter(|(k, v)| want.get(*k) != Some(v)))
+            .chain(want.iter().filter(|(k, v)| fresh.get(*k) != Some(v)))
+            .collect();
+        assert!(differ.is_empty(), "the run's rows or the independent count's, not both: {differ:?}");
     }
-    let of = |rule: &str| -> Vec<_> {
-        fresh.iter().filter(|((r, ..), _)| r == rule).map(|((_, g, d), e)| (g, d, e)).collect()
-    };
-    assert_eq!(of("legacy_error_burst"), of("error_burst"), "`| count() by … > 9` is `gte: 10`");
-    let fresh: BTreeMap<_, _> = (fresh.iter())
-        .filter(|((rule, ..), _)| rule != "denied_twice" && rule != "legacy_error_burst")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let differ: Vec<_> = (fresh.iter().filter(|(k, v)| want.get(*k) != Some(v)))
-        .chain(want.iter().filter(|(k, v)| fresh.get(*k) != Some(v)))
-        .collect();
-    assert!(differ.is_empty(), "the run's rows or the independent count's, not both: {differ:?}");
 }
 
 /// A late event changes the windows after it, on its day and on the days its timespan reaches, in partitions no
