@@ -7,12 +7,13 @@
 # exactly the detections' rows of a whole-lake run after the conversion.
 #
 #   benches/sigma_checkpoint.sh [WORKDIR]     (after benches/convert.sh and benches/sigma.sh)
+#   RULES=DIR benches/sigma_checkpoint.sh [WORKDIR]     (another rule directory)
 #   COMPACT_BELOW=1MiB benches/sigma_checkpoint.sh [WORKDIR]     (the new deliveries converted with that
 #       `--compact-below`: the partitions as those of a big organization's lake are, their files past the size that
 #       is merged, so that a delivery adds a file beside them)
 ROUNDS="${ROUNDS:-5}"
 source "$(dirname "$0")/lake.sh"
-rules="$work/sigma_rules"
+rules="${RULES:-$work/sigma_rules}"
 [ -d "$rules" ] || { echo "no rules at $rules: run benches/sigma.sh first" >&2; exit 2; }
 ck="$work/checkpoint"
 rm -rf "$ck" && mkdir -p "$ck"

@@ -70,13 +70,18 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         let lake = open_lake(&lake_location(cli)?, false, storage).await?;
         let mut checkpoint = None;
         if let Some(file) = &place {
-            let (read, version) = match previous {
+            let (mut read, version) = match previous {
                 Previous::State(c, version) => (c, version),
                 Previous::Time(_, version) => (Checkpoint::new(since)?, version),
                 Previous::None => (Checkpoint::new(since)?, None),
             };
             // Listed before the query lists them: a partition that changes meanwhile is read again next time.
             let now = partitions_now(&lake.lake, &set.scope, crate::sigma::reach_days(&set.rules)).await?;
+            // After the listing: a merged file that it shows has its commit record written already.
+            let commits = lake.lake.commits_from(read.commit()).await?;
+            let newest = commits.last().map(|(name, _)| name.clone());
+            let merged = commits.into_iter().flat_map(|(_, c)| c.removed).collect();
+            read.commits(checkpoint::Commits { newest, merged });
             let rules = checkpoint::query_hash(&crate::sigma::query(&set));
             if let Some(new) = read.new_files(&now, &rules) {
                 if new.is_empty() {
@@ -95,7 +100,12 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
             }
             checkpoint = Some((read, version, rules, now));
         }
-        let session_opts = session::SessionOptions { no_filter_pushdown: true, ..session_options(cli)? };
+        let mut session_opts = session::SessionOptions { no_filter_pushdown: true, ..session_options(cli)? };
+        // The new files are read twice, for their hours and for the detections: their footers once.
+        let read_hours = matches!(set.scope.changed, Some(Changed::Only { .. })) && set.counts_around().is_some();
+        if read_hours {
+            session_opts.metadata_cache = session::LASTING_METADATA_CACHE;
+        }
         let session = session::build(&lake, &session_opts, storage.clone()).await?;
         if let Some(Changed::Only { files, .. }) = &set.scope.changed {
             if !session.register_files(crate::sigma::NEW_FILES, files.iter().cloned().collect()).await?
@@ -103,7 +113,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
             {
                 session.ctx.sql(&view).await?;
             }
-            if set.counts_around().is_some() {
+            if read_hours {
                 let new_hours = new_hours(&session).await?;
                 if let Some(h) = new_hours.as_ref().filter(|_| !cli.quiet) {
                     eprintln!("sigma: the correlations read the events around the {} hours of the new ones", h.len());

@@ -52,6 +52,19 @@ pub struct Checkpoint {
     /// rows of partitions and days the lake no longer holds are forgotten, so that FILE is as big as the rows of
     /// the lake it has given.
     given: BTreeMap<String, BTreeMap<String, u32>>,
+    /// The name of the lake's newest commit record the last run saw: the next reads the records from it on, for the
+    /// files that conversions merged since (see [`Commits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    commit: Option<String>,
+    /// This run's partitions that conversions only added files to (none of their files went), by name: it reads
+    /// their new files alone, and every row of those is new (two events may show the same values, and the other is
+    /// in a file it does not read). Where a file went, its rows may be in a new merged file: the run reads the whole
+    /// partition, and leaves out as many rows of each identity as were given.
+    #[serde(skip)]
+    added: BTreeSet<String>,
+    /// The data files this run's commit records say were merged into others ([`Commits`]).
+    #[serde(skip)]
+    merged: BTreeSet<String>,
 }
 
 /// A partition's data files as a run saw them.
@@ -123,6 +136,9 @@ impl Checkpoint {
             key: hex(&key),
             partitions: BTreeMap::new(),
             given: BTreeMap::new(),
+            commit: None,
+            added: BTreeSet::new(),
+            merged: BTreeSet::new(),
         })
     }
 
@@ -203,28 +219,43 @@ impl Checkpoint {
         }
     }
 
-    /// The data files that earlier runs have not read, by partition, as the lake lists them from its root (a
-    /// file of the same name and another size is another file); `None` when they read other rules, and every file
-    /// is to be read. A partition whose files only went (retention, or rows merged into a file it still has) has
-    /// nothing new.
-    pub fn new_files(&self, now: &Partitions, rules: &str) -> Option<BTreeMap<PartitionKey, Vec<String>>> {
-        (self.rules == rules).then(|| {
-            (now.iter())
-                .filter_map(|(k, files)| {
-                    let new: Vec<String> = match self.partitions.get(&partition_name(k)) {
-                        Some(Known::Hashed(h)) if *h == fingerprint(k, files) => Vec::new(),
-                        Some(Known::Files(known)) => {
-                            (files.iter()).filter(|(n, size)| known.get(*n) != Some(*size)).map(|(n, _)| n).collect()
+    /// The data files a run reads, by partition, as the lake lists them from its root: those earlier runs have not
+    /// read (a file of the same name and another size is another file); all of a partition's where a file they
+    /// read went or was merged into another (its rows may be in a new merged file: see `added`); never a file that
+    /// was merged ([`Checkpoint::commits`]). `None` when they read other rules, and every file is to be read. A
+    /// partition with no new file has nothing new.
+    pub fn new_files(&mut self, now: &Partitions, rules: &str) -> Option<BTreeMap<PartitionKey, Vec<String>>> {
+        if self.rules != rules {
+            return None;
+        }
+        self.added.clear();
+        let mut read = BTreeMap::new();
+        for (k, files) in now {
+            let (name, dir) = (partition_name(k), k.dir());
+            let merged = |file: &String| self.merged.contains(&format!("{dir}/{file}"));
+            let kept: Vec<&String> = files.keys().filter(|f| !merged(f)).collect();
+            let new: Vec<&String> = match self.partitions.get(&name) {
+                Some(Known::Hashed(h)) if *h == fingerprint(k, files) => Vec::new(),
+                Some(Known::Files(known)) => {
+                    let new: Vec<&String> = kept.iter().copied().filter(|f| known.get(*f) != files.get(*f)).collect();
+                    let went = known.iter().any(|(f, size)| files.get(f) != Some(size) || merged(f))
+                        || files.keys().any(merged);
+                    match (new.is_empty(), went) {
+                        (true, _) => new,
+                        (false, false) => {
+                            self.added.insert(name);
+                            new
                         }
-                        _ => files.keys().collect(),
+                        (false, true) => kept,
                     }
-                    .into_iter()
-                    .map(|n| format!("{}/{n}", k.dir()))
-                    .collect();
-                    (!new.is_empty()).then(|| (k.clone(), new))
-                })
-                .collect()
-        })
+                }
+                _ => kept,
+            };
+            if !new.is_empty() {
+                read.insert(k.clone(), new.into_iter().map(|f| format!("{dir}/{f}")).collect());
+            }
+        }
+        Some(read)
     }
 
     /// Leaves out of a batch of the run's rows those an earlier run gave, counting in `seen` the run's rows by
@@ -268,7 +299,10 @@ impl Checkpoint {
                 date
             };
             let id = hex(&h.finalize().as_bytes()[..16]);
-            let given = self.given.get(&place).and_then(|g| g.get(&id)).copied().unwrap_or(0);
+            let given = match self.added.contains(&place) {
+                true => 0,
+                false => self.given.get(&place).and_then(|g| g.get(&id)).copied().unwrap_or(0),
+            };
             let n = seen.entry(place).or_default().entry(id).or_default();
             *n += 1;
             keep.push(*n > given);
@@ -282,10 +316,11 @@ impl Checkpoint {
         let partitions: BTreeMap<String, Known> =
             partitions.iter().map(|(k, f)| (partition_name(k), Known::Files(f.clone()))).collect();
         for (place, ids) in seen {
+            let added = self.added.contains(&place);
             let given = self.given.entry(place).or_default();
             for (id, n) in ids {
                 let g = given.entry(id).or_default();
-                *g = (*g).max(n);
+                *g = if added { g.saturating_add(n) } else { (*g).max(n) };
             }
         }
         let days: BTreeSet<&str> = partitions.keys().filter_map(|p| p.split_once('/')).map(|(_, d)| d).collect();
@@ -306,6 +341,30 @@ impl Checkpoint {
         self.rules = rules;
         self.partitions = partitions;
         self
+    }
+}
+
+/// What the lake's commit records since the last run say: the newest record's name, and the data files that
+/// conversions merged into others (compaction; named as the lake lists them). A conversion moves its merged file in
+/// before it deletes what it merged, so a listing between the two shows both: those files are left out of the
+/// partitions a run reads (their rows are in the new file), and their partitions read whole.
+#[derive(Debug, Default)]
+pub struct Commits {
+    pub newest: Option<String>,
+    pub merged: BTreeSet<String>,
+}
+
+impl Checkpoint {
+    /// The name of the newest commit record the last run saw.
+    pub fn commit(&self) -> Option<&str> {
+        self.commit.as_deref()
+    }
+
+    /// What the lake's commit records since the last run say, for [`Checkpoint::new_files`]; the newest is kept for
+    /// the next run.
+    pub fn commits(&mut self, commits: Commits) {
+        self.merged = commits.merged;
+        self.commit = commits.newest.or(self.commit.take());
     }
 }
 
@@ -459,9 +518,11 @@ mod tests {
         assert!(e.contains("another run updated the checkpoint while this one ran"), "{e}");
     }
 
-    /// A file is new when no earlier run saw it by that name and size; a partition whose files only went has
-    /// nothing new. A checkpoint of the format before (a hash per partition) is read: a partition whose files hash
-    /// the same has nothing new, another is read whole; the next write keeps the files.
+    /// A file is new when no earlier run saw it by that name and size. A partition that files were only added to
+    /// is read by its new files, every row of which is new; one where a file went or was merged into another is
+    /// read whole, less the files merged, and its rows are left out as many times as they were given. A partition
+    /// whose files only went has nothing new. A checkpoint of the format before (a hash per partition) is read: a
+    /// partition whose files hash the same has nothing new, another is read whole; the next write keeps the files.
     #[tokio::test]
     async fn the_files_earlier_runs_did_not_see_are_new() {
         let files = |f: &[(&str, u64)]| -> Files { f.iter().map(|(n, s)| (n.to_string(), *s)).collect() };
@@ -471,22 +532,46 @@ mod tests {
                 .map(|(k, f)| (k.day, f.iter().map(|p| p.rsplit('/').next().unwrap().into()).collect()))
                 .collect()
         };
-        let c = Checkpoint::new(None).unwrap();
+        let v = |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
+        let mut c = Checkpoint::new(None).unwrap();
         let seen = Partitions::from([(x_on(0), files(&[("a", 10), ("b", 5)])), (x_on(1), files(&[("c", 1)]))]);
-        assert_eq!(names(c.new_files(&seen, "")), [(0, vec!["a".into(), "b".into()]), (1, vec!["c".into()])]);
-        let c = c.after("q".into(), &seen, Seen::new(), &[]);
+        assert_eq!(names(c.new_files(&seen, "")), [(0, v(&["a", "b"])), (1, v(&["c"]))]);
+        let mut c = c.after("q".into(), &seen, Seen::new(), &[]);
         assert!(c.new_files(&seen, "other rules").is_none());
         assert!(names(c.new_files(&seen, "q")).is_empty());
         let now = Partitions::from([
-            (x_on(0), files(&[("a", 10), ("d", 7)])),
+            (x_on(0), files(&[("a", 10), ("b", 5), ("d", 7)])),
             (x_on(1), files(&[("c", 2)])),
             (x_on(2), files(&[("e", 3)])),
         ]);
         let new = c.new_files(&now, "q");
         assert_eq!(new.as_ref().unwrap()[&x_on(0)], ["account_id=x/event_date=1970-01-01/d"], "named from the root");
-        assert_eq!(names(new), [(0, vec!["d".into()]), (1, vec!["c".into()]), (2, vec!["e".into()])]);
+        assert_eq!(names(new), [(0, v(&["d"])), (1, v(&["c"])), (2, v(&["e"]))]);
+        assert_eq!(c.added, BTreeSet::from(["x/1970-01-01".to_string()]), "c changed: x1 is read whole");
+        // The rows of a partition that files were only added to are all new, and add to those given.
+        let e1 = ("r", "e1", "1.2.3.4", None, 0);
+        let mut given_once = Seen::new();
+        c.leave_out_given(&mut given_once, rows(&[e1])).unwrap();
+        let mut c = c.after("q".into(), &seen, given_once, &[]);
+        assert!(names(c.new_files(&now, "q")).len() == 3);
+        let mut twice = Seen::new();
+        assert_eq!(c.leave_out_given(&mut twice, rows(&[e1])).unwrap().num_rows(), 1, "another event, same values");
+        let c2 = c.clone().after("q".into(), &now, twice, &[]);
+        assert_eq!(c2.given["x/1970-01-01"].values().collect::<Vec<_>>(), [&2]);
+
+        // A file went: the partition is read whole.
+        let went = Partitions::from([(x_on(0), files(&[("a", 10), ("d", 7)]))]);
+        assert_eq!(names(c.new_files(&went, "q")), [(0, v(&["a", "d"]))]);
+        assert!(c.added.is_empty());
+        // b was merged into f, whose conversion has not deleted it yet: whole, less b.
+        c.commits(Commits { newest: Some("9".into()), merged: BTreeSet::from([format!("{}/b", x_on(0).dir())]) });
+        let merging = Partitions::from([(x_on(0), files(&[("a", 10), ("b", 5), ("f", 9)]))]);
+        assert_eq!(names(c.new_files(&merging, "q")), [(0, v(&["a", "f"]))]);
+        assert_eq!(c.commit(), Some("9"));
         let gone = Partitions::from([(x_on(0), files(&[("a", 10)])), (x_on(1), files(&[("c", 1)]))]);
+        c.commits(Commits::default());
         assert!(names(c.new_files(&gone, "q")).is_empty(), "b went: nothing is new");
+        assert_eq!(c.commit(), Some("9"), "kept until a newer one");
 
         let dir = tempfile::tempdir().unwrap();
         let place = Place::Local(dir.path().join("ck"));
@@ -497,10 +582,10 @@ mod tests {
             "x/1970-01-02": fingerprint(&x_on(1), &files(&[("c", 9)])),
         });
         std::fs::write(dir.path().join("ck"), old.to_string()).unwrap();
-        let Previous::State(read, _) = Checkpoint::read(&place).await.unwrap() else { panic!("a checkpoint") };
+        let Previous::State(mut read, _) = Checkpoint::read(&place).await.unwrap() else { panic!("a checkpoint") };
         assert_eq!(names(read.new_files(&seen, "q")), [(1, vec!["c".into()])]);
         read.after("q".into(), &seen, Seen::new(), &[]).write(&place, None).await.unwrap();
-        let Previous::State(read, _) = Checkpoint::read(&place).await.unwrap() else { panic!("a checkpoint") };
+        let Previous::State(mut read, _) = Checkpoint::read(&place).await.unwrap() else { panic!("a checkpoint") };
         assert_eq!(read.format, FORMAT);
         assert!(names(read.new_files(&seen, "q")).is_empty());
     }

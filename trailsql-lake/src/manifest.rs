@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
@@ -93,13 +94,47 @@ impl Lake {
         for (path, _) in self.list(MANIFEST_DIR).await? {
             let Some(name) = path.rsplit('/').next().and_then(|n| n.strip_suffix(".json")) else { continue };
             let Some(seq) = name.split('-').next().and_then(|s| s.parse::<u64>().ok()) else { continue };
-            let body = self.get(&path).await?;
-            let commit: Commit =
-                serde_json::from_slice(&body).map_err(|e| self.err(format!("unreadable commit record {path}: {e}")))?;
-            out.push((seq, commit));
+            out.push((seq, self.commit(&path).await?));
         }
         out.sort_by_key(|(seq, _)| *seq);
         Ok(out)
+    }
+
+    /// The commit records from the one named `from` (included) on, oldest first, by name; all of them without
+    /// `from`. A reader that keeps the name of the newest it saw lists only those since (S3 lists from a key on)
+    /// rather than the lake's whole history. The newest record is the only one a run may still be applying: every
+    /// run finishes an interrupted one before it commits.
+    pub async fn commits_from(&self, from: Option<&str>) -> Result<Vec<(String, Commit)>> {
+        let mut paths: Vec<String> = match from {
+            None => self.list(MANIFEST_DIR).await?.into_iter().map(|(p, _)| p).collect(),
+            Some(name) => {
+                let (prefix, from) = (Path::from(MANIFEST_DIR), Path::from(format!("{MANIFEST_DIR}/{name}")));
+                let mut after: Vec<String> = (self.store.list_with_offset(Some(&prefix), &from))
+                    .map_ok(|m| m.location.to_string())
+                    .try_collect()
+                    .await?;
+                after.push(from.to_string());
+                after
+            }
+        };
+        paths.sort();
+        paths.dedup();
+        let mut out = Vec::new();
+        for path in paths {
+            let Some(name) = path.rsplit('/').next().filter(|n| n.ends_with(".json")) else { continue };
+            match self.commit(&path).await {
+                Ok(c) => out.push((name.to_string(), c)),
+                // `from` gone: a lake emptied and converted again.
+                Err(Error::Store(object_store::Error::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, path: &str) -> Result<Commit> {
+        let body = self.get(path).await?;
+        serde_json::from_slice(&body).map_err(|e| self.err(format!("unreadable commit record {path}: {e}")))
     }
 
     /// The sources already converted.
@@ -184,5 +219,45 @@ impl Lake {
             }
         }
         Ok((finished, discarded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn commit(run: &str) -> Commit {
+        Commit {
+            version: 1,
+            run: run.into(),
+            tool: String::new(),
+            started: String::new(),
+            finished: String::new(),
+            sources: Vec::new(),
+            added: Vec::new(),
+            removed: vec![format!("{run}.parquet")],
+            totals: Counts::default(),
+        }
+    }
+
+    /// A reader that keeps the newest record's name reads it and those after it again, never the ones before.
+    #[tokio::test]
+    async fn commit_records_are_read_from_a_name_on() {
+        let lake = Lake::new(Arc::new(InMemory::new()), "mem");
+        for (seq, run) in [(1, "a"), (2, "b"), (10, "c")] {
+            lake.write_commit(seq, &commit(run)).await.unwrap();
+        }
+        let runs = |c: Vec<(String, Commit)>| c.into_iter().map(|(n, c)| (n, c.run)).collect::<Vec<_>>();
+        let all = runs(lake.commits_from(None).await.unwrap());
+        assert_eq!(all.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        let (b, _) = &all[1];
+        assert_eq!(b, "0000000002-b.json");
+        let from_b = runs(lake.commits_from(Some(b)).await.unwrap());
+        assert_eq!(from_b.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(runs(lake.commits_from(Some("0000000099-z.json")).await.unwrap()), [], "a name no longer there");
     }
 }
