@@ -71,7 +71,7 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
         let mut checkpoint = None;
         if let Some(file) = &place {
             let (mut read, version) = match previous {
-                Previous::State(c, version) => (c, version),
+                Previous::State(c, version) => (*c, version),
                 Previous::Time(_, version) => (Checkpoint::new(since)?, version),
                 Previous::None => (Checkpoint::new(since)?, None),
             };

@@ -120,7 +120,7 @@ pub enum Previous {
     None,
     /// A time, as runs before checkpoints kept partitions wrote: the events before it were reported.
     Time(DateTime<Utc>, Option<UpdateVersion>),
-    State(Checkpoint, Option<UpdateVersion>),
+    State(Box<Checkpoint>, Option<UpdateVersion>),
 }
 
 impl Checkpoint {
@@ -175,7 +175,7 @@ impl Checkpoint {
                     && c.key.bytes().all(|b| b.is_ascii_hexdigit()) =>
             {
                 c.format = FORMAT.to_string();
-                Ok(Previous::State(c, version))
+                Ok(Previous::State(Box::new(c), version))
             }
             _ => Err(Error::Usage(format!(
                 "{place}: not a checkpoint (written by `trailsql sigma --checkpoint`): {:?}",
