@@ -107,20 +107,16 @@ pub async fn run(cli: &Cli, args: &SigmaArgs, storage: &Arc<Storage>) -> Result<
             session_opts.metadata_cache = session::LASTING_METADATA_CACHE;
         }
         let session = session::build(&lake, &session_opts, storage.clone()).await?;
-        if let Some(Changed::Only { files, .. }) = &set.scope.changed {
-            if !session.register_files(crate::sigma::NEW_FILES, files.iter().cloned().collect()).await?
-                && let Some(view) = set.scope.changed.as_ref().and_then(Changed::partitions_view)
-            {
-                session.ctx.sql(&view).await?;
+        if let Some(changed) = &set.scope.changed {
+            register_new_files(&session, changed).await?;
+        }
+        if read_hours {
+            let new_hours = new_hours(&session).await?;
+            if let Some(h) = new_hours.as_ref().filter(|_| !cli.quiet) {
+                eprintln!("sigma: the correlations read the events around the {} hours of the new ones", h.len());
             }
-            if read_hours {
-                let new_hours = new_hours(&session).await?;
-                if let Some(h) = new_hours.as_ref().filter(|_| !cli.quiet) {
-                    eprintln!("sigma: the correlations read the events around the {} hours of the new ones", h.len());
-                }
-                if let Some(Changed::Only { hours, .. }) = &mut set.scope.changed {
-                    *hours = new_hours;
-                }
+            if let Some(Changed::Only { hours, .. }) = &mut set.scope.changed {
+                *hours = new_hours;
             }
         }
         let opts = print_options(&args.output)?;
@@ -181,6 +177,18 @@ async fn partitions_now(lake: &trailsql_lake::Lake, scope: &Scope, reach: i32) -
             (k, files.collect())
         })
         .collect())
+}
+
+/// Registers the table of a scheduler's run's new data files ([`crate::sigma::NEW_FILES`]): the lake's table
+/// narrowed to them, or a view of their partitions where the session's table cannot be narrowed (Ballista's).
+async fn register_new_files(session: &session::Session, changed: &Changed) -> Result<()> {
+    let Changed::Only { files, .. } = changed else { return Ok(()) };
+    if !session.register_files(crate::sigma::NEW_FILES, files.iter().cloned().collect()).await?
+        && let Some(view) = changed.partitions_view()
+    {
+        session.ctx.sql(&view).await?;
+    }
+    Ok(())
 }
 
 /// The hours of the new data files' events ([`crate::sigma::NEW_HOURS`]); `None` if an event has no time.
