@@ -191,9 +191,9 @@ async fn register_new_files(session: &session::Session, changed: &Changed) -> Re
     Ok(())
 }
 
-/// The hours of the new data files' events ([`crate::sigma::NEW_HOURS`]); `None` if an event has no time.
+/// The hours of the new data files' events ([`crate::sigma::new_hours_query`]); `None` if an event has no time.
 async fn new_hours(session: &session::Session) -> Result<Option<BTreeSet<i64>>> {
-    let batches = crate::exec::execute(session, crate::sigma::NEW_HOURS).await?.collect().await?;
+    let batches = crate::exec::execute(session, &crate::sigma::new_hours_query()).await?.collect().await?;
     let mut hours = BTreeSet::new();
     for b in &batches {
         let column = b.column(0).as_primitive::<Int64Type>();

@@ -59,7 +59,7 @@ pub enum Changed {
     /// Every partition: the first run, or the rules or the scope changed.
     All,
     /// These data files are new (named as the lake lists them), in these partitions, on these days (since the
-    /// epoch); their events in these hours (since the epoch), once the run has read them ([`NEW_HOURS`]).
+    /// epoch); their events in these hours (since the epoch), once the run has read them ([`new_hours_query`]).
     Only {
         files: BTreeSet<String>,
         partitions: BTreeSet<PartitionKey>,
@@ -94,10 +94,12 @@ impl Changed {
 /// (`session::Session::register_files`).
 pub const NEW_FILES: &str = "sigma_new_files";
 
-/// The hours (since the epoch) of the new data files' events, a null for an event without a time: where a
-/// scheduler's run reads the events its correlations count, when their windows allow ([`RuleSet::counts_around`]).
-pub const NEW_HOURS: &str = "SELECT DISTINCT CAST(floor(CAST(eventtime AS BIGINT) / 3600000000.0) AS BIGINT) AS hour \
-     FROM sigma_new_files";
+/// The query of the hours (since the epoch) of the new data files' events, a null for an event without a time:
+/// where a scheduler's run reads the events its correlations count, when their windows allow
+/// ([`RuleSet::counts_around`]).
+pub fn new_hours_query() -> String {
+    format!("SELECT DISTINCT CAST(floor(CAST(eventtime AS BIGINT) / 3600000000.0) AS BIGINT) AS hour FROM {NEW_FILES}")
+}
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
