@@ -23,7 +23,7 @@ use datafusion::datasource::listing::helpers::{evaluate_partition_prefix, expr_a
 use datafusion::datasource::listing::{ListingTable, PartitionedFile};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::table_schema::TableSchemaBuilder;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::{InList, ScalarFunction};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
@@ -39,6 +39,7 @@ use object_store::path::Path;
 use trailsql_lake::Lake;
 use trailsql_lake::digest::{COLUMNS, Digest};
 use trailsql_lake::layout::{ACCOUNT_DIR_PREFIX, PartitionKey, is_data_file};
+use trailsql_lake::manifest::Applying;
 use trailsql_lake::schema::{self, ACCOUNT_ID, EVENT_DATE, EVENT_TIME};
 
 /// The lake's table, skipping partitions by the digest.
@@ -60,6 +61,8 @@ pub struct LakeTable {
 struct Listed {
     statement: Option<DateTime<Utc>>,
     dirs: HashMap<Path, Arc<Vec<ObjectMeta>>>,
+    /// The commits a conversion was applying while the statement listed, if one was.
+    applying: Option<Applying>,
 }
 
 impl std::fmt::Debug for LakeTable {
@@ -201,8 +204,11 @@ impl LakeTable {
         let mut cache = self.listed.lock().await;
         let statement = state.execution_props().query_execution_start_time;
         if statement.is_none() || cache.statement != statement {
-            *cache = Listed { statement, dirs: HashMap::new() };
+            *cache = Listed { statement, dirs: HashMap::new(), applying: None };
         }
+        // A commit applied while the listing goes on shows each partition as it was or is after.
+        let applying = || async { self.lake.applying().await.map_err(|e| DataFusionError::External(Box::new(e))) };
+        let before = applying().await?;
         let missing: Vec<Path> = dirs.iter().filter(|d| !cache.dirs.contains_key(*d)).cloned().collect();
         let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
         let fresh: Vec<(Path, Vec<ObjectMeta>)> = stream::iter(missing)
@@ -214,23 +220,31 @@ impl LakeTable {
             .try_collect()
             .await?;
         cache.dirs.extend(fresh.into_iter().map(|(dir, objects)| (dir, Arc::new(objects))));
+        cache.applying = Applying::either(cache.applying.take(), Applying::either(before, applying().await?));
         let listed: Vec<Arc<Vec<ObjectMeta>>> = dirs.iter().filter_map(|d| cache.dirs.get(d).cloned()).collect();
+        let applying = cache.applying.clone();
         drop(cache);
-        Ok(listed
-            .iter()
-            .flat_map(|objects| objects.iter().cloned())
+        // Each data file with its path from the lake's root.
+        let files: Vec<(String, ObjectMeta)> = (listed.iter())
+            .flat_map(|objects| objects.iter())
             .filter_map(|meta| {
                 let parts: Vec<_> = meta.location.prefix_match(root)?.collect();
                 let [account, day, name] = parts.as_slice() else { return None };
-                if meta.size == 0 || !is_data_file(name.as_ref()) {
-                    return None;
-                }
-                if let Some(only) = &self.only
-                    && !only.contains(&format!("{}/{}/{}", account.as_ref(), day.as_ref(), name.as_ref()))
+                (meta.size > 0 && is_data_file(name.as_ref()))
+                    .then(|| (format!("{}/{}/{}", account.as_ref(), day.as_ref(), name.as_ref()), meta.clone()))
+            })
+            .collect();
+        let hidden = applying.as_ref().map(|a| a.hidden(&files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>()));
+        Ok(files
+            .into_iter()
+            .filter_map(|(path, meta)| {
+                if hidden.as_ref().is_some_and(|h| h.contains(&path))
+                    || self.only.as_ref().is_some_and(|only| !only.contains(&path))
                 {
                     return None;
                 }
-                let key = PartitionKey::from_path(&format!("{}/{}", account.as_ref(), day.as_ref()))?;
+                let (dir, _) = path.rsplit_once('/')?;
+                let key = PartitionKey::from_path(dir)?;
                 let mut file = PartitionedFile::from(meta);
                 file.partition_values =
                     vec![ScalarValue::Utf8(Some(key.account.clone())), ScalarValue::Date32(Some(key.day))];

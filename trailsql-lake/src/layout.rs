@@ -129,6 +129,8 @@ pub const FILL_HINT: &str = "`trailsql convert SOURCE... --lake DIR`";
 pub(crate) const INDEX_DIR: &str = "_index";
 pub const DIGEST_PATH: &str = "_digest.json";
 pub(crate) const MANIFEST_DIR: &str = "_manifest";
+/// The commit record of the run that is moving its files into place, while it is (see `manifest::Applying`).
+pub(crate) const APPLYING_PATH: &str = "_applying.json";
 pub(crate) const REJECTS_DIR: &str = "_rejects";
 pub(crate) const STAGING_DIR: &str = "_staging";
 

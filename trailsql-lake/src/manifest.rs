@@ -4,8 +4,12 @@
 //! files into place and deletes what compaction replaced. Readers skip names starting with `_`. A run killed before
 //! its commit record leaves only staging, which the next run deletes; one killed after it is finished by the next
 //! run from the record. Either way every event is in the lake once.
+//!
+//! While a run moves its files in and deletes what they replace (a merged file holds the rows of the files it
+//! replaces), a listing shows both. The run keeps its record at `_applying.json` meanwhile, until it or the next
+//! run has finished it, and readers see each partition as it was before the commit or after it ([`Applying`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -14,7 +18,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layout::{MANIFEST_DIR, STAGING_DIR, staging_path};
+use crate::layout::{APPLYING_PATH, MANIFEST_DIR, STAGING_DIR, staging_path};
 use crate::store::Lake;
 
 /// What one source object contributed, as the manifest records it.
@@ -82,6 +86,48 @@ pub struct Commit {
     /// Files the run replaces (compaction).
     pub removed: Vec<String>,
     pub totals: Counts,
+}
+
+/// The files of a commit being applied. A run moves every file it adds into place before it deletes any it
+/// replaces, so while one of a partition's added files is missing all of those it replaces are there: the partition
+/// as it was before the commit, less the added files already moved; once all are there, the partition as it is
+/// after, less the replaced files not deleted yet.
+#[derive(Debug, Clone, Default)]
+pub struct Applying {
+    added: HashSet<String>,
+    removed: HashSet<String>,
+}
+
+impl Applying {
+    /// The commits being applied when a listing began and when it ended (a run may begin or end applying one while
+    /// a listing goes on): what either adds or replaces.
+    pub fn either(before: Option<Applying>, after: Option<Applying>) -> Option<Applying> {
+        match (before, after) {
+            (Some(mut a), Some(b)) => {
+                a.added.extend(b.added);
+                a.removed.extend(b.removed);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Of the paths of a listing (from the lake's root), those a reader leaves out for each partition to be seen
+    /// in one state.
+    pub fn hidden(&self, listed: &[&str]) -> HashSet<String> {
+        let dir = |p: &str| p.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_string());
+        let present: HashSet<&str> = listed.iter().copied().collect();
+        let incomplete: HashSet<String> =
+            self.added.iter().filter(|p| !present.contains(p.as_str())).map(|p| dir(p)).collect();
+        listed
+            .iter()
+            .filter(|p| match incomplete.contains(&dir(p)) {
+                true => self.added.contains(**p),
+                false => self.removed.contains(**p),
+            })
+            .map(|p| p.to_string())
+            .collect()
+    }
 }
 
 /// The sources already in the lake, by source name.
@@ -154,8 +200,10 @@ impl Lake {
         self.put(&format!("{MANIFEST_DIR}/{seq:010}-{}.json", commit.run), Bytes::from(body)).await
     }
 
-    /// Moves a committed run's staged files into place and deletes what it replaced. Safe to repeat.
+    /// Moves a committed run's staged files into place and deletes what it replaced. Safe to repeat. Readers see
+    /// the partitions it changes as they were or as they will be, never both ([`Applying`]).
     pub async fn apply(&self, commit: &Commit) -> Result<()> {
+        self.put(APPLYING_PATH, Bytes::from(serde_json::to_vec(commit).expect("commit serialises"))).await?;
         for path in &commit.added {
             let staged = Path::from(staging_path(&commit.run, path));
             match self.store.rename(&staged, &Path::from(path.as_str())).await {
@@ -168,7 +216,24 @@ impl Lake {
         for path in &commit.removed {
             self.delete(path).await?;
         }
-        self.delete_prefix(&format!("{STAGING_DIR}/{}", commit.run)).await
+        self.delete_prefix(&format!("{STAGING_DIR}/{}", commit.run)).await?;
+        self.delete(APPLYING_PATH).await
+    }
+
+    /// The commit a run is applying, if one is.
+    pub async fn applying(&self) -> Result<Option<Applying>> {
+        match self.store.get(&Path::from(APPLYING_PATH)).await {
+            Ok(got) => {
+                let commit: Commit = serde_json::from_slice(&got.bytes().await?)
+                    .map_err(|e| self.err(format!("unreadable {APPLYING_PATH}: {e}")))?;
+                Ok(Some(Applying {
+                    added: commit.added.into_iter().collect(),
+                    removed: commit.removed.into_iter().collect(),
+                }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Finishes committed runs that were interrupted and deletes the staging of runs that never committed.
@@ -218,6 +283,7 @@ impl Lake {
                 self.delete(path).await?;
             }
         }
+        self.delete(APPLYING_PATH).await?;
         Ok((finished, discarded))
     }
 }
@@ -242,6 +308,26 @@ mod tests {
             removed: vec![format!("{run}.parquet")],
             totals: Counts::default(),
         }
+    }
+
+    /// While a commit is applied, each partition is seen as it was before it (until every file it adds is in
+    /// place) or as it is after it (less the files it replaces, not deleted yet); other partitions as they are.
+    #[test]
+    fn a_commit_being_applied_hides_one_state_of_each_partition() {
+        let applying = Applying {
+            added: ["a/1/m", "a/1/n", "b/1/m", "_index/a/1/m.ids"].map(String::from).into(),
+            removed: ["a/1/x", "b/1/x", "b/1/y"].map(String::from).into(),
+        };
+        let listed = ["a/1/m", "a/1/n", "a/1/x", "a/1/old", "b/1/m", "b/1/x", "b/1/y", "c/1/z"];
+        let mut hidden: Vec<String> = applying.hidden(&listed).into_iter().collect();
+        hidden.sort();
+        assert_eq!(hidden, ["a/1/x", "b/1/x", "b/1/y"], "all added files in place: after");
+        let listed = ["a/1/m", "a/1/x", "a/1/old", "b/1/m", "b/1/y"];
+        let mut hidden: Vec<String> = applying.hidden(&listed).into_iter().collect();
+        hidden.sort();
+        assert_eq!(hidden, ["a/1/m", "b/1/y"], "a/1/n not in place yet: a as before");
+        let either = Applying::either(Some(applying), Some(Applying::default())).unwrap();
+        assert_eq!(either.added.len(), 4);
     }
 
     /// A reader that keeps the newest record's name reads it and those after it again, never the ones before.
