@@ -206,21 +206,26 @@ impl LakeTable {
         if statement.is_none() || cache.statement != statement {
             *cache = Listed { statement, dirs: HashMap::new(), applying: None };
         }
-        // A commit applied while the listing goes on shows each partition as it was or is after.
-        let applying = || async { self.lake.applying().await.map_err(|e| DataFusionError::External(Box::new(e))) };
-        let before = applying().await?;
         let missing: Vec<Path> = dirs.iter().filter(|d| !cache.dirs.contains_key(*d)).cloned().collect();
-        let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
-        let fresh: Vec<(Path, Vec<ObjectMeta>)> = stream::iter(missing)
-            .map(|dir| {
-                let store = Arc::clone(&store);
-                async move { Ok::<_, object_store::Error>((dir.clone(), store.list(Some(&dir)).try_collect().await?)) }
-            })
-            .buffer_unordered(concurrency)
-            .try_collect()
-            .await?;
-        cache.dirs.extend(fresh.into_iter().map(|(dir, objects)| (dir, Arc::new(objects))));
-        cache.applying = Applying::either(cache.applying.take(), Applying::either(before, applying().await?));
+        if !missing.is_empty() {
+            // A commit applied while the listing goes on shows each partition as it was or is after.
+            let applying = || async { self.lake.applying().await.map_err(|e| DataFusionError::External(Box::new(e))) };
+            let before = applying().await?;
+            let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
+            let fresh: Vec<(Path, Vec<ObjectMeta>)> =
+                stream::iter(missing)
+                    .map(|dir| {
+                        let store = Arc::clone(&store);
+                        async move {
+                            Ok::<_, object_store::Error>((dir.clone(), store.list(Some(&dir)).try_collect().await?))
+                        }
+                    })
+                    .buffer_unordered(concurrency)
+                    .try_collect()
+                    .await?;
+            cache.dirs.extend(fresh.into_iter().map(|(dir, objects)| (dir, Arc::new(objects))));
+            cache.applying = Applying::either(cache.applying.take(), Applying::either(before, applying().await?));
+        }
         let listed: Vec<Arc<Vec<ObjectMeta>>> = dirs.iter().filter_map(|d| cache.dirs.get(d).cloned()).collect();
         let applying = cache.applying.clone();
         drop(cache);
