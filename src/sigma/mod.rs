@@ -598,6 +598,12 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         _ => scope.since,
     };
     let new_files = matches!(scope.changed, Some(Changed::Only { .. }));
+    // The stream's columns, by expression: a correlation's column whose expression the stream holds already is read
+    // under that name. The same values twice under two names broke the correlations under Ballista: a window
+    // partitioned by one, over input sorted by the other, fails in its executors ("Expects PARTITION BY expression
+    // to be ordered"). It is also a column less to carry.
+    let mut columns: HashMap<String, String> =
+        (EVENT_COLUMNS.split(", ")).filter(|c| !c.contains(' ')).map(|c| (c.to_string(), c.to_string())).collect();
     for r in rules {
         match &r.kind {
             RuleKind::Correlation(f) => {
@@ -605,18 +611,36 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
                     f.earliest.map(|t| DateTime::from_timestamp_micros(t).unwrap_or(DateTime::<Utc>::MIN_UTC));
                 from = from.min(earliest);
                 counted.push(f.counted.clone());
-                correlation_columns.extend(f.scan.iter().cloned());
-                let mut events = format!("SELECT * FROM {SHARED} WHERE {}", f.counted_column);
+                let mut renamed: Vec<(regex::Regex, String)> = Vec::new();
+                for entry in &f.scan {
+                    let Some((expr, name)) = entry.rsplit_once(" AS ") else { continue };
+                    match columns.get(expr) {
+                        Some(existing) => {
+                            let word = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name)))
+                                .expect("a column name is a valid expression");
+                            renamed.push((word, existing.clone()));
+                        }
+                        None => {
+                            columns.insert(expr.to_string(), name.to_string());
+                            correlation_columns.push(entry.clone());
+                        }
+                    }
+                }
+                // Only in the correlation's own SQL, whose literals are numbers and field names.
+                let rename = |sql: &str| {
+                    renamed.iter().fold(sql.to_string(), |s, (w, to)| w.replace_all(&s, to.as_str()).into())
+                };
+                let mut events = format!("SELECT * FROM {SHARED} WHERE {}", rename(&f.counted_column));
                 for layer in &f.layers {
-                    events = format!("SELECT *, {}\n  FROM (\n  {events}\n  ) s", layer.join(",\n    "));
+                    events = format!("SELECT *, {}\n  FROM (\n  {events}\n  ) s", rename(&layer.join(",\n    ")));
                 }
                 branches.push(format!(
                     "SELECT {}, {STREAM_COLUMNS}, {} AS correlation_group, {} AS correlation_count\nFROM (\n  \
                      {events}\n) s\nWHERE {}",
                     head(&r.id, &r.title, &r.level),
-                    f.group_text,
-                    f.count,
-                    f.emits
+                    rename(&f.group_text),
+                    rename(&f.count),
+                    rename(&f.emits)
                 ));
             }
             RuleKind::Detection(condition) => {
@@ -907,7 +931,7 @@ mod tests {
             "only these days: {sql}"
         );
         assert!(sql.contains("c1_d IN (DATE '2024-03-01', DATE '2024-03-02', DATE '2024-03-03')"), "{sql}");
-        assert!(sql.contains("PARTITION BY c1_g0, c1_d)"), "a row per group and day: {sql}");
+        assert!(sql.contains("PARTITION BY sourceipaddress, c1_d)"), "a row per group and day: {sql}");
 
         // Once the run knows the new events' hours: the events within the timespan around them, on their days.
         let mut set = load(&[dir.path().to_path_buf()], None, scope).unwrap();
@@ -963,7 +987,8 @@ mod tests {
         assert_eq!(sql.matches("FROM sigma_stream").count(), 2, "{sql}");
         assert!(sql.contains("unnest(detected) AS rule_index FROM sigma_stream"), "{sql}");
         assert!(sql.contains("SELECT * FROM sigma_stream WHERE c0_in"), "{sql}");
-        assert!(sql.contains("count(*) OVER (PARTITION BY c0_g0 ORDER BY c0_t"), "{sql}");
+        assert!(sql.contains("count(*) OVER (PARTITION BY sourceipaddress ORDER BY c0_t"), "{sql}");
+        assert!(!sql.contains("sourceipaddress AS c0_g0"), "the stream has the column already: {sql}");
         assert!(sql.contains("WHERE ((c0_n > 3) AND c0_rn = c0_first)"), "{sql}");
         assert!(sql.contains("true_indices((((lower(eventname) = 'stoplogging')) IS TRUE),\n"), "{sql}");
     }

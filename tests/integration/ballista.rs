@@ -56,6 +56,38 @@ fn views_on_a_standalone_cluster_return_the_local_rows() {
     assert_eq!(csv(&["run", script], true), local);
 }
 
+/// Sigma rules with correlations (an event count and an old aggregation over the same field, and a detection) give
+/// the local rows on a cluster. A correlation's group was once the same column twice in the stream, which
+/// Ballista's executors could not run windows over.
+#[test]
+fn sigma_correlations_on_a_standalone_cluster_return_the_local_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "logsource:\n  product: aws\n  service: cloudtrail\n";
+    let rules = [
+        (
+            "errors",
+            "detection:\n  sel:\n    errorCode|exists: true\n  timeframe: 1h\n  condition: sel | count() by sourceIPAddress > 1\n",
+        ),
+        ("root", "detection:\n  sel:\n    userIdentity.type: Root\n  condition: sel\n"),
+        (
+            "roots",
+            "correlation:\n  type: event_count\n  rules: [root]\n  group-by: [sourceIPAddress]\n  timespan: 1d\n  generate: true\n  condition:\n    gte: 2\n",
+        ),
+    ];
+    for (id, body) in rules {
+        let head = if id == "roots" { "" } else { head };
+        std::fs::write(
+            dir.path().join(format!("{id}.yml")),
+            format!("title: {id}\nid: {id}\nname: {id}\n{head}{body}"),
+        )
+        .unwrap();
+    }
+    let args = ["sigma", dir.path().to_str().unwrap()];
+    let local = csv(&args, false);
+    assert!(local.contains(",errors,") && local.contains("sourceIPAddress="), "a correlation's row: {local}");
+    assert_eq!(csv(&args, true), local);
+}
+
 #[test]
 fn a_bad_cluster_url_is_a_usage_error() {
     let out = run(bin().args(["--ballista", "http://x:1", "query", "SELECT 1", "--lake"]).arg(sample_lake()));
