@@ -219,7 +219,7 @@ pub struct Reporting<'a> {
     pub per_day: Option<Option<&'a BTreeSet<i32>>>,
 }
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
+pub(super) const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// The fused form of one correlation, its columns named `{prefix}_…`; in a run from a start time (microseconds
 /// since the epoch), counting from its timespan before and giving a row at an event from the start on.

@@ -101,8 +101,6 @@ pub fn new_hours_query() -> String {
     format!("SELECT DISTINCT CAST(floor(CAST(eventtime AS BIGINT) / 3600000000.0) AS BIGINT) AS hour FROM {NEW_FILES}")
 }
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
 /// At most this many stretches of time in a scheduler's run's scan for its correlations (new events scattered over
 /// more hours are read by whole days).
 const MAX_STRETCHES: usize = 256;
@@ -613,7 +611,10 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
                 counted.push(f.counted.clone());
                 let mut renamed: Vec<(regex::Regex, String)> = Vec::new();
                 for entry in &f.scan {
-                    let Some((expr, name)) = entry.rsplit_once(" AS ") else { continue };
+                    let Some((expr, name)) = entry.rsplit_once(" AS ") else {
+                        correlation_columns.push(entry.clone());
+                        continue;
+                    };
                     match columns.get(expr) {
                         Some(existing) => {
                             let word = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name)))
@@ -708,7 +709,9 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
                 Some((condition, stretches)) => {
                     conditions.push(condition);
                     (stretches.iter())
-                        .flat_map(|(a, b)| a.div_euclid(MICROS_PER_DAY)..=(b - 1).div_euclid(MICROS_PER_DAY))
+                        .flat_map(|(a, b)| {
+                            a.div_euclid(correlate::MICROS_PER_DAY)..=(b - 1).div_euclid(correlate::MICROS_PER_DAY)
+                        })
                         .filter_map(|d| i32::try_from(d).ok())
                         .collect()
                 }
