@@ -33,7 +33,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::col;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, TryFutureExt, TryStreamExt, stream};
 use object_store::ObjectMeta;
 use object_store::path::Path;
 use trailsql_lake::Lake;
@@ -208,11 +208,8 @@ impl LakeTable {
         }
         let missing: Vec<Path> = dirs.iter().filter(|d| !cache.dirs.contains_key(*d)).cloned().collect();
         if !missing.is_empty() {
-            // A commit applied while the listing goes on shows each partition as it was or is after.
-            let applying = || async { self.lake.applying().await.map_err(|e| DataFusionError::External(Box::new(e))) };
-            let before = applying().await?;
             let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
-            let fresh: Vec<(Path, Vec<ObjectMeta>)> =
+            let listing =
                 stream::iter(missing)
                     .map(|dir| {
                         let store = Arc::clone(&store);
@@ -221,10 +218,12 @@ impl LakeTable {
                         }
                     })
                     .buffer_unordered(concurrency)
-                    .try_collect()
-                    .await?;
+                    .try_collect::<Vec<(Path, Vec<ObjectMeta>)>>()
+                    .map_err(trailsql_lake::Error::from);
+            let (fresh, applying) =
+                self.lake.while_applying(listing).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
             cache.dirs.extend(fresh.into_iter().map(|(dir, objects)| (dir, Arc::new(objects))));
-            cache.applying = Applying::either(cache.applying.take(), Applying::either(before, applying().await?));
+            cache.applying = Applying::either(cache.applying.take(), applying);
         }
         let listed: Vec<Arc<Vec<ObjectMeta>>> = dirs.iter().filter_map(|d| cache.dirs.get(d).cloned()).collect();
         let applying = cache.applying.clone();

@@ -286,7 +286,7 @@ impl Checkpoint {
         let mut keep = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let mut h = blake3::Hasher::new_keyed(&key);
-            let day = (!times.is_null(i)).then(|| times.value(i).div_euclid(86_400_000_000));
+            let day = (!times.is_null(i)).then(|| times.value(i).div_euclid(super::correlate::MICROS_PER_DAY));
             let date = day.and_then(|d| i32::try_from(d).ok()).map_or_else(|| "unknown".to_string(), day_date);
             let place = if group.is_null(i) {
                 h.update(b"detection");

@@ -185,9 +185,18 @@ fn counts_around(rules: &[Rule]) -> Option<u64> {
     arounds?.into_iter().max()
 }
 
-/// The stretches of time `[start, end)` (microseconds since the epoch) that hold every event within `around`
-/// seconds of these hours, merged; `None` for too many.
-fn stretches(hours: &BTreeSet<i64>, around: u64) -> Option<Vec<(i64, i64)>> {
+/// Where a scheduler's run reads the events its correlations count: the new events' hours and the timespans around
+/// them (the files are sorted by time: the scan skips the pages of other times).
+struct Stretches {
+    /// On `eventtime`.
+    condition: String,
+    /// The days they cover, for the partition column.
+    days: BTreeSet<i32>,
+}
+
+/// The stretches of time `[start, end)` that hold every event within `around` seconds of these hours, merged;
+/// `None` for none or too many, or for a time SQL cannot write.
+fn stretches(hours: &BTreeSet<i64>, around: u64) -> Option<Stretches> {
     const HOUR: i64 = 3_600_000_000;
     let around = i64::try_from(around).ok()?.checked_mul(1_000_000)?;
     let mut merged: Vec<(i64, i64)> = Vec::new();
@@ -199,18 +208,18 @@ fn stretches(hours: &BTreeSet<i64>, around: u64) -> Option<Vec<(i64, i64)>> {
             _ => merged.push((start, end)),
         }
     }
-    (merged.len() <= MAX_STRETCHES).then_some(merged)
-}
-
-/// Stretches of time as a condition on `eventtime`; `None` for none, or for a time SQL cannot write.
-fn in_stretches(stretches: &[(i64, i64)]) -> Option<String> {
+    if merged.is_empty() || merged.len() > MAX_STRETCHES {
+        return None;
+    }
     let time = |t: i64| DateTime::from_timestamp_micros(t).filter(|t| (1900..=2200).contains(&t.year())).map(moment);
-    let each: Option<Vec<String>> = (stretches.iter())
+    let each: Vec<String> = (merged.iter())
         .map(|(a, b)| {
             Some(format!("(eventtime >= TIMESTAMP '{}' AND eventtime < TIMESTAMP '{}')", time(*a)?, time(*b)?))
         })
-        .collect();
-    each.filter(|e| !e.is_empty()).map(|e| format!("({})", e.join("\n    OR ")))
+        .collect::<Option<_>>()?;
+    let day = |t: i64| t.div_euclid(correlate::MICROS_PER_DAY);
+    let days = merged.iter().flat_map(|(a, b)| day(*a)..=day(b - 1)).filter_map(|d| i32::try_from(d).ok()).collect();
+    Some(Stretches { condition: format!("({})", each.join("\n    OR ")), days })
 }
 
 /// The levels of Sigma, lowest first, for `--level`.
@@ -596,10 +605,7 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         _ => scope.since,
     };
     let new_files = matches!(scope.changed, Some(Changed::Only { .. }));
-    // The stream's columns, by expression: a correlation's column whose expression the stream holds already is read
-    // under that name. The same values twice under two names broke the correlations under Ballista: a window
-    // partitioned by one, over input sorted by the other, fails in its executors ("Expects PARTITION BY expression
-    // to be ordered"). It is also a column less to carry.
+    // The stream's columns, by expression (see `correlation_branch`).
     let mut columns: HashMap<String, String> =
         (EVENT_COLUMNS.split(", ")).filter(|c| !c.contains(' ')).map(|c| (c.to_string(), c.to_string())).collect();
     for r in rules {
@@ -609,40 +615,7 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
                     f.earliest.map(|t| DateTime::from_timestamp_micros(t).unwrap_or(DateTime::<Utc>::MIN_UTC));
                 from = from.min(earliest);
                 counted.push(f.counted.clone());
-                let mut renamed: Vec<(regex::Regex, String)> = Vec::new();
-                for entry in &f.scan {
-                    let Some((expr, name)) = entry.rsplit_once(" AS ") else {
-                        correlation_columns.push(entry.clone());
-                        continue;
-                    };
-                    match columns.get(expr) {
-                        Some(existing) => {
-                            let word = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name)))
-                                .expect("a column name is a valid expression");
-                            renamed.push((word, existing.clone()));
-                        }
-                        None => {
-                            columns.insert(expr.to_string(), name.to_string());
-                            correlation_columns.push(entry.clone());
-                        }
-                    }
-                }
-                // Only in the correlation's own SQL, whose literals are numbers and field names.
-                let rename = |sql: &str| {
-                    renamed.iter().fold(sql.to_string(), |s, (w, to)| w.replace_all(&s, to.as_str()).into())
-                };
-                let mut events = format!("SELECT * FROM {SHARED} WHERE {}", rename(&f.counted_column));
-                for layer in &f.layers {
-                    events = format!("SELECT *, {}\n  FROM (\n  {events}\n  ) s", rename(&layer.join(",\n    ")));
-                }
-                branches.push(format!(
-                    "SELECT {}, {STREAM_COLUMNS}, {} AS correlation_group, {} AS correlation_count\nFROM (\n  \
-                     {events}\n) s\nWHERE {}",
-                    head(&r.id, &r.title, &r.level),
-                    rename(&f.group_text),
-                    rename(&f.count),
-                    rename(&f.emits)
-                ));
+                branches.push(correlation_branch(r, f, &mut columns, &mut correlation_columns));
             }
             RuleKind::Detection(condition) => {
                 match &r.event_names {
@@ -689,7 +662,7 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         );
     }
     let mut scan = vec![EVENT_COLUMNS.to_string()];
-    if let Some(Changed::Only { days, hours, .. }) = scope.changed.as_ref().filter(|_| new_files) {
+    if let Some(Changed::Only { days, hours, .. }) = &scope.changed {
         if let Some(detected) = detected {
             let keep = std::mem::take(&mut kept);
             streams.push(stream(
@@ -702,18 +675,10 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         }
         if !counted.is_empty() {
             let mut conditions = scope.conditions(from);
-            let around = hours.as_ref().zip(counts_around(rules)).and_then(|(h, s)| stretches(h, s));
-            let read: BTreeSet<i32> = match around.and_then(|s| Some((in_stretches(&s)?, s))) {
-                // The new events' hours and the timespans around them (the files are sorted by time: the scan
-                // skips the pages of other times).
-                Some((condition, stretches)) => {
-                    conditions.push(condition);
-                    (stretches.iter())
-                        .flat_map(|(a, b)| {
-                            a.div_euclid(correlate::MICROS_PER_DAY)..=(b - 1).div_euclid(correlate::MICROS_PER_DAY)
-                        })
-                        .filter_map(|d| i32::try_from(d).ok())
-                        .collect()
+            let read = match hours.as_ref().zip(counts_around(rules)).and_then(|(h, s)| stretches(h, s)) {
+                Some(read) => {
+                    conditions.push(read.condition);
+                    read.days
                 }
                 // The days of the windows that give rows on the changed days and those their timespans reach after
                 // them.
@@ -735,6 +700,51 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
         streams.push(stream(SHARED, &scan, TABLE, scope.conditions(from), kept));
     }
     format!("WITH {}\nSELECT * FROM (\n{}\n) sigma\n{ORDER}", streams.join(",\n"), branches.join("\nUNION ALL\n"))
+}
+
+/// A correlation's branch of the fused query, over the shared stream; the columns it adds to the stream's.
+///
+/// A column whose expression the stream holds already (an event column, another correlation's) is read under that
+/// name, renamed in the correlation's own SQL, whose literals are numbers and field names. The same values twice
+/// under two names broke the correlations under Ballista: a window partitioned by one, over input sorted by the
+/// other, fails in its executors ("Expects PARTITION BY expression to be ordered"). It is also a column less to
+/// carry.
+fn correlation_branch(
+    r: &Rule,
+    f: &correlate::Fused,
+    columns: &mut HashMap<String, String>,
+    added: &mut Vec<String>,
+) -> String {
+    let mut renamed: Vec<(regex::Regex, String)> = Vec::new();
+    for entry in &f.scan {
+        let Some((expr, name)) = entry.rsplit_once(" AS ") else {
+            added.push(entry.clone());
+            continue;
+        };
+        match columns.get(expr) {
+            Some(existing) => {
+                let word = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name)))
+                    .expect("a column name is a valid expression");
+                renamed.push((word, existing.clone()));
+            }
+            None => {
+                columns.insert(expr.to_string(), name.to_string());
+                added.push(entry.clone());
+            }
+        }
+    }
+    let rename = |sql: &str| renamed.iter().fold(sql.to_string(), |s, (w, to)| w.replace_all(&s, to.as_str()).into());
+    let mut events = format!("SELECT * FROM {SHARED} WHERE {}", rename(&f.counted_column));
+    for layer in &f.layers {
+        events = format!("SELECT *, {}\n  FROM (\n  {events}\n  ) s", rename(&layer.join(",\n    ")));
+    }
+    format!(
+        "SELECT {}, {STREAM_COLUMNS}, {} AS correlation_group, {} AS correlation_count\nFROM (\n  {events}\n) s\nWHERE {}",
+        head(&r.id, &r.title, &r.level),
+        rename(&f.group_text),
+        rename(&f.count),
+        rename(&f.emits)
+    )
 }
 
 /// A stream of the fused query: `name AS (SELECT columns FROM table WHERE conditions AND (one of keep))`.
@@ -950,7 +960,7 @@ mod tests {
         let stretch =
             "(eventtime >= TIMESTAMP '2024-02-28T10:00:00Z' AND eventtime < TIMESTAMP '2024-03-03T16:00:00Z')";
         assert!(correlations.contains(&format!("  AND ({stretch})\n")), "one stretch, merged: {sql}");
-        assert_eq!(stretches(&BTreeSet::from([0, 10]), 1_800).unwrap().len(), 2);
+        assert_eq!(stretches(&BTreeSet::from([0, 10]), 1_800).unwrap().condition.matches("eventtime >=").count(), 2);
         assert!(stretches(&(0..1_000).map(|h| h * 10).collect(), 60).is_none(), "too many: whole days");
     }
 

@@ -136,14 +136,8 @@ pub type Manifest = HashMap<String, SourceEntry>;
 impl Lake {
     /// All commit records, oldest first, with their sequence numbers.
     pub async fn commits(&self) -> Result<Vec<(u64, Commit)>> {
-        let mut out = Vec::new();
-        for (path, _) in self.list(MANIFEST_DIR).await? {
-            let Some(name) = path.rsplit('/').next().and_then(|n| n.strip_suffix(".json")) else { continue };
-            let Some(seq) = name.split('-').next().and_then(|s| s.parse::<u64>().ok()) else { continue };
-            out.push((seq, self.commit(&path).await?));
-        }
-        out.sort_by_key(|(seq, _)| *seq);
-        Ok(out)
+        let seq = |name: &str| name.split('-').next()?.parse::<u64>().ok();
+        Ok(self.commits_from(None).await?.into_iter().filter_map(|(name, c)| Some((seq(&name)?, c))).collect())
     }
 
     /// The commit records from the one named `from` (included) on, oldest first, by name; all of them without
@@ -220,8 +214,16 @@ impl Lake {
         self.delete(APPLYING_PATH).await
     }
 
+    /// A listing of the lake's data files, with the commits being applied when it began and when it ended (a run
+    /// may begin or end applying one while a listing goes on), for [`Applying::hidden`].
+    pub async fn while_applying<T>(&self, listing: impl Future<Output = Result<T>>) -> Result<(T, Option<Applying>)> {
+        let before = self.applying().await?;
+        let listed = listing.await?;
+        Ok((listed, Applying::either(before, self.applying().await?)))
+    }
+
     /// The commit a run is applying, if one is.
-    pub async fn applying(&self) -> Result<Option<Applying>> {
+    async fn applying(&self) -> Result<Option<Applying>> {
         match self.store.get(&Path::from(APPLYING_PATH)).await {
             Ok(got) => {
                 let commit: Commit = serde_json::from_slice(&got.bytes().await?)

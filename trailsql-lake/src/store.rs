@@ -12,7 +12,6 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use crate::error::{Error, Result};
 use crate::layout::{ACCOUNT_DIR_PREFIX, DATA_EXT, PartitionKey, is_data_file};
 use crate::lock::LockTiming;
-use crate::manifest::Applying;
 
 /// A lake: an object store rooted at the lake's location.
 #[derive(Clone)]
@@ -133,11 +132,8 @@ impl Lake {
         } else {
             accounts.iter().map(|a| format!("{ACCOUNT_DIR_PREFIX}{a}/")).collect()
         };
-        // A commit applied while the listing goes on shows each partition as it was or is after.
-        let before = self.applying().await?;
-        let listings: Vec<Vec<(String, u64)>> =
-            futures::stream::iter(dirs.iter().map(|d| self.list(d))).buffer_unordered(8).try_collect().await?;
-        let applying = Applying::either(before, self.applying().await?);
+        let listing = futures::stream::iter(dirs.iter().map(|d| self.list(d))).buffer_unordered(8).try_collect();
+        let (listings, applying): (Vec<Vec<(String, u64)>>, _) = self.while_applying(listing).await?;
         let files: Vec<(String, u64)> =
             listings.into_iter().flatten().filter(|(p, _)| is_data_file(p.rsplit('/').next().unwrap_or(""))).collect();
         let hidden = applying.map(|a| a.hidden(&files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>()));
