@@ -414,15 +414,14 @@ fn item(it: &DetectionItem) -> Compiled<String> {
         };
     }
     if it.values.is_empty() {
-        return Ok("false".into());
-    }
-    if m.neq && it.values.len() > 1 && !m.all {
-        // Different from one of the values (pySigma's reading: true of any event with two distinct values), or
-        // from all of them? The rule must say: `|neq|all`.
-        return unsupported(format!("{name}|neq with several values and without |all"));
+        return Ok(if m.neq { "true" } else { "false" }.into());
     }
     let parts = it.values.iter().map(|v| value(&t, name, &m, v)).collect::<Compiled<Vec<_>>>()?;
-    Ok(if m.all { all(parts) } else { any(parts) })
+    let holds = if m.all { all(parts) } else { any(parts) };
+    // `|neq` negates the whole item, its values joined as without it (OR, AND with `|all`): "the field is different
+    // from the specified values", as pySigma reads it. Where the field is absent the item does not hold, so its
+    // negation does, as `not` of a selection.
+    Ok(if m.neq { format!("(NOT {holds})") } else { holds })
 }
 
 /// Whether a field has no value (NULL, or nothing at a payload path): always true or false.
@@ -433,21 +432,11 @@ fn absent(t: &Target) -> String {
     }
 }
 
-/// One value's comparison with a field: always true or false.
-///
-/// `|neq` holds where the field has a value and the comparison does not hold (`NOT` of a comparison would hold where
-/// the field is absent, which in Sigma matches nothing); on a payload path, where one of the values differs.
+/// One value's comparison with a field (as if without `|neq`, which `item` applies): always true or false.
 fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
     let expr = &t.expr;
-    let differs = |comparison: String, present: &[&str]| -> String {
-        if !m.neq {
-            return comparison;
-        }
-        let present: Vec<String> = present.iter().map(|p| format!("({p} IS NOT NULL)")).collect();
-        format!("({} AND (({comparison}) IS NOT TRUE))", present.join(" AND "))
-    };
     let text = match v {
-        SigmaValue::Null => return Ok(if m.neq { format!("(NOT {})", absent(t)) } else { absent(t) }),
+        SigmaValue::Null => return Ok(absent(t)),
         SigmaValue::Bool(b) => SigmaString::new(&b.to_string()),
         SigmaValue::Integer(i) => SigmaString::new(&i.to_string()),
         SigmaValue::Float(f) => SigmaString::new(&f.to_string()),
@@ -458,7 +447,7 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         (false, Some(part)) => return unsupported(format!("{name}|{part}: {name} is not a time")),
         _ => {}
     }
-    // `|fieldref`'s other field: `|neq` needs it to have a value too, and each of its values is compared.
+    // `|fieldref`'s other field: each of its values is compared.
     let mut other: Option<Target> = None;
     let sql = if let Some(part) = m.time_part {
         // `date_part` of a UTC time: the part in UTC, as CloudTrail writes it; `week` is ISO 8601's (1 to 53).
@@ -526,8 +515,8 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         any(variants.iter().map(|s| string_match(t, m, s)).collect())
     };
     let sql = match &other {
-        Some(o) => o.any(differs(sql, &[expr, &o.expr])),
-        None => differs(sql, &[expr]),
+        Some(o) => o.any(sql),
+        None => sql,
     };
     Ok(never_null(&t.any(sql)))
 }
@@ -674,10 +663,11 @@ fn contained_text(s: &SigmaString, m: &Mods) -> Option<String> {
     parts.iter().map(|p| if let StringPart::Plain(t) = p { Some(t.as_str()) } else { None }).collect()
 }
 
-/// Keywords: a search of the event's text (its top-level text and JSON columns, and what no column holds), each
-/// value found in one of them.
+/// Keywords: a search of the event's text, each value found in one of its text fields: the top-level text and JSON
+/// columns, the text members of `userIdentity`, `tlsDetails` and of each of the `resources`, and what no column
+/// holds (`unmapped`). A JSON text is searched for the value as JSON writes it (a quote as `\"`).
 ///
-/// Column by column, not in one concatenation of them: a keyword is found within a value, never across two, and
+/// Field by field, not in one concatenation of them: a keyword is found within a value, never across two, and
 /// concatenating every text column of every event was a fifth of a rule directory's time.
 fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
     let m = mods(modifiers)?;
@@ -686,17 +676,11 @@ fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
             "keywords with a modifier other than |all, |cased, |contains, |startswith, |endswith, |windash",
         );
     }
-    let columns: Vec<Target> = EVENT
-        .iter()
-        .filter(|f| matches!(f.kind, Kind::Text | Kind::Json))
-        .map(|f| schema::column_name(f.key))
-        .chain(std::iter::once(schema::UNMAPPED.to_string()))
-        .map(|expr| Target::of(expr, false))
-        .collect();
     let search = Mods { contains: true, ..m };
+    let fields = text_fields();
     let found = |s: SigmaString| -> Compiled<String> {
         let variants = if m.windash { windash(&s, "keyword")? } else { vec![s] };
-        let each = variants.iter().flat_map(|s| columns.iter().map(|c| never_null(&string_match(c, &search, s))));
+        let each = variants.iter().flat_map(|s| fields.iter().map(|t| never_null(&t.any(string_match(t, &search, s)))));
         Ok(any(each.collect()))
     };
     let parts: Vec<String> = values
@@ -708,6 +692,25 @@ fn keywords(values: &[SigmaValue], modifiers: &[Modifier]) -> Compiled<String> {
         })
         .collect::<Compiled<_>>()?;
     Ok(if search.all { all(parts) } else { any(parts) })
+}
+
+/// Every text field of an event as a keyword search reads it: the schema's text and JSON members at any depth
+/// (times and booleans are not text), then `unmapped`.
+fn text_fields() -> Vec<Target> {
+    fn walk(prefix: &str, fields: &[Field], out: &mut Vec<Target>) {
+        for f in fields {
+            let name = format!("{prefix}{}", f.key);
+            match f.kind {
+                Kind::Text | Kind::Json => out.push(target(&name).expect("a field of the schema has a target")),
+                Kind::Struct(inner) | Kind::List(inner) => walk(&format!("{name}."), inner, out),
+                Kind::Bool(_) | Kind::Time => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", EVENT, &mut out);
+    out.push(Target::of(schema::UNMAPPED.to_string(), true));
+    out
 }
 
 #[cfg(test)]
@@ -811,28 +814,27 @@ mod tests {
     }
 
     #[test]
-    fn neq_holds_where_the_field_has_another_value() {
+    fn neq_negates_the_item_and_holds_where_the_field_is_absent() {
         let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n")));
-        assert_eq!(
-            c("errorCode|neq: AccessDenied").unwrap(),
-            "((((errorcode IS NOT NULL) AND (((lower(errorcode) = 'accessdenied')) IS NOT TRUE))) IS TRUE)"
-        );
-        let both = c("errorCode|neq|all: [A, B]").unwrap();
-        assert!(both.contains("'a')) IS NOT TRUE") && both.contains("'b')) IS NOT TRUE") && both.contains(") AND ("));
-        assert_eq!(c("errorCode|neq: [A, B]").unwrap_err().0, "errorCode|neq with several values and without |all");
+        assert_eq!(c("errorCode|neq: AccessDenied").unwrap(), "(NOT (((lower(errorcode) = 'accessdenied')) IS TRUE))");
+        // Different from every value; with `|all`, not equal to all of them at once.
+        let every = c("errorCode|neq: [A, B]").unwrap();
+        assert!(every.starts_with("(NOT ((((lower(errorcode) = 'a')) IS TRUE) OR "), "{every}");
+        let at_once = c("errorCode|neq|all: [A, B]").unwrap();
+        assert!(at_once.starts_with("(NOT ((((lower(errorcode) = 'a')) IS TRUE) AND "), "{at_once}");
         assert_eq!(c("errorCode|neq: null").unwrap(), "(NOT (errorcode IS NULL))");
-        // Against another field: both have a value, and they differ.
         assert_eq!(
             c("userIdentity.userName|neq|fieldref: userAgent").unwrap(),
-            "((((useridentity['username'] IS NOT NULL) AND (useragent IS NOT NULL) AND \
-             (((lower(useridentity['username']) = lower(useragent))) IS NOT TRUE))) IS TRUE)"
+            "(NOT (((lower(useridentity['username']) = lower(useragent))) IS TRUE))"
         );
-        // On a payload path, one of its values differs.
-        assert!(c("requestParameters.a|neq: x").unwrap().starts_with(
-            "((any_element(json_values(requestparameters, 'a'), ((element() IS NOT NULL) AND (((lower(element())"
-        ));
+        // On a payload path, none of its values.
+        assert!(
+            c("requestParameters.a|neq: x")
+                .unwrap()
+                .starts_with("(NOT ((any_element(json_values(requestparameters, 'a')")
+        );
         let cidr = c("sourceIPAddress|neq|cidr: 10.0.0.0/8").unwrap();
-        assert!(cidr.contains("((ip_in_cidr(sourceipaddress, '10.0.0.0/8')) IS NOT TRUE)"), "{cidr}");
+        assert!(cidr.contains("(NOT ((ip_in_cidr(sourceipaddress, '10.0.0.0/8')) IS TRUE))"), "{cidr}");
         assert_eq!(c("errorCode|neq|exists: true").unwrap_err().0, "|neq with |exists or a comparison");
         assert_eq!(c("eventVersion|neq|gt: 1").unwrap_err().0, "|neq with |exists or a comparison");
     }
@@ -842,7 +844,7 @@ mod tests {
         let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n")));
         assert_eq!(c("eventTime|hour: 3").unwrap(), "(((date_part('hour', eventtime) = 3)) IS TRUE)");
         assert_eq!(c("eventTime|week|gte: 50").unwrap(), "(((date_part('week', eventtime) >= 50)) IS TRUE)");
-        assert!(c("eventTime|day|neq: 1").unwrap().contains("((date_part('day', eventtime) = 1)) IS NOT TRUE"));
+        assert!(c("eventTime|day|neq: 1").unwrap().contains("(NOT (((date_part('day', eventtime) = 1)) IS TRUE))"));
         assert!(c("userIdentity.sessionContext.attributes.creationDate|year: 2024").is_ok());
         assert_eq!(c("eventTime|hour: noon").unwrap_err().0, "eventTime|hour with a value that is not a whole number");
         assert_eq!(c("eventName|month: 3").unwrap_err().0, "eventName|month: eventName is not a time");

@@ -15,40 +15,6 @@ use crate::common::*;
 
 const VIEWS: [&str; 5] =
     ["assume_root_events", "assume_root_key_use", "privileged_sessions", "privileged_session_summary", "root_activity"];
-const PACKAGES: [&str; 3] = ["duckdb==2.0.1", "pyspark==4.3.0", "sqlglot==30.31.0"];
-
-/// A Python with the engines' packages: `TRAILSQL_PYTHON`, else a virtual environment in the user's cache, made
-/// here when it is missing.
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("TRAILSQL_PYTHON") {
-                return PathBuf::from(p);
-            }
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-            let venv = home.join(".cache/trailsql-venv");
-            let py = venv.join("bin/python");
-            let ready = |py: &Path| {
-                Command::new(py)
-                    .args(["-c", "import duckdb, pyspark, sqlglot"])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            };
-            if !ready(&py) {
-                let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
-                assert!(
-                    made.is_ok_and(|s| s.success()),
-                    "the engine tests need python3 with venv (Debian: apt-get install python3 python3-venv)"
-                );
-                let pip = Command::new(&py).args(["-m", "pip", "install", "-q"]).args(PACKAGES).status();
-                assert!(pip.is_ok_and(|s| s.success()), "pip could not install {PACKAGES:?} into {}", venv.display());
-            }
-            py
-        })
-        .clone()
-}
-
 fn java_present() {
     let java = Command::new("java").arg("-version").output();
     assert!(

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -61,21 +62,28 @@ fn ipv4_in(ip: &str, net: [u8; 4], bits: u32) -> bool {
     u32::from(ip) & mask == u32::from(std::net::Ipv4Addr::from(net)) & mask
 }
 
-/// The event's text the way keywords search it: its top-level values that are text or JSON payloads.
+/// The event's text the way keywords search it: its top-level values that are text or JSON payloads (the payloads
+/// as JSON text), and the text members of the structures and lists (`userIdentity`, `resources`, …) at any depth.
 fn searchable(e: &Value) -> String {
-    use trailsql_lake::schema::{EVENT, Kind};
-    let Some(o) = e.as_object() else { return String::new() };
-    o.iter()
-        .filter(|(k, _)| {
-            EVENT
-                .iter()
-                .find(|f| f.key.eq_ignore_ascii_case(k))
-                .is_none_or(|f| matches!(f.kind, Kind::Text | Kind::Json))
-        })
-        .map(|(_, v)| v.as_str().map_or_else(|| v.to_string(), String::from))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    use trailsql_lake::schema::{EVENT, Field, Kind};
+    fn texts(v: &Value, kind: Option<Kind>, out: &mut Vec<String>) {
+        match (v, kind) {
+            (Value::Null, _) | (_, Some(Kind::Bool(_) | Kind::Time)) => {}
+            (Value::Array(items), Some(Kind::List(members))) => {
+                items.iter().for_each(|i| texts(i, Some(Kind::Struct(members)), out))
+            }
+            (Value::Object(o), Some(Kind::Struct(members))) => {
+                for (k, v) in o {
+                    let member = members.iter().find(|f: &&Field| f.key.eq_ignore_ascii_case(k));
+                    texts(v, Some(member.map_or(Kind::Json, |f| f.kind)), out);
+                }
+            }
+            _ => out.push(v.as_str().map_or_else(|| v.to_string(), String::from)),
+        }
+    }
+    let mut out = Vec::new();
+    texts(e, Some(Kind::Struct(EVENT)), &mut out);
+    out.join(" ").to_lowercase()
 }
 
 type Meaning = fn(&Value) -> bool;
@@ -165,6 +173,22 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             searchable(e).contains("sendcommand")
         }),
         (
+            // A hunt for a leaked access key: its ID is in the callers' identity, and in no payload.
+            "leaked_access_key_keyword",
+            "detection:\n  keywords:\n    - AKIAW9X2Q2U25SK79UCX\n  condition: keywords\nlevel: high\n",
+            |e| searchable(e).contains("akiaw9x2q2u25sk79ucx"),
+        ),
+        (
+            // A resource's ARN, in the event's `resources` list alone.
+            "resource_keyword",
+            "detection:\n  keywords:\n    - 'arn:aws:ssm:cn-west-3r:933175858973:parameter/credentials/stratus-red-team/credentials-15'\n  condition: keywords\nlevel: low\n",
+            |e| {
+                searchable(e).contains(
+                    "arn:aws:ssm:cn-west-3r:933175858973:parameter/credentials/stratus-red-team/credentials-15",
+                )
+            },
+        ),
+        (
             "private_networks_cidr",
             "detection:\n  sel:\n    sourceIPAddress|cidr:\n      - 10.0.0.0/8\n      - 172.16.0.0/12\n      - 192.168.0.0/16\n  condition: sel\nlevel: informational\n",
             |e| {
@@ -214,34 +238,49 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             },
         ),
         (
-            "s3_errors_other_than_denied",
+            // `|neq` negates the item: an S3 call without an error code is one "different from" AccessDenied.
+            "s3_calls_other_than_denied",
             "detection:\n  sel:\n    eventSource: s3.amazonaws.com\n    errorCode|neq: accessdenied\n  condition: sel\nlevel: low\n",
             |e| {
                 is(e, &["eventSource"], "s3.amazonaws.com")
-                    && text(e, &["errorCode"]).is_some_and(|c| !c.eq_ignore_ascii_case("AccessDenied"))
+                    && !text(e, &["errorCode"]).is_some_and(|c| c.eq_ignore_ascii_case("AccessDenied"))
             },
         ),
         (
+            // Different from every value of the list.
             "iam_calls_but_the_usual_reads",
-            "detection:\n  sel:\n    eventSource: iam.amazonaws.com\n    eventName|neq|all:\n      - GetUser\n      - ListRolePolicies\n      - GetRole\n  condition: sel\nlevel: low\n",
+            "detection:\n  sel:\n    eventSource: iam.amazonaws.com\n    eventName|neq:\n      - GetUser\n      - ListRolePolicies\n      - GetRole\n  condition: sel\nlevel: low\n",
             |e| {
                 is(e, &["eventSource"], "iam.amazonaws.com")
-                    && text(e, &["eventName"]).is_some_and(|n| {
-                        !["GetUser", "ListRolePolicies", "GetRole"].iter().any(|u| n.eq_ignore_ascii_case(u))
+                    && !text(e, &["eventName"]).is_some_and(|n| {
+                        ["GetUser", "ListRolePolicies", "GetRole"].iter().any(|u| n.eq_ignore_ascii_case(u))
                     })
             },
         ),
         (
-            // Both names present, and different.
+            // With `|all`, not all of them at once: a user agent may name one of the two, not both.
+            "iam_calls_not_from_the_cli_through_botocore",
+            "detection:\n  sel:\n    eventSource: iam.amazonaws.com\n    userAgent|neq|contains|all:\n      - aws-cli\n      - botocore\n  condition: sel\nlevel: low\n",
+            |e| {
+                is(e, &["eventSource"], "iam.amazonaws.com")
+                    && !text(e, &["userAgent"]).is_some_and(|a| {
+                        let a = a.to_lowercase();
+                        a.contains("aws-cli") && a.contains("botocore")
+                    })
+            },
+        ),
+        (
+            // No value of the request's user name is the caller's: also where the caller has none (a role), or the
+            // request names none (the caller's own key), as pySigma reads `|neq`.
             "access_key_for_another_named_user",
             "detection:\n  sel:\n    eventName: CreateAccessKey\n    requestParameters.userName|neq|fieldref: userIdentity.userName\n  condition: sel\nlevel: medium\n",
             |e| {
                 is(e, &["eventName"], "CreateAccessKey")
-                    && text(e, &["userIdentity", "userName"]).is_some_and(|caller| {
+                    && !text(e, &["userIdentity", "userName"]).is_some_and(|caller| {
                         payload_values(e, &["requestParameters", "userName"])
                             .iter()
                             .filter_map(|v| v.as_str())
-                            .any(|target| !target.eq_ignore_ascii_case(caller))
+                            .any(|target| target.eq_ignore_ascii_case(caller))
                     })
             },
         ),
@@ -335,6 +374,73 @@ fn rules_match_exactly_what_an_independent_reader_finds_in_the_real_data() {
         assert_eq!(got.get(name).cloned().unwrap_or_default(), want, "{name}");
     }
     assert!(stderr(&out).contains(&format!("sigma: {} rules run", rules().len())), "{}", stderr(&out));
+}
+
+/// The same rules read by pySigma's SQLite backend, the Sigma project's own library (`pysigma_oracle.py`), over the
+/// same events: each detection finds exactly the events it finds. A second reader that shares nothing with ours,
+/// not even our reading of the specification, which the meanings above are written from.
+#[test]
+fn detections_match_what_pysigmas_sqlite_backend_finds_in_the_real_data() {
+    let Some(root) = realdata() else { return };
+    let (input, _) = independent_events(&root);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    convert_lib(&[&root], &lake);
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).unwrap();
+    write_rules(&rules_dir);
+    let events = dir.path().join("events.ndjson");
+    let lines: Vec<String> = input.iter().filter(|e| placeable(e)).map(Value::to_string).collect();
+    std::fs::write(&events, lines.join("\n")).unwrap();
+
+    let out = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&rules_dir));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut ours: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in stdout(&out).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        if let Some(id) = row["eventid"].as_str() {
+            ours.entry(row["rule_id"].as_str().unwrap().to_string()).or_default().insert(id.to_string());
+        }
+    }
+    let oracle = run(Command::new(python())
+        .arg(crate::common::root().join("tests/sigma/pysigma_oracle.py"))
+        .arg(&events)
+        .arg(&rules_dir));
+    assert!(oracle.status.success(), "pysigma_oracle.py: {}", stderr(&oracle));
+    let mut theirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for line in stdout(&oracle).lines() {
+        match line.split('\t').collect::<Vec<_>>()[..] {
+            ["match", rule, id] => {
+                theirs.entry(rule.to_string()).or_default().insert(id.to_string());
+            }
+            ["unsupported", rule, why] => refused.push(format!("{rule}: {why}")),
+            _ => panic!("pysigma_oracle.py printed {line:?}"),
+        }
+    }
+    let mut differ = Vec::new();
+    for (name, _, _) in rules() {
+        if refused.iter().any(|r| r.starts_with(&format!("{name}: "))) {
+            continue;
+        }
+        let (a, b) = (ours.get(name).cloned().unwrap_or_default(), theirs.get(name).cloned().unwrap_or_default());
+        if a != b {
+            let only =
+                |x: &BTreeSet<String>, y: &BTreeSet<String>| x.difference(y).take(3).cloned().collect::<Vec<_>>();
+            differ.push(format!(
+                "{name}: trailsql {} events, pySigma {}; only trailsql {:?}, only pySigma {:?}",
+                a.len(),
+                b.len(),
+                only(&a, &b),
+                only(&b, &a)
+            ));
+        }
+    }
+    // pySigma's parser reads `1 of` and `all of`, not `2 of`: that rule is checked by the reader above alone.
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert!(refused[0].starts_with("two_of_three: SigmaConditionError"), "{refused:#?}");
+    assert!(differ.is_empty(), "{differ:#?}");
+    assert!(theirs.len() + 1 >= rules().len(), "{} of {} rules matched in pySigma", theirs.len(), rules().len());
 }
 
 #[test]

@@ -1,0 +1,122 @@
+"""A second reader of Sigma rules, for the tests of `trailsql sigma`: pySigma's SQLite backend.
+
+pySigma is the Sigma project's own library; its SQLite backend turns a rule into SQL over a table with a column per
+field. This script builds that table from CloudTrail events the way the backend documents it (a column per field a
+rule names, holding the value's text and compared without regard to case; a `fulltext_field` holding every value
+of the event, for keywords), runs each detection rule there and prints `match<TAB>rule_id<TAB>eventID` for every
+match, `unsupported<TAB>rule_id<TAB>reason` for a rule the backend does not convert. Nothing here shares code or
+understanding with trailsql's compiler.
+
+Where a field's path passes through lists, the event gets one row per combination of their values: a condition on
+such a field holds when it holds for one of them, as Sigma reads fields over lists. (A negation of such a field
+then holds where one value fails it, not all: the tests' rules negate no field that has several values.)
+
+    python3 pysigma_oracle.py EVENTS.ndjson RULE_DIR > found.tsv
+"""
+
+import itertools
+import json
+import math
+import pathlib
+import re
+import sqlite3
+import sys
+import uuid
+
+import yaml
+from sigma.backends.sqlite import sqliteBackend
+from sigma.rule import SigmaRule
+
+FULLTEXT = "event_text"
+ROW_ID = "event_row_id"
+# An event whose list fields combine into more rows than this is reported, not silently cut.
+MAX_ROWS = 10_000
+
+
+def member(obj, key):
+    """The value of `key` in a JSON object: the key as spelled, else spelled in another case."""
+    if not isinstance(obj, dict):
+        return None
+    if key in obj:
+        return obj[key]
+    for k, v in obj.items():
+        if k.lower() == key.lower():
+            return v
+    return None
+
+
+def values_at(value, path):
+    """Every value at a dotted path, through lists."""
+    if isinstance(value, list):
+        return [v for item in value for v in values_at(item, path)]
+    if not path:
+        return [] if value is None else [value]
+    return values_at(member(value, path[0]), path[1:])
+
+
+def as_text(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+
+def leaves(v):
+    """Every scalar of a JSON value, as text: what a keyword is searched in."""
+    if isinstance(v, dict):
+        return [t for x in v.values() for t in leaves(x)]
+    if isinstance(v, list):
+        return [t for x in v for t in leaves(x)]
+    return [] if v is None else [as_text(v)]
+
+
+def main():
+    events = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8") if line.strip()]
+    backend = sqliteBackend(fulltext_field=FULLTEXT)
+    rules = []
+    for file in sorted(pathlib.Path(sys.argv[2]).glob("*.yml")):
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        if "correlation" in doc:
+            continue
+        # pySigma wants a UUID as the rule's id; ours are names.
+        name = str(doc["id"])
+        doc["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+        # The backend's own refusals (a condition it cannot parse, a modifier it has no SQL for) are reported, for
+        # the test to account for.
+        try:
+            rule = SigmaRule.from_dict(doc)
+            rules.append((name, rule, backend.required_fields(rule), backend.convert_rule(rule)))
+        except Exception as error:
+            print(f"unsupported\t{name}\t{type(error).__name__}: {error}".replace("\n", " "))
+    fields = sorted({f for _, _, needs, _ in rules for f in needs} - {FULLTEXT})
+
+    db = sqlite3.connect(":memory:")
+    db.create_function("regexp", 2, lambda p, v: v is not None and re.search(p, str(v)) is not None)
+    columns = [ROW_ID] + fields + [FULLTEXT]
+    quoted = ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in columns)
+    db.execute(f"CREATE TABLE logs ({quoted})")
+    for e in events:
+        choices = [[as_text(v) for v in values_at(e, f.split("."))] or [None] for f in fields]
+        combinations = math.prod(len(c) for c in choices)
+        if combinations > MAX_ROWS:
+            sys.exit(f"event {member(e, 'eventID')}: {combinations} combinations of list values")
+        text = "\n".join(leaves(e))
+        for row in itertools.product(*choices):
+            db.execute(
+                f"INSERT INTO logs VALUES ({', '.join('?' * len(columns))})",
+                (member(e, "eventID"), *row, text),
+            )
+
+    for name, _, _, queries in rules:
+        for sql in queries:
+            assert sql.startswith("SELECT * FROM logs WHERE "), sql
+            matched = f"SELECT DISTINCT {ROW_ID} FROM ({sql}) WHERE {ROW_ID} IS NOT NULL"
+            for (event_id,) in db.execute(matched):
+                print(f"match\t{name}\t{event_id}")
+
+
+if __name__ == "__main__":
+    main()
