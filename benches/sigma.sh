@@ -104,7 +104,7 @@ def found(field, value):
     if "[]." not in field:
         return has(field, value)
     items, member = field.split("[].")
-    return f"coalesce(len(list_filter({items}, r -> {has('r.' + member, value)})) > 0, false)"
+    return f"coalesce(len(list_filter({items}, lambda r: {has('r.' + member, value)})) > 0, false)"
 rule("  keywords:\n    - '<YOUR-BUCKET-NAME>'\n  condition: keywords\n",
      " OR ".join(found(f, "<YOUR-BUCKET-NAME>") for f in text_fields))
 # The two aggregations, as their own queries below.
