@@ -848,6 +848,71 @@ fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
     }
 }
 
+/// The correlations read by pySigma's SQLite backend over the same events (`pysigma_oracle.py`): each fires for the
+/// same groups, with the same largest count, first holding at the same time. pySigma gives an absence (`not`
+/// in a temporal condition) when its window has passed, a timespan after the event where trailsql gives it.
+#[test]
+fn correlations_fire_for_the_groups_pysigmas_sqlite_backend_finds() {
+    let Some(root) = realdata() else { return };
+    let case = CorrelationCase::new(&root);
+    let out = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&case.lake).arg(&case.rules));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // pySigma compares group values without regard to case: ours are compared in lower case.
+    let mut ours: BTreeMap<String, BTreeMap<String, (i64, f64)>> = BTreeMap::new();
+    for line in stdout(&out).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let Some(group) = row["correlation_group"].as_str() else { continue };
+        let at = trailsql_lake::time::parse_cloudtrail_time(row["eventtime"].as_str().unwrap()).unwrap();
+        let seen = (row["correlation_count"].as_i64().unwrap(), at as f64 / 1e6);
+        ours.entry(row["rule_id"].as_str().unwrap().to_string()).or_default().insert(group.to_lowercase(), seen);
+    }
+    let events = case._dir.path().join("events.ndjson");
+    let lines: Vec<String> = case.events.iter().map(|(_, e)| e.to_string()).collect();
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let oracle = run(Command::new(python())
+        .arg(crate::common::root().join("tests/sigma/pysigma_oracle.py"))
+        .arg(&events)
+        .arg(&case.rules));
+    assert!(oracle.status.success(), "pysigma_oracle.py: {}", stderr(&oracle));
+    let mut theirs: BTreeMap<String, BTreeMap<String, (i64, f64)>> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for line in stdout(&oracle).lines() {
+        match line.split('\t').collect::<Vec<_>>()[..] {
+            ["group", rule, group, count, first] => {
+                let seen = (count.parse().unwrap(), first.parse().unwrap());
+                theirs.entry(rule.to_string()).or_default().insert(group.to_lowercase(), seen);
+            }
+            ["unsupported", rule, why] => refused.push(format!("{rule}: {why}")),
+            ["match", ..] => {}
+            _ => panic!("pysigma_oracle.py printed {line:?}"),
+        }
+    }
+    // pySigma reads neither the older `| count()` form nor a condition with two bounds (`gte` and `lt`): those
+    // rules are checked by the independent count above alone.
+    refused.sort();
+    let why: Vec<&str> = refused.iter().map(|r| r.split(": ").next().unwrap()).collect();
+    assert_eq!(why, ["error_hours", "legacy_error_burst", "regions_with_many_error_codes"], "{refused:#?}");
+    let mut differ = Vec::new();
+    for (rule, groups) in &ours {
+        if why.contains(&rule.as_str()) {
+            continue;
+        }
+        let later = if *rule == "iam_without_errors" { 300.0 } else { 0.0 };
+        let theirs = theirs.get(rule).cloned().unwrap_or_default();
+        for g in groups.keys().chain(theirs.keys()).collect::<BTreeSet<_>>() {
+            let same = match (groups.get(g), theirs.get(g)) {
+                (Some((n, at)), Some((m, first))) => n == m && (at + later - first).abs() < 1e-3,
+                _ => false,
+            };
+            if !same {
+                differ.push(format!("{rule} {g}: trailsql {:?}, pySigma {:?}", groups.get(g), theirs.get(g)));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "{differ:#?}");
+    assert_eq!(ours.len(), why.len() + 5, "every other correlation compared: {:?}", ours.keys());
+}
+
 /// `--since` and `--until`: the detections give the range's events; a correlation gives a row at an event of the
 /// range, but its windows there count every event of their timespan, before the start too, as a run over all of
 /// the lake would (and a window without a timespan starts at the start).

@@ -14,6 +14,8 @@ then holds where one value fails it, not all: the tests' rules negate no field t
     python3 pysigma_oracle.py EVENTS.ndjson RULE_DIR > found.tsv
 """
 
+import copy
+import datetime
 import itertools
 import json
 import math
@@ -25,10 +27,13 @@ import uuid
 
 import yaml
 from sigma.backends.sqlite import sqliteBackend
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
 from sigma.rule import SigmaRule
 
 FULLTEXT = "event_text"
 ROW_ID = "event_row_id"
+TIME = "event_seconds"
 # An event whose list fields combine into more rows than this is reported, not silently cut.
 MAX_ROWS = 10_000
 
@@ -73,30 +78,66 @@ def leaves(v):
     return [] if v is None else [as_text(v)]
 
 
+def rule_docs(directory):
+    """Every YAML document of the directory's rule files, with a UUID for its id as pySigma wants one (ours are
+    names: kept as the rule's `name`, by which correlations refer to it)."""
+    for file in sorted(pathlib.Path(directory).glob("*.yml")):
+        for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+            name = str(doc["id"])
+            doc.setdefault("name", name)
+            doc["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+            yield name, doc
+
+
+def seconds(event):
+    """The event's time in seconds since 1970, as the backend's correlations read `timestamp_field`."""
+    t = str(member(event, "eventTime")).replace(" ", "T").replace("Z", "+00:00")
+    parsed = datetime.datetime.fromisoformat(t)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
+
+
+def convert_correlation(doc, bases):
+    """The SQL of a correlation: converted in a collection of its own with the detection rules, which the backend
+    converts for it as parts of the correlation's query (a rule it generates alone comes first)."""
+    collection = SigmaCollection(
+        [SigmaRule.from_dict(copy.deepcopy(b)) for b in bases] + [SigmaCorrelationRule.from_dict(copy.deepcopy(doc))]
+    )
+    collection.resolve_rule_references()
+    backend = sqliteBackend(fulltext_field=FULLTEXT, timestamp_field=TIME, timestamp_format="unix")
+    return backend.convert(collection)[-1]
+
+
 def main():
     events = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8") if line.strip()]
-    backend = sqliteBackend(fulltext_field=FULLTEXT)
-    rules = []
-    for file in sorted(pathlib.Path(sys.argv[2]).glob("*.yml")):
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-        if "correlation" in doc:
-            continue
-        # pySigma wants a UUID as the rule's id; ours are names.
-        name = str(doc["id"])
-        doc["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
-        # The backend's own refusals (a condition it cannot parse, a modifier it has no SQL for) are reported, for
-        # the test to account for.
+    backend = sqliteBackend(fulltext_field=FULLTEXT, timestamp_field=TIME, timestamp_format="unix")
+    docs = list(rule_docs(sys.argv[2]))
+    rules, correlations, bases = [], [], []
+    # Detections first: the correlations are converted with those the backend reads. Its own refusals (a
+    # condition it cannot parse, a modifier it has no SQL for) are reported, for the test to account for.
+    for name, doc in sorted(docs, key=lambda d: "correlation" in d[1]):
         try:
-            rule = SigmaRule.from_dict(doc)
-            rules.append((name, rule, backend.required_fields(rule), backend.convert_rule(rule)))
+            if "correlation" in doc:
+                correlations.append((name, doc["correlation"], convert_correlation(doc, bases)))
+            else:
+                rule = SigmaRule.from_dict(copy.deepcopy(doc))
+                rules.append((name, rule, backend.required_fields(rule), backend.convert_rule(rule)))
+                bases.append(doc)
         except Exception as error:
             print(f"unsupported\t{name}\t{type(error).__name__}: {error}".replace("\n", " "))
-    fields = sorted({f for _, _, needs, _ in rules for f in needs} - {FULLTEXT})
+    fields = {f for _, _, needs, _ in rules for f in needs}
+    for _, c, _ in correlations:
+        fields.update(c.get("group-by") or [])
+        # value_count's field.
+        if isinstance(c.get("condition"), dict) and "field" in c["condition"]:
+            fields.add(c["condition"]["field"])
+    fields = sorted(fields - {FULLTEXT})
 
     db = sqlite3.connect(":memory:")
     db.create_function("regexp", 2, lambda p, v: v is not None and re.search(p, str(v)) is not None)
-    columns = [ROW_ID] + fields + [FULLTEXT]
-    quoted = ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in columns)
+    columns = [ROW_ID, TIME] + fields + [FULLTEXT]
+    quoted = ", ".join(f'"{c}" {"REAL" if c == TIME else "TEXT COLLATE NOCASE"}' for c in columns)
     db.execute(f"CREATE TABLE logs ({quoted})")
     for e in events:
         choices = [[as_text(v) for v in values_at(e, f.split("."))] or [None] for f in fields]
@@ -107,7 +148,7 @@ def main():
         for row in itertools.product(*choices):
             db.execute(
                 f"INSERT INTO logs VALUES ({', '.join('?' * len(columns))})",
-                (member(e, "eventID"), *row, text),
+                (member(e, "eventID"), seconds(e), *row, text),
             )
 
     for name, _, _, queries in rules:
@@ -116,6 +157,21 @@ def main():
             matched = f"SELECT DISTINCT {ROW_ID} FROM ({sql}) WHERE {ROW_ID} IS NOT NULL"
             for (event_id,) in db.execute(matched):
                 print(f"match\t{name}\t{event_id}")
+
+    # A correlation gives an alert at each window where its condition holds; by group, the largest count and the
+    # time of the first, as trailsql gives a group's row.
+    for name, c, sql in correlations:
+        groups = {}
+        cursor = db.execute(sql)
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            alert = dict(zip(names, row))
+            keys = json.loads(alert["group_keys"])
+            group = ", ".join(f"{f}={'(null)' if keys.get(f) is None else keys[f]}" for f in c.get("group-by") or [])
+            count, first = groups.get(group, (alert["metric_value"], alert["occurrence_time"]))
+            groups[group] = (max(count, alert["metric_value"]), min(first, alert["occurrence_time"]))
+        for group, (count, first) in sorted(groups.items()):
+            print(f"group\t{name}\t{group}\t{count}\t{first}")
 
 
 if __name__ == "__main__":
