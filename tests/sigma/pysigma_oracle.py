@@ -3,9 +3,10 @@
 pySigma is the Sigma project's own library; its SQLite backend turns a rule into SQL over a table with a column per
 field. This script builds that table from CloudTrail events the way the backend documents it (a column per field a
 rule names, holding the value's text and compared without regard to case; a `fulltext_field` holding every value
-of the event, for keywords), runs each detection rule there and prints `match<TAB>rule_id<TAB>eventID` for every
-match, `unsupported<TAB>rule_id<TAB>reason` for a rule the backend does not convert. Nothing here shares code or
-understanding with trailsql's compiler.
+of the event, for keywords; the time in seconds for correlations), runs each rule there and prints, tab-separated:
+`match rule_id eventID` for every event a detection matches; `group rule_id group count first` for every group a
+correlation fires for, with its largest count and the time of its first alert; `unsupported rule_id reason` for a
+rule the backend does not convert. Nothing here shares code or understanding with trailsql's compiler.
 
 Where a field's path passes through lists, the event gets one row per combination of their values: a condition on
 such a field holds when it holds for one of them, as Sigma reads fields over lists. (A negation of such a field
