@@ -179,6 +179,12 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             |e| searchable(e).contains("akiaw9x2q2u25sk79ucx"),
         ),
         (
+            // Quotes in a keyword: found in a policy document, a string inside the payload, where JSON writes them `\"`.
+            "quoted_keyword",
+            "detection:\n  keywords:\n    - '\"Effect\": \"Allow\"'\n  condition: keywords\nlevel: low\n",
+            |e| searchable(e).contains(r#"\"effect\": \"allow\""#),
+        ),
+        (
             // A resource's ARN, in the event's `resources` list alone.
             "resource_keyword",
             "detection:\n  keywords:\n    - 'arn:aws:ssm:cn-west-3r:933175858973:parameter/credentials/stratus-red-team/credentials-15'\n  condition: keywords\nlevel: low\n",
