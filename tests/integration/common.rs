@@ -185,7 +185,7 @@ pub fn python() -> PathBuf {
                 let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
                 assert!(
                     made.is_ok_and(|s| s.success()),
-                    "the engine tests need python3 with venv (Debian: apt-get install python3 python3-venv)"
+                    "the engine and Sigma tests need python3 with venv (Debian: apt-get install python3 python3-venv)"
                 );
                 let pip = Command::new(&py).args(["-m", "pip", "install", "-q"]).args(PACKAGES).status();
                 assert!(pip.is_ok_and(|s| s.success()), "pip could not install {PACKAGES:?} into {}", venv.display());

@@ -1,5 +1,6 @@
 //! `trailsql sigma`: rules of our own, one or more per construct, run over ../shared/realdata; each rule's matches
-//! must be exactly the events an independent reader of the raw JSON finds with the rule's meaning written in Rust.
+//! must be exactly the events an independent reader of the raw JSON finds with the rule's meaning written in Rust,
+//! and those pySigma's SQLite backend finds with the rule as it is (`tests/sigma/pysigma_oracle.py`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -382,6 +383,14 @@ fn rules_match_exactly_what_an_independent_reader_finds_in_the_real_data() {
     assert!(stderr(&out).contains(&format!("sigma: {} rules run", rules().len())), "{}", stderr(&out));
 }
 
+/// What `tests/sigma/pysigma_oracle.py` prints for the events (one JSON object a line) and the rule directory.
+fn pysigma(events: &Path, rules: &Path) -> String {
+    let script = crate::common::root().join("tests/sigma/pysigma_oracle.py");
+    let out = run(Command::new(python()).arg(script).arg(events).arg(rules));
+    assert!(out.status.success(), "pysigma_oracle.py: {}", stderr(&out));
+    stdout(&out)
+}
+
 /// The same rules read by pySigma's SQLite backend, the Sigma project's own library (`pysigma_oracle.py`), over the
 /// same events: each detection finds exactly the events it finds. A second reader that shares nothing with ours,
 /// not even our reading of the specification, which the meanings above are written from.
@@ -408,14 +417,10 @@ fn detections_match_what_pysigmas_sqlite_backend_finds_in_the_real_data() {
             ours.entry(row["rule_id"].as_str().unwrap().to_string()).or_default().insert(id.to_string());
         }
     }
-    let oracle = run(Command::new(python())
-        .arg(crate::common::root().join("tests/sigma/pysigma_oracle.py"))
-        .arg(&events)
-        .arg(&rules_dir));
-    assert!(oracle.status.success(), "pysigma_oracle.py: {}", stderr(&oracle));
+    let oracle = pysigma(&events, &rules_dir);
     let mut theirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut refused = Vec::new();
-    for line in stdout(&oracle).lines() {
+    for line in oracle.lines() {
         match line.split('\t').collect::<Vec<_>>()[..] {
             ["match", rule, id] => {
                 theirs.entry(rule.to_string()).or_default().insert(id.to_string());
@@ -875,14 +880,10 @@ fn correlations_fire_for_the_groups_pysigmas_sqlite_backend_finds() {
     let events = case._dir.path().join("events.ndjson");
     let lines: Vec<String> = case.events.iter().map(|(_, e)| e.to_string()).collect();
     std::fs::write(&events, lines.join("\n")).unwrap();
-    let oracle = run(Command::new(python())
-        .arg(crate::common::root().join("tests/sigma/pysigma_oracle.py"))
-        .arg(&events)
-        .arg(&case.rules));
-    assert!(oracle.status.success(), "pysigma_oracle.py: {}", stderr(&oracle));
+    let oracle = pysigma(&events, &case.rules);
     let mut theirs: BTreeMap<String, BTreeMap<String, (i64, f64)>> = BTreeMap::new();
     let mut refused = Vec::new();
-    for line in stdout(&oracle).lines() {
+    for line in oracle.lines() {
         match line.split('\t').collect::<Vec<_>>()[..] {
             ["group", rule, group, count, first] => {
                 let seen = (count.parse().unwrap(), first.parse().unwrap());
