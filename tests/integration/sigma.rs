@@ -180,6 +180,46 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             |e| searchable(e).contains("akiaw9x2q2u25sk79ucx"),
         ),
         (
+            // A number and a boolean as YAML writes them match the text CloudTrail writes ("1.08") and its booleans.
+            "typed_values",
+            "detection:\n  sel:\n    eventSource: iam.amazonaws.com\n    eventVersion: 1.08\n    readOnly: false\n  condition: sel\nlevel: low\n",
+            |e| {
+                is(e, &["eventSource"], "iam.amazonaws.com")
+                    && at(e, &["eventVersion"]).is_some_and(|v| v.as_str() == Some("1.08") || v.as_f64() == Some(1.08))
+                    && at(e, &["readOnly"]).is_some_and(|v| {
+                        *v == Value::Bool(false) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("false"))
+                    })
+            },
+        ),
+        (
+            // `null` among other values: the field is absent, or one of them.
+            "sts_denied_or_no_error",
+            "detection:\n  sel:\n    eventSource: sts.amazonaws.com\n    errorCode:\n      - AccessDenied\n      - null\n  condition: sel\nlevel: low\n",
+            |e| {
+                is(e, &["eventSource"], "sts.amazonaws.com")
+                    && text(e, &["errorCode"]).is_none_or(|c| c.eq_ignore_ascii_case("AccessDenied"))
+            },
+        ),
+        (
+            "iam_neither_listing_nor_failing",
+            "detection:\n  a:\n    eventSource: iam.amazonaws.com\n  b:\n    eventName|startswith: List\n  c:\n    errorCode|exists: true\n  condition: a and not (b or c)\nlevel: low\n",
+            |e| {
+                is(e, &["eventSource"], "iam.amazonaws.com")
+                    && !text(e, &["eventName"]).is_some_and(|n| n.to_lowercase().starts_with("list"))
+                    && at(e, &["errorCode"]).is_none_or(Value::is_null)
+            },
+        ),
+        (
+            // A number compared as a number: text would put "900" after "3600".
+            "long_sessions_requested",
+            "detection:\n  sel:\n    requestParameters.durationSeconds|gte: 3600\n  condition: sel\nlevel: low\n",
+            |e| {
+                payload_values(e, &["requestParameters", "durationSeconds"]).iter().any(|v| {
+                    v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())).is_some_and(|n| n >= 3600.0)
+                })
+            },
+        ),
+        (
             // Quotes in a keyword: found in a policy document, a string inside the payload, where JSON writes them `\"`.
             "quoted_keyword",
             "detection:\n  keywords:\n    - '\"Effect\": \"Allow\"'\n  condition: keywords\nlevel: low\n",

@@ -30,7 +30,8 @@ import yaml
 from sigma.backends.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.rule import SigmaRule
+from sigma.rule import SigmaDetection, SigmaRule
+from sigma.types import SigmaCompareExpression
 
 FULLTEXT = "event_text"
 ROW_ID = "event_row_id"
@@ -77,6 +78,23 @@ def leaves(v):
     if isinstance(v, list):
         return [t for x in v for t in leaves(x)]
     return [] if v is None else [as_text(v)]
+
+
+def compared(rule):
+    """The fields a rule compares as numbers (`|lt`, `|gte`, …): their columns hold numbers, as SQLite compares a
+    text with a number as two texts."""
+    def items(detection):
+        for item in detection.detection_items:
+            if isinstance(item, SigmaDetection):
+                yield from items(item)
+            else:
+                yield item
+    return {
+        item.field
+        for detection in rule.detection.detections.values()
+        for item in items(detection)
+        if any(isinstance(v, SigmaCompareExpression) for v in item.value)
+    }
 
 
 def rule_docs(directory):
@@ -134,11 +152,13 @@ def main():
         if isinstance(c.get("condition"), dict) and "field" in c["condition"]:
             fields.add(c["condition"]["field"])
     fields = sorted(fields - {FULLTEXT})
+    numbers = {f for _, rule, _, _ in rules for f in compared(rule)}
 
     db = sqlite3.connect(":memory:")
     db.create_function("regexp", 2, lambda p, v: v is not None and re.search(p, str(v)) is not None)
     columns = [ROW_ID, TIME] + fields + [FULLTEXT]
-    quoted = ", ".join(f'"{c}" {"REAL" if c == TIME else "TEXT COLLATE NOCASE"}' for c in columns)
+    types = {TIME: "REAL", **{f: "NUMERIC" for f in numbers}}
+    quoted = ", ".join(f'"{c}" {types.get(c, "TEXT COLLATE NOCASE")}' for c in columns)
     db.execute(f"CREATE TABLE logs ({quoted})")
     for e in events:
         choices = [[as_text(v) for v in values_at(e, f.split("."))] or [None] for f in fields]
