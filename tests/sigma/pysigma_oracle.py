@@ -62,6 +62,7 @@ def values_at(value, path):
 
 
 def as_text(v):
+    """A JSON value as the text of its column: strings as they are, numbers and booleans as JSON writes them."""
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
@@ -117,6 +118,11 @@ def seconds(event):
     return parsed.timestamp()
 
 
+def new_backend():
+    """The backend over this script's table: keywords in `FULLTEXT`, the correlations' time in `TIME`."""
+    return sqliteBackend(fulltext_field=FULLTEXT, timestamp_field=TIME, timestamp_format="unix")
+
+
 def convert_correlation(doc, bases):
     """The SQL of a correlation: converted in a collection of its own with the detection rules, which the backend
     converts for it as parts of the correlation's query (a rule it generates alone comes first)."""
@@ -124,13 +130,12 @@ def convert_correlation(doc, bases):
         [SigmaRule.from_dict(copy.deepcopy(b)) for b in bases] + [SigmaCorrelationRule.from_dict(copy.deepcopy(doc))]
     )
     collection.resolve_rule_references()
-    backend = sqliteBackend(fulltext_field=FULLTEXT, timestamp_field=TIME, timestamp_format="unix")
-    return backend.convert(collection)[-1]
+    return new_backend().convert(collection)[-1]
 
 
 def main():
     events = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8") if line.strip()]
-    backend = sqliteBackend(fulltext_field=FULLTEXT, timestamp_field=TIME, timestamp_format="unix")
+    backend = new_backend()
     docs = list(rule_docs(sys.argv[2]))
     rules, correlations, bases = [], [], []
     # Detections first: the correlations are converted with those the backend reads. Its own refusals (a
