@@ -1521,6 +1521,16 @@ fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
     assert_eq!(found("wide_offsets"), want(false, "w", 2));
     assert_eq!(found("wide_aligned"), want(true, "w", 2));
     assert!(want(true, "e", 1).len() < want(false, "e", 1).len(), "the scripts must tell the two apart");
+    // The encodings as pySigma, which the specification follows, makes them.
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, records.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
+    let oracle = pysigma(&events, &rules);
+    for rule in ["offsets", "aligned", "wide_offsets", "wide_aligned"] {
+        let prefix = format!("match\t{rule}\t");
+        let theirs: BTreeSet<String> =
+            oracle.lines().filter_map(|l| l.strip_prefix(&prefix)).map(String::from).collect();
+        assert_eq!(found(rule), theirs, "{rule}: trailsql and pySigma");
+    }
 }
 
 /// A subquery named `sigma_stream` that several parts of a statement read is computed once, and every reader gets
