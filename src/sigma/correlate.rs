@@ -1,4 +1,4 @@
-//! Sigma correlation rules (`event_count`, `value_count`, `temporal`) and the older `| count() by … > N`
+//! Sigma correlation rules (`event_count`, `value_count`, `temporal`, `temporal_ordered`) and the older `| count() by … > N`
 //! aggregations, compiled into SQL window functions over the events their rules match.
 //!
 //! The meaning, the same for every kind: the events of the referenced rules are grouped by the `group-by` fields;
@@ -40,6 +40,9 @@ pub enum Measure {
     Values(String),
     /// Which of the referenced rules matched: all of them, at least N, or a condition over their names.
     Rules(Option<ConditionExpr>),
+    /// Every referenced rule matched, in the order of the list: an event of each, each strictly later than the one
+    /// of the rule before (`temporal_ordered`).
+    Ordered,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,6 +98,12 @@ pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
             (Measure::Rules(None), predicates.clone())
         }
         (CorrelationType::Temporal, CorrelationCondition::Extended(e)) => (Measure::Rules(Some(e.clone())), Vec::new()),
+        (CorrelationType::TemporalOrdered, CorrelationCondition::Threshold { predicates, field: None, .. })
+            if predicates == &[(ConditionOperator::Gte, 1)] =>
+        {
+            (Measure::Ordered, Vec::new())
+        }
+        (CorrelationType::TemporalOrdered, _) => return unsupported("temporal_ordered with a condition"),
         (other, _) => return unsupported(format!("correlation type {}", other.as_str())),
     };
     Ok(Spec { group_by: c.group_by.clone(), measure, window, predicates })
@@ -176,10 +185,10 @@ pub struct Fused {
     /// Columns of the scan (`expr AS name`): the group-by fields, the counted value, each rule's match.
     pub scan: Vec<String>,
     /// Columns over the scan's events, in layers, each over the one before: each event's place in its group (by
-    /// time, then event ID); the measure in the window that ends at each event; the group's largest measure
-    /// where the condition holds, and the place of the first event where it holds. The first sort, by group,
-    /// time and event ID, serves every later window: the stream is sorted once per correlation.
-    pub layers: [Vec<String>; LAYERS],
+    /// time, then event ID); the measure in the window that ends at each event (a layer or more); the group's
+    /// largest measure where the condition holds, and the place of the first event where it holds. The first sort,
+    /// by group, time and event ID, serves every later window: the stream is sorted once per correlation.
+    pub layers: Vec<Vec<String>>,
     /// Whether an event is the row of its group.
     pub emits: String,
     /// The group, as text, and the count, for that row.
@@ -204,9 +213,6 @@ pub struct Fused {
 /// narrow benchmark lake; on numbers it is half that.
 const TIME_NUMBER: &str = "CAST(eventtime AS BIGINT)";
 const TIME_PER_SECOND: u64 = 1_000_000;
-
-/// How many layers of columns a correlation adds over the scan.
-pub const LAYERS: usize = 3;
 
 /// Where a correlation gives its rows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -270,7 +276,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         scan.push(format!("event_date AS {day_col}"));
     }
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
-    if let Measure::Rules(_) = spec.measure {
+    if let Measure::Rules(_) | Measure::Ordered = spec.measure {
         scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
     }
     if let Measure::Values(field) = &spec.measure {
@@ -297,8 +303,17 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let n_col = col("n");
     let mut tests: Vec<String> = Vec::new();
     let (measures, n) = match &spec.measure {
-        Measure::Events => (vec![format!("count(*) {w} AS {n_col}")], n_col.clone()),
-        Measure::Values(_) => (vec![format!("count(DISTINCT {}) {w} AS {n_col}", col("v"))], n_col.clone()),
+        Measure::Events => (vec![vec![format!("count(*) {w} AS {n_col}")]], n_col.clone()),
+        Measure::Values(_) => (vec![vec![format!("count(DISTINCT {}) {w} AS {n_col}", col("v"))]], n_col.clone()),
+        Measure::Ordered => {
+            let (layers, start) = ordered(&h_cols, &t_col, &partition_by(&partition), &col);
+            // The latest start of a chain that ended by this event, within the window that ends at it.
+            tests.push(match spec.window {
+                Window::Sliding(s) => format!("{start} >= {t_col} - {}", s * TIME_PER_SECOND),
+                Window::Tumbling(_) | Window::Unbounded => format!("{start} IS NOT NULL"),
+            });
+            (layers, inputs.len().to_string())
+        }
         Measure::Rules(expr) => {
             let p_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("p{i}"))).collect();
             let present: Vec<String> = h_cols
@@ -312,7 +327,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
                 None if spec.predicates.is_empty() => tests.push(format!("{n} = {}", inputs.len())),
                 None => {}
             }
-            (present, n)
+            (vec![present], n)
         }
     };
     tests.extend(spec.predicates.iter().map(|(op, k)| format!("{n} {} {k}", compare(*op))));
@@ -329,14 +344,12 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     };
     let emitted = emitted.trim_end();
     let (order, count, first) = (col("rn"), col("count"), col("first"));
-    let layers = [
-        vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")],
-        measures,
-        vec![
-            format!("max(CASE WHEN {holds} THEN {n} END) OVER ({emitted}) AS {count}"),
-            format!("min(CASE WHEN {holds} THEN {order} END) OVER ({emitted}) AS {first}"),
-        ],
-    ];
+    let mut layers = vec![vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")]];
+    layers.extend(measures);
+    layers.push(vec![
+        format!("max(CASE WHEN {holds} THEN {n} END) OVER ({emitted}) AS {count}"),
+        format!("min(CASE WHEN {holds} THEN {order} END) OVER ({emitted}) AS {first}"),
+    ]);
     let group_text = if spec.group_by.is_empty() {
         "''".to_string()
     } else {
@@ -372,6 +385,27 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
 /// A day since the epoch as a SQL date.
 pub(super) fn date_literal(day: i32) -> String {
     format!("DATE '{}'", trailsql_lake::layout::day_date(day))
+}
+
+/// The layers of `temporal_ordered`: for each rule in turn, the latest start of a chain of events of the rules up
+/// to it, one after the other in time, that ends at or before each event (`o{k}`); a rule's chain continues one
+/// of the rule before that ended strictly earlier (`q{k}`, over the rows of earlier instants). The last rule's
+/// column is the start of the latest-starting complete chain so far, which the caller compares with the window.
+fn ordered(h_cols: &[String], t: &str, partition: &str, col: &dyn Fn(&str) -> String) -> (Vec<Vec<String>>, String) {
+    let upto = |what: &str, end: &str| {
+        format!("max({what}) OVER ({partition}ORDER BY {t} RANGE BETWEEN UNBOUNDED PRECEDING AND {end})")
+    };
+    let mut layers = vec![vec![format!(
+        "{} AS {}",
+        upto(&format!("CASE WHEN {} THEN {t} END", h_cols[0]), "CURRENT ROW"),
+        col("o0")
+    )]];
+    for (k, h) in h_cols.iter().enumerate().skip(1) {
+        let (before, q, o) = (col(&format!("o{}", k - 1)), col(&format!("q{k}")), col(&format!("o{k}")));
+        layers.push(vec![format!("{} AS {q}", upto(&before, "1 PRECEDING"))]);
+        layers.push(vec![format!("{} AS {o}", upto(&format!("CASE WHEN {h} THEN {q} END"), "CURRENT ROW"))]);
+    }
+    (layers, col(&format!("o{}", h_cols.len() - 1)))
 }
 
 fn partition_by(columns: &[String]) -> String {
@@ -493,6 +527,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.earliest, Some(i64::MIN), "saturates");
+    }
+
+    /// `temporal_ordered`: a chain of the rules' events, each strictly later than the one before, that starts
+    /// within the window.
+    #[test]
+    fn ordered_rules_chain_their_events_in_time() {
+        let spec =
+            Spec { group_by: vec![], measure: Measure::Ordered, window: Window::Sliding(60), predicates: vec![] };
+        let inputs = [
+            Input { name: "a", condition: "(eventname = 'A')" },
+            Input { name: "b", condition: "(eventname = 'B')" },
+            Input { name: "c", condition: "(eventname = 'C')" },
+        ];
+        let f = fused(&spec, &inputs, "c1", Reporting::default()).unwrap();
+        let layers: Vec<String> = f.layers.iter().map(|l| l.join("; ")).collect();
+        assert_eq!(layers.len(), 1 + 5 + 1, "{layers:#?}");
+        let upto = |what: &str, end: &str| {
+            format!("max({what}) OVER (ORDER BY c1_t RANGE BETWEEN UNBOUNDED PRECEDING AND {end})")
+        };
+        assert_eq!(layers[1], format!("{} AS c1_o0", upto("CASE WHEN c1_h0 THEN c1_t END", "CURRENT ROW")));
+        assert_eq!(layers[2], format!("{} AS c1_q1", upto("c1_o0", "1 PRECEDING")));
+        assert_eq!(layers[3], format!("{} AS c1_o1", upto("CASE WHEN c1_h1 THEN c1_q1 END", "CURRENT ROW")));
+        assert_eq!(layers[5], format!("{} AS c1_o2", upto("CASE WHEN c1_h2 THEN c1_q2 END", "CURRENT ROW")));
+        assert!(f.emits.starts_with("((c1_o2 >= c1_t - 60000000) AND "), "{}", f.emits);
+        assert!(layers[6].starts_with("max(CASE WHEN (c1_o2 >= c1_t - 60000000) THEN 3 END)"), "{}", layers[6]);
+        assert_eq!(f.around, Some(60), "more events can only complete a chain");
     }
 
     /// The windows' numeric time counts microseconds because the lake's `eventtime` does.

@@ -514,7 +514,7 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     );
     write(
         "ordered.yml",
-        "title: In order\ncorrelation:\n  type: temporal_ordered\n  rules: [r1, r1]\n  timespan: 5m\n---\ntitle: Counts a rule not loaded\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Forever\ncorrelation:\n  type: event_count\n  rules: [r1]\n  timespan: 366000d\n  window: tumbling\n  condition:\n    gte: 2\n",
+        "title: In order\ncorrelation:\n  type: temporal_ordered\n  rules: [r1, r1]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Counts a rule not loaded\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Forever\ncorrelation:\n  type: event_count\n  rules: [r1]\n  timespan: 366000d\n  window: tumbling\n  condition:\n    gte: 2\n",
     );
     write(
         "windows.yml",
@@ -553,7 +553,7 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     );
     assert!(err.contains("expand.yml: Placeholders: modifier |expand"), "{err}");
     assert!(err.contains("count.yml: Burst: aggregation `sum(eventVersion)"), "{err}");
-    assert!(err.contains("ordered.yml: In order: correlation type temporal_ordered"), "{err}");
+    assert!(err.contains("ordered.yml: In order: temporal_ordered with a condition"), "{err}");
     // A window of centuries would overflow in the query (a tumbling one's interval past 292 years) and fail every
     // rule of the run.
     assert!(err.contains("ordered.yml: Forever: a timespan of 366000d (more than 100 years)"), "{err}");
@@ -615,6 +615,8 @@ enum Measure {
     Values(&'static [&'static str]),
     /// Which of the rules matched; the test gets how many and which.
     Rules,
+    /// Whether the rules matched in their order, each strictly later than the one before: all of them, or none.
+    Ordered,
 }
 
 enum Window {
@@ -683,6 +685,15 @@ fn correlations() -> Vec<Correlation> {
             measure: Measure::Rules,
             window: Window::Sliding(1800),
             test: |_, p| p.iter().all(|x| *x),
+        },
+        Correlation {
+            id: "iam_then_errors",
+            yaml: "correlation:\n  type: temporal_ordered\n  rules: [ct_iam, ct_errors]\n  group-by: [userIdentity.arn]\n  timespan: 30m\n",
+            rules: vec![iam, errors],
+            group_by: &["userIdentity.arn"],
+            measure: Measure::Ordered,
+            window: Window::Sliding(1800),
+            test: |n, _| n == 2,
         },
         Correlation {
             id: "iam_without_errors",
@@ -775,6 +786,16 @@ fn independent_correlation(events: &[(i64, &Value)], c: &Correlation, range: Ran
                 Measure::Events => window.count(),
                 Measure::Values(path) => window.filter_map(|(_, _, e, _)| text(e, path)).collect::<BTreeSet<_>>().len(),
                 Measure::Rules => present.iter().filter(|p| **p).count(),
+                Measure::Ordered => {
+                    // The earliest event of each rule after the one chosen for the rule before.
+                    let mut after: Option<i64> = None;
+                    let chained = (0..c.rules.len()).all(|i| {
+                        let next = window.clone().find(|(u, .., hits)| hits[i] && after.is_none_or(|a| *u > a));
+                        after = next.map(|(u, ..)| *u);
+                        next.is_some()
+                    });
+                    if chained { c.rules.len() } else { 0 }
+                }
             };
             if (c.test)(n, &present) {
                 first.get_or_insert_with(|| id.clone());
@@ -891,7 +912,7 @@ fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
     assert_eq!(got.get("legacy_error_burst"), got.get("error_burst"), "`| count() by … > 9` is `gte: 10`");
     assert_eq!(denied, case.denied((None, None)));
     assert_eq!(got["denied_twice"].len(), 1, "no group-by: one group");
-    assert!(err.contains("sigma: 9 rules run (8 correlations)"), "{err}");
+    assert!(err.contains("sigma: 10 rules run (9 correlations)"), "{err}");
     // The tally of matches by rule: a row per group for a correlation.
     assert!(err.contains(&format!("\n{:>10}  ct_denied: ct_denied\n", denied.len())), "{err}");
     for (rule, groups) in &got {
@@ -957,7 +978,7 @@ fn correlations_fire_for_the_groups_pysigmas_sqlite_backend_finds() {
         }
     }
     assert!(differ.is_empty(), "{differ:#?}");
-    assert_eq!(ours.len(), why.len() + 5, "every other correlation compared: {:?}", ours.keys());
+    assert_eq!(ours.len(), why.len() + 6, "every other correlation compared: {:?}", ours.keys());
 }
 
 /// `--since` and `--until`: the detections give the range's events; a correlation gives a row at an event of the

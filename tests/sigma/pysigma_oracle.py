@@ -28,6 +28,7 @@ import uuid
 
 import yaml
 from sigma.backends.sqlite import sqliteBackend
+from sigma.backends.sqlite.runtime import execute_plan
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.rule import SigmaDetection, SigmaRule
@@ -124,13 +125,14 @@ def new_backend():
 
 
 def convert_correlation(doc, bases):
-    """The SQL of a correlation: converted in a collection of its own with the detection rules, which the backend
-    converts for it as parts of the correlation's query (a rule it generates alone comes first)."""
+    """The backend's plan of a correlation (its own temporary tables and indexes, then the query, as its runtime
+    runs them): converted in a collection of its own with the detection rules, which the backend converts for it
+    as parts of the correlation (a rule it generates alone comes first)."""
     collection = SigmaCollection(
         [SigmaRule.from_dict(copy.deepcopy(b)) for b in bases] + [SigmaCorrelationRule.from_dict(copy.deepcopy(doc))]
     )
     collection.resolve_rule_references()
-    return new_backend().convert(collection)[-1]
+    return json.loads(new_backend().convert(collection, output_format="zircolite"))[-1]["correlation_plan"]
 
 
 def main():
@@ -186,13 +188,11 @@ def main():
 
     # A correlation gives an alert at each window where its condition holds; by group, the largest count and the
     # time of the first, as trailsql gives a group's row.
-    for name, c, sql in correlations:
+    for name, c, plan in correlations:
         groups = {}
-        cursor = db.execute(sql)
-        names = [d[0] for d in cursor.description]
-        for row in cursor:
-            alert = dict(zip(names, row))
-            keys = json.loads(alert["group_keys"])
+        alerts, _ = execute_plan(db, plan, include_events=False)
+        for alert in alerts:
+            keys = alert["group_keys"]
             group = ", ".join(f"{f}={'(null)' if keys.get(f) is None else keys[f]}" for f in c.get("group-by") or [])
             count, first = groups.get(group, (alert["metric_value"], alert["occurrence_time"]))
             groups[group] = (max(count, alert["metric_value"]), min(first, alert["occurrence_time"]))
