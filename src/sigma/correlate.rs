@@ -1,5 +1,5 @@
-//! Sigma correlation rules (`event_count`, `value_count`, `temporal`, `temporal_ordered`) and the older `| count() by … > N`
-//! aggregations, compiled into SQL window functions over the events their rules match.
+//! Sigma correlation rules (`event_count`, `value_count`, `temporal`, `temporal_ordered`) and the older
+//! `| count() by … > N` aggregations, compiled into SQL window functions over the events their rules match.
 //!
 //! The meaning, the same for every kind: the events of the referenced rules are grouped by the `group-by` fields;
 //! at each event, the window is the timespan that ends at it, both ends included (`RANGE … PRECEDING AND CURRENT
@@ -305,6 +305,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let (measures, n) = match &spec.measure {
         Measure::Events => (vec![vec![format!("count(*) {w} AS {n_col}")]], n_col.clone()),
         Measure::Values(_) => (vec![vec![format!("count(DISTINCT {}) {w} AS {n_col}", col("v"))]], n_col.clone()),
+        Measure::Ordered if h_cols.is_empty() => return unsupported("temporal_ordered without rules"),
         Measure::Ordered => {
             let (layers, start) = ordered(&h_cols, &t_col, &partition_by(&partition), &col);
             // The latest start of a chain that ended by this event, within the window that ends at it.
