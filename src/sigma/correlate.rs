@@ -1,5 +1,6 @@
-//! Sigma correlation rules (`event_count`, `value_count`, `temporal`, `temporal_ordered`) and the older
-//! `| count() by … > N` aggregations, compiled into SQL window functions over the events their rules match.
+//! Sigma correlation rules (`event_count`, `value_count`, `value_sum`, `value_avg`, `temporal`, `temporal_ordered`)
+//! and the older `| count() by … > N` aggregations, compiled into SQL window functions over the events their rules
+//! match.
 //!
 //! The meaning, the same for every kind: the events of the referenced rules are grouped by the `group-by` fields;
 //! at each event, the window is the timespan that ends at it, both ends included (`RANGE … PRECEDING AND CURRENT
@@ -38,6 +39,9 @@ pub enum Measure {
     Events,
     /// Distinct non-null values of a field.
     Values(String),
+    /// The sum, or the mean, of a field's values that are numbers (`value_sum`, `value_avg`); none, no measure.
+    Sum(String),
+    Mean(String),
     /// Which of the referenced rules matched: all of them, at least N, or a condition over their names.
     Rules(Option<ConditionExpr>),
     /// Every referenced rule matched, in the order of the list: an event of each, each strictly later than the one
@@ -82,6 +86,19 @@ pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
             if f.len() == 1 =>
         {
             (Measure::Values(f[0].clone()), predicates.clone())
+        }
+        (CorrelationType::ValueSum, CorrelationCondition::Threshold { predicates, field: Some(f), .. })
+            if f.len() == 1 =>
+        {
+            (Measure::Sum(f[0].clone()), predicates.clone())
+        }
+        (CorrelationType::ValueAvg, CorrelationCondition::Threshold { predicates, field: Some(f), .. })
+            if f.len() == 1 =>
+        {
+            (Measure::Mean(f[0].clone()), predicates.clone())
+        }
+        (CorrelationType::ValueSum | CorrelationType::ValueAvg, _) => {
+            return unsupported(format!("{} without exactly one condition field", c.correlation_type.as_str()));
         }
         (CorrelationType::EventCount, _) => {
             return unsupported("event_count with a field or an expression as condition");
@@ -279,8 +296,13 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     if let Measure::Rules(_) | Measure::Ordered = spec.measure {
         scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
     }
-    if let Measure::Values(field) = &spec.measure {
-        scan.push(format!("{} AS {}", compile::field_text(field)?, col("v")));
+    match &spec.measure {
+        Measure::Values(field) => scan.push(format!("{} AS {}", compile::field_text(field)?, col("v"))),
+        // A value that is not a number is no value, as for pySigma.
+        Measure::Sum(field) | Measure::Mean(field) => {
+            scan.push(format!("TRY_CAST({} AS DOUBLE) AS {}", compile::field_text(field)?, col("v")))
+        }
+        _ => {}
     }
 
     let mut partition = g_cols.clone();
@@ -305,6 +327,8 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let (measures, n) = match &spec.measure {
         Measure::Events => (vec![vec![format!("count(*) {w} AS {n_col}")]], n_col.clone()),
         Measure::Values(_) => (vec![vec![format!("count(DISTINCT {}) {w} AS {n_col}", col("v"))]], n_col.clone()),
+        Measure::Sum(_) => (vec![vec![format!("sum({}) {w} AS {n_col}", col("v"))]], n_col.clone()),
+        Measure::Mean(_) => (vec![vec![format!("avg({}) {w} AS {n_col}", col("v"))]], n_col.clone()),
         Measure::Ordered if h_cols.is_empty() => return unsupported("temporal_ordered without rules"),
         Measure::Ordered => {
             let (layers, start) = ordered(&h_cols, &t_col, &partition_by(&partition), &col);
@@ -347,8 +371,13 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let (order, count, first) = (col("rn"), col("count"), col("first"));
     let mut layers = vec![vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")]];
     layers.extend(measures);
+    // The count a row reports is a whole number: a sum or a mean is rounded (the condition tests it exactly).
+    let reported = match spec.measure {
+        Measure::Sum(_) | Measure::Mean(_) => format!("CAST(round({n}) AS BIGINT)"),
+        _ => n.clone(),
+    };
     layers.push(vec![
-        format!("max(CASE WHEN {holds} THEN {n} END) OVER ({emitted}) AS {count}"),
+        format!("max(CASE WHEN {holds} THEN {reported} END) OVER ({emitted}) AS {count}"),
         format!("min(CASE WHEN {holds} THEN {order} END) OVER ({emitted}) AS {first}"),
     ]);
     let group_text = if spec.group_by.is_empty() {
@@ -363,8 +392,9 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         format!("concat_ws(', ', {})", parts.join(", "))
     };
     let emits = format!("({holds} AND {order} = {first})");
+    // A sum of numbers that may be negative, or a mean, need not grow with more events.
     let grows = spec.predicates.iter().all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
-        && !matches!(spec.measure, Measure::Rules(Some(_)));
+        && !matches!(spec.measure, Measure::Rules(Some(_)) | Measure::Sum(_) | Measure::Mean(_));
     let around = match spec.window {
         Window::Sliding(s) | Window::Tumbling(s) if grows => Some(s),
         _ => None,
@@ -528,6 +558,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.earliest, Some(i64::MIN), "saturates");
+    }
+
+    /// `value_sum` and `value_avg`: of the field's values that are numbers; the row gives the measure rounded.
+    #[test]
+    fn sums_and_means_of_numbers() {
+        let input = [Input { name: "a", condition: "(eventname = 'A')" }];
+        for (measure, aggregate) in
+            [(Measure::Sum("eventVersion".into()), "sum"), (Measure::Mean("eventVersion".into()), "avg")]
+        {
+            let spec = Spec {
+                group_by: vec![],
+                measure,
+                window: Window::Sliding(60),
+                predicates: vec![(ConditionOperator::Gt, 2)],
+            };
+            let f = fused(&spec, &input, "c1", Reporting::default()).unwrap();
+            assert!(f.scan.contains(&"TRY_CAST(eventversion AS DOUBLE) AS c1_v".to_string()), "{:?}", f.scan);
+            assert!(
+                f.layers[1][0].starts_with(&format!("{aggregate}(c1_v) OVER (ORDER BY c1_t RANGE")),
+                "{:?}",
+                f.layers
+            );
+            assert!(
+                f.layers[2][0].starts_with("max(CASE WHEN (c1_n > 2) THEN CAST(round(c1_n) AS BIGINT) END)"),
+                "{:?}",
+                f.layers
+            );
+            assert_eq!(f.around, None, "a sum of negative numbers, or a mean, can fall with more events");
+        }
     }
 
     /// `temporal_ordered`: a chain of the rules' events, each strictly later than the one before, that starts

@@ -808,7 +808,8 @@ impl Tally {
             s.push_str(&format!("{n:>10}  {id}: {title}\n"));
         }
         if counts.len() > TALLY_LINES {
-            s.push_str(&format!("{:>10}  and {} more rules\n", "…", counts.len() - TALLY_LINES));
+            let more = counts.len() - TALLY_LINES;
+            s.push_str(&format!("{:>10}  and {more} more {}\n", "…", if more == 1 { "rule" } else { "rules" }));
         }
         s
     }
