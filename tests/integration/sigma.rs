@@ -423,10 +423,13 @@ fn rules_match_exactly_what_an_independent_reader_finds_in_the_real_data() {
     assert!(stderr(&out).contains(&format!("sigma: {} rules run", rules().len())), "{}", stderr(&out));
 }
 
-/// What `tests/sigma/pysigma_oracle.py` prints for the events (one JSON object a line) and the rule directory.
-fn pysigma(events: &Path, rules: &Path) -> String {
+/// What `tests/sigma/pysigma_oracle.py` prints for the events (written to `dir`, one JSON object a line) and the
+/// rule directory.
+fn pysigma<'a>(events: impl IntoIterator<Item = &'a Value>, dir: &Path, rules: &Path) -> String {
+    let file = dir.join("events.ndjson");
+    std::fs::write(&file, events.into_iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
     let script = crate::common::root().join("tests/sigma/pysigma_oracle.py");
-    let out = run(Command::new(python()).arg(script).arg(events).arg(rules));
+    let out = run(Command::new(python()).arg(script).arg(&file).arg(rules));
     assert!(out.status.success(), "pysigma_oracle.py: {}", stderr(&out));
     stdout(&out)
 }
@@ -444,9 +447,6 @@ fn detections_match_what_pysigmas_sqlite_backend_finds_in_the_real_data() {
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir(&rules_dir).unwrap();
     write_rules(&rules_dir);
-    let events = dir.path().join("events.ndjson");
-    let lines: Vec<String> = input.iter().filter(|e| placeable(e)).map(Value::to_string).collect();
-    std::fs::write(&events, lines.join("\n")).unwrap();
 
     let out = run(bin().args(["sigma", "--format", "ndjson", "--lake"]).arg(&lake).arg(&rules_dir));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -457,7 +457,7 @@ fn detections_match_what_pysigmas_sqlite_backend_finds_in_the_real_data() {
             ours.entry(row["rule_id"].as_str().unwrap().to_string()).or_default().insert(id.to_string());
         }
     }
-    let oracle = pysigma(&events, &rules_dir);
+    let oracle = pysigma(input.iter().filter(|e| placeable(e)), dir.path(), &rules_dir);
     let mut theirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut refused = Vec::new();
     for line in oracle.lines() {
@@ -962,10 +962,7 @@ fn correlations_fire_for_the_groups_pysigmas_sqlite_backend_finds() {
         let seen = (row["correlation_count"].as_i64().unwrap(), at as f64 / 1e6);
         ours.entry(row["rule_id"].as_str().unwrap().to_string()).or_default().insert(group.to_lowercase(), seen);
     }
-    let events = case._dir.path().join("events.ndjson");
-    let lines: Vec<String> = case.events.iter().map(|(_, e)| e.to_string()).collect();
-    std::fs::write(&events, lines.join("\n")).unwrap();
-    let oracle = pysigma(&events, &case.rules);
+    let oracle = pysigma(case.events.iter().map(|(_, e)| e), case._dir.path(), &case.rules);
     let mut theirs: BTreeMap<String, BTreeMap<String, (i64, f64)>> = BTreeMap::new();
     let mut refused = Vec::new();
     for line in oracle.lines() {
@@ -1568,9 +1565,7 @@ fn base64_modifiers_find_a_value_at_every_offset_or_only_aligned() {
     assert_eq!(found("wide_aligned"), want(true, "w", 2));
     assert!(want(true, "e", 1).len() < want(false, "e", 1).len(), "the scripts must tell the two apart");
     // The encodings as pySigma, which the specification follows, makes them.
-    let events = dir.path().join("events.ndjson");
-    std::fs::write(&events, records.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")).unwrap();
-    let oracle = pysigma(&events, &rules);
+    let oracle = pysigma(&records, dir.path(), &rules);
     for rule in ["offsets", "aligned", "wide_offsets", "wide_aligned"] {
         let prefix = format!("match\t{rule}\t");
         let theirs: BTreeSet<String> =
