@@ -282,9 +282,14 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     };
     // Saturating: a start near the limits of time gives no lower bound rather than a wrapped one.
     let earliest = since.map(|t| t.saturating_sub(i64::try_from(span * TIME_PER_SECOND).unwrap_or(i64::MAX)));
-    let counted_here = match earliest {
-        Some(t) => format!("({counted} AND {TIME_NUMBER} >= {t})"),
-        None => counted.clone(),
+    // An event without a value for a group-by field is in no group, as pySigma, Splunk's `stats … by` and
+    // Elastic's terms leave it out.
+    let mut counted_here = vec![counted.clone()];
+    counted_here.extend(groups.iter().map(|g| format!("({g} IS NOT NULL)")));
+    counted_here.extend(earliest.map(|t| format!("{TIME_NUMBER} >= {t}")));
+    let counted_here = match counted_here.len() {
+        1 => counted.clone(),
+        _ => format!("({})", counted_here.join(" AND ")),
     };
     let mut scan =
         vec![format!("{} AS {counted_col}", compile::never_null(&counted_here)), format!("{TIME_NUMBER} AS {t_col}")];
@@ -387,7 +392,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
             .group_by
             .iter()
             .zip(&g_cols)
-            .map(|(name, c)| format!("{} || coalesce({c}, '(null)')", literal(&format!("{name}="))))
+            .map(|(name, c)| format!("{} || {c}", literal(&format!("{name}="))))
             .collect();
         format!("concat_ws(', ', {})", parts.join(", "))
     };
@@ -506,7 +511,9 @@ mod tests {
             fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1", Reporting::default()).unwrap();
         assert_eq!(f.counted, "((eventname = 'A'))");
         assert_eq!(f.counted_column, "c1_in");
-        assert!(f.scan.contains(&"((((eventname = 'A'))) IS TRUE) AS c1_in".to_string()), "{:?}", f.scan);
+        // An event without a value for the group-by field is not counted.
+        let counted = "(((((eventname = 'A')) AND (sourceipaddress IS NOT NULL))) IS TRUE) AS c1_in";
+        assert!(f.scan.contains(&counted.to_string()), "{:?}", f.scan);
         // The windows are over the counted events alone (the query keeps them apart): grouped by the fields only.
         assert_eq!(f.layers[0], vec!["row_number() OVER (PARTITION BY c1_g0 ORDER BY c1_t, eventid) AS c1_rn"]);
         assert_eq!(

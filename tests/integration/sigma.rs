@@ -617,8 +617,9 @@ enum Measure {
     Rules,
     /// Whether the rules matched in their order, each strictly later than the one before: all of them, or none.
     Ordered,
-    /// The sum of a field's values that are numbers (whole numbers here), if there is one.
+    /// The sum, or the mean, of a field's values that are numbers, if there is one.
     Sum(&'static [&'static str]),
+    Mean(&'static [&'static str]),
 }
 
 enum Window {
@@ -635,7 +636,7 @@ struct Correlation {
     group_by: &'static [&'static str],
     measure: Measure,
     window: Window,
-    test: fn(usize, &[bool]) -> bool,
+    test: fn(f64, &[bool]) -> bool,
 }
 
 fn detection(id: &str, body: &str) -> String {
@@ -660,7 +661,7 @@ fn correlations() -> Vec<Correlation> {
             group_by: &["sourceIPAddress"],
             measure: Measure::Events,
             window: Window::Sliding(600),
-            test: |n, _| n >= 10,
+            test: |n, _| n >= 10.0,
         },
         Correlation {
             id: "error_hours",
@@ -669,7 +670,7 @@ fn correlations() -> Vec<Correlation> {
             group_by: &["sourceIPAddress", "awsRegion"],
             measure: Measure::Events,
             window: Window::Tumbling(3600),
-            test: |n, _| (5..100).contains(&n),
+            test: |n, _| (5.0..100.0).contains(&n),
         },
         Correlation {
             id: "recon",
@@ -678,7 +679,7 @@ fn correlations() -> Vec<Correlation> {
             group_by: &["userIdentity.arn"],
             measure: Measure::Values(&["eventName"]),
             window: Window::Sliding(3600),
-            test: |n, _| n >= 8,
+            test: |n, _| n >= 8.0,
         },
         Correlation {
             id: "errors_and_iam",
@@ -696,7 +697,16 @@ fn correlations() -> Vec<Correlation> {
             group_by: &["userIdentity.arn"],
             measure: Measure::Sum(&["additionalEventData", "bytesTransferredIn"]),
             window: Window::Sliding(600),
-            test: |n, _| n >= 1000,
+            test: |n, _| n >= 1000.0,
+        },
+        Correlation {
+            id: "s3_mean_bytes_in",
+            yaml: "correlation:\n  type: value_avg\n  rules: [ct_s3]\n  group-by: [userIdentity.arn]\n  timespan: 10m\n  condition:\n    field: additionalEventData.bytesTransferredIn\n    gte: 100\n",
+            rules: vec![s3],
+            group_by: &["userIdentity.arn"],
+            measure: Measure::Mean(&["additionalEventData", "bytesTransferredIn"]),
+            window: Window::Sliding(600),
+            test: |n, _| n >= 100.0,
         },
         Correlation {
             id: "iam_then_errors",
@@ -705,7 +715,7 @@ fn correlations() -> Vec<Correlation> {
             group_by: &["userIdentity.arn"],
             measure: Measure::Ordered,
             window: Window::Sliding(1800),
-            test: |n, _| n == 2,
+            test: |n, _| n == 2.0,
         },
         Correlation {
             id: "iam_without_errors",
@@ -723,7 +733,7 @@ fn correlations() -> Vec<Correlation> {
             group_by: &["awsRegion"],
             measure: Measure::Values(&["errorCode"]),
             window: Window::Unbounded,
-            test: |n, _| n >= 3,
+            test: |n, _| n >= 3.0,
         },
     ]
 }
@@ -769,14 +779,18 @@ fn independent_correlation(events: &[(i64, &Value)], c: &Correlation, range: Ran
         if !hits.iter().any(|h| *h) {
             continue;
         }
-        let key: Vec<String> = c
+        // An event without a value for a group-by field is in no group.
+        let Some(key) = c
             .group_by
             .iter()
             .map(|g| {
                 let path: Vec<&str> = g.split('.').collect();
-                format!("{g}={}", text(e, &path).unwrap_or("(null)"))
+                text(e, &path).map(|v| format!("{g}={v}"))
             })
-            .collect();
+            .collect::<Option<Vec<String>>>()
+        else {
+            continue;
+        };
         let id = text(e, &["eventID"]).unwrap_or_default().to_string();
         groups.entry(key.join(", ")).or_default().push((*t, id, e, hits));
     }
@@ -796,7 +810,7 @@ fn independent_correlation(events: &[(i64, &Value)], c: &Correlation, range: Ran
             });
             let present: Vec<bool> = (0..c.rules.len()).map(|i| window.clone().any(|(.., hits)| hits[i])).collect();
             let n = match c.measure {
-                Measure::Sum(path) => {
+                Measure::Sum(path) | Measure::Mean(path) => {
                     let numbers: Vec<f64> = window
                         .clone()
                         .filter_map(|(_, _, e, _)| at(e, path))
@@ -805,11 +819,14 @@ fn independent_correlation(events: &[(i64, &Value)], c: &Correlation, range: Ran
                     if numbers.is_empty() {
                         continue;
                     }
-                    numbers.iter().sum::<f64>() as usize
+                    let sum = numbers.iter().sum::<f64>();
+                    if let Measure::Mean(_) = c.measure { sum / numbers.len() as f64 } else { sum }
                 }
-                Measure::Events => window.count(),
-                Measure::Values(path) => window.filter_map(|(_, _, e, _)| text(e, path)).collect::<BTreeSet<_>>().len(),
-                Measure::Rules => present.iter().filter(|p| **p).count(),
+                Measure::Events => window.count() as f64,
+                Measure::Values(path) => {
+                    window.filter_map(|(_, _, e, _)| text(e, path)).collect::<BTreeSet<_>>().len() as f64
+                }
+                Measure::Rules => present.iter().filter(|p| **p).count() as f64,
                 Measure::Ordered => {
                     // The earliest event of each rule after the one chosen for the rule before.
                     let mut after: Option<i64> = None;
@@ -818,12 +835,13 @@ fn independent_correlation(events: &[(i64, &Value)], c: &Correlation, range: Ran
                         after = next.map(|(u, ..)| *u);
                         next.is_some()
                     });
-                    if chained { c.rules.len() } else { 0 }
+                    if chained { c.rules.len() as f64 } else { 0.0 }
                 }
             };
             if (c.test)(n, &present) {
                 first.get_or_insert_with(|| id.clone());
-                peak = peak.max(n as i64);
+                // A sum or a mean is given rounded.
+                peak = peak.max(n.round() as i64);
             }
         }
         if let Some(first) = first {
@@ -936,12 +954,12 @@ fn correlations_fire_for_exactly_the_groups_an_independent_count_finds() {
     assert_eq!(got.get("legacy_error_burst"), got.get("error_burst"), "`| count() by … > 9` is `gte: 10`");
     assert_eq!(denied, case.denied((None, None)));
     assert_eq!(got["denied_twice"].len(), 1, "no group-by: one group");
-    assert!(err.contains("sigma: 11 rules run (10 correlations)"), "{err}");
+    assert!(err.contains("sigma: 12 rules run (11 correlations)"), "{err}");
     // The tally of matches by rule, ten at most: a row per group for a correlation.
     assert!(err.contains(&format!("\n{:>10}  ct_denied: ct_denied\n", denied.len())), "{err}");
     let listed = got.iter().filter(|(rule, groups)| err.contains(&format!("\n{:>10}  {rule}: ", groups.len())));
     assert_eq!(listed.count(), 9, "{err}");
-    assert!(err.contains(&format!("{:>10}  and 1 more rule\n", "…")), "{err}");
+    assert!(err.contains(&format!("{:>10}  and 2 more rules\n", "…")), "{err}");
 }
 
 /// The correlations read by pySigma's SQLite backend over the same events (`pysigma_oracle.py`): each fires for the
@@ -1000,7 +1018,7 @@ fn correlations_fire_for_the_groups_pysigmas_sqlite_backend_finds() {
         }
     }
     assert!(differ.is_empty(), "{differ:#?}");
-    assert_eq!(ours.len(), why.len() + 7, "every other correlation compared: {:?}", ours.keys());
+    assert_eq!(ours.len(), why.len() + 8, "every other correlation compared: {:?}", ours.keys());
 }
 
 /// `--since` and `--until`: the detections give the range's events; a correlation gives a row at an event of the
