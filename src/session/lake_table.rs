@@ -238,13 +238,10 @@ impl LakeTable {
                     .then(|| (format!("{}/{}/{}", account.as_ref(), day.as_ref(), name.as_ref()), meta.clone()))
             })
             .collect();
-        let hidden = applying.as_ref().map(|a| a.hidden(&files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>()));
-        Ok(files
+        Ok(Applying::visible(applying.as_ref(), files)
             .into_iter()
             .filter_map(|(path, meta)| {
-                if hidden.as_ref().is_some_and(|h| h.contains(&path))
-                    || self.only.as_ref().is_some_and(|only| !only.contains(&path))
-                {
+                if self.only.as_ref().is_some_and(|only| !only.contains(&path)) {
                     return None;
                 }
                 let (dir, _) = path.rsplit_once('/')?;

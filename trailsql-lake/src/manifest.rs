@@ -112,9 +112,17 @@ impl Applying {
         }
     }
 
+    /// The files of a listing (paths from the lake's root, with anything) a reader keeps, for each partition to be
+    /// seen in one state: all of them when no commit was being applied.
+    pub fn visible<T>(applying: Option<&Applying>, listed: Vec<(String, T)>) -> Vec<(String, T)> {
+        let Some(applying) = applying else { return listed };
+        let hidden = applying.hidden(&listed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>());
+        listed.into_iter().filter(|(p, _)| !hidden.contains(p)).collect()
+    }
+
     /// Of the paths of a listing (from the lake's root), those a reader leaves out for each partition to be seen
     /// in one state.
-    pub fn hidden(&self, listed: &[&str]) -> HashSet<String> {
+    fn hidden(&self, listed: &[&str]) -> HashSet<String> {
         let dir = |p: &str| p.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_string());
         let present: HashSet<&str> = listed.iter().copied().collect();
         let incomplete: HashSet<String> =
@@ -215,7 +223,7 @@ impl Lake {
     }
 
     /// A listing of the lake's data files, with the commits being applied when it began and when it ended (a run
-    /// may begin or end applying one while a listing goes on), for [`Applying::hidden`].
+    /// may begin or end applying one while a listing goes on), for [`Applying::visible`].
     pub async fn while_applying<T>(&self, listing: impl Future<Output = Result<T>>) -> Result<(T, Option<Applying>)> {
         let before = self.applying().await?;
         let listed = listing.await?;
@@ -224,17 +232,12 @@ impl Lake {
 
     /// The commit a run is applying, if one is.
     async fn applying(&self) -> Result<Option<Applying>> {
-        match self.store.get(&Path::from(APPLYING_PATH)).await {
-            Ok(got) => {
-                let commit: Commit = serde_json::from_slice(&got.bytes().await?)
-                    .map_err(|e| self.err(format!("unreadable {APPLYING_PATH}: {e}")))?;
-                Ok(Some(Applying {
-                    added: commit.added.into_iter().collect(),
-                    removed: commit.removed.into_iter().collect(),
-                }))
+        match self.commit(APPLYING_PATH).await {
+            Ok(c) => {
+                Ok(Some(Applying { added: c.added.into_iter().collect(), removed: c.removed.into_iter().collect() }))
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(Error::Store(object_store::Error::NotFound { .. })) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

@@ -12,6 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use crate::error::{Error, Result};
 use crate::layout::{ACCOUNT_DIR_PREFIX, DATA_EXT, PartitionKey, is_data_file};
 use crate::lock::LockTiming;
+use crate::manifest::Applying;
 
 /// A lake: an object store rooted at the lake's location.
 #[derive(Clone)]
@@ -136,12 +137,9 @@ impl Lake {
         let (listings, applying): (Vec<Vec<(String, u64)>>, _) = self.while_applying(listing).await?;
         let files: Vec<(String, u64)> =
             listings.into_iter().flatten().filter(|(p, _)| is_data_file(p.rsplit('/').next().unwrap_or(""))).collect();
-        let hidden = applying.map(|a| a.hidden(&files.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>()));
         let mut out: BTreeMap<PartitionKey, Vec<(String, u64)>> = BTreeMap::new();
-        for (path, size) in files {
-            if !hidden.as_ref().is_some_and(|h| h.contains(&path))
-                && let Some(key) = PartitionKey::from_path(&path)
-            {
+        for (path, size) in Applying::visible(applying.as_ref(), files) {
+            if let Some(key) = PartitionKey::from_path(&path) {
                 out.entry(key).or_default().push((path, size));
             }
         }
