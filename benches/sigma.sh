@@ -140,6 +140,7 @@ CREATE MACRO principal_name(u) AS coalesce(
     nonempty(u.username), arn_resource(u.arn), nonempty(u.principalid), nonempty(u.invokedby));
 """
 columns = "eventtime, account_id, awsregion, eventsource, eventname, principal, sourceipaddress, eventid"
+# An event without a value for the group-by field is in no group.
 def counted(rule_id, title, level, condition, group, group_name, threshold, window):
     return f"""SELECT {q(rule_id)}, {q(title)}, {q(level)}, {columns}, {q(group_name + '=')} || coalesce(g, '(null)'), total
 FROM (SELECT *, max(CASE WHEN n > {threshold} THEN n END) OVER (PARTITION BY g) AS total,
@@ -147,7 +148,7 @@ FROM (SELECT *, max(CASE WHEN n > {threshold} THEN n END) OVER (PARTITION BY g) 
     FROM (SELECT *, count(*) OVER (PARTITION BY g ORDER BY eventtime RANGE BETWEEN {window} PRECEDING AND CURRENT ROW) AS n,
             row_number() OVER (PARTITION BY g ORDER BY eventtime, eventid) AS rn
         FROM (SELECT eventtime, account_id, awsregion, eventsource, eventname, principal_name(useridentity) AS principal,
-                sourceipaddress, eventid, {group} AS g FROM cloudtrail WHERE {condition})))
+                sourceipaddress, eventid, {group} AS g FROM cloudtrail WHERE ({condition}) AND {group} IS NOT NULL)))
 WHERE n > {threshold} AND rn = first"""
 hits = ", ".join(f"CASE WHEN {c} THEN {i} END" for i, (_, _, _, c) in enumerate(duck))
 query = f"""SELECT r.rule_id, r.rule_title, r.level, {', '.join('m.' + c for c in columns.split(', '))},
