@@ -84,6 +84,10 @@ fn condition(c: &ConditionExpr, named: &HashMap<String, Detection>) -> Compiled<
             if selected.is_empty() {
                 return unsupported(format!("`{quantifier} of {pattern}`, which names no detection"));
             }
+            if matches!(quantifier, Quantifier::Count(0)) {
+                // "At least none" would match every event; pySigma does not parse it.
+                return unsupported(format!("`0 of {pattern}`"));
+            }
             let parts = selected.into_iter().map(detection).collect::<Compiled<Vec<_>>>()?;
             match quantifier {
                 Quantifier::Any => any(parts),
@@ -186,6 +190,16 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 fn detection(d: &Detection) -> Compiled<String> {
+    // `sel: {}` or `sel: []`: an AND of nothing would match every event, an OR of nothing none; pySigma refuses both.
+    let empty = match d {
+        Detection::AllOf(items) => items.is_empty(),
+        Detection::AnyOf(ds) | Detection::And(ds) => ds.is_empty(),
+        Detection::Keywords(values) => values.is_empty(),
+        _ => false,
+    };
+    if empty {
+        return unsupported("an empty detection");
+    }
     Ok(match d {
         Detection::AllOf(items) => all(items.iter().map(item).collect::<Compiled<_>>()?),
         Detection::AnyOf(ds) => any(ds.iter().map(detection).collect::<Compiled<_>>()?),
@@ -413,15 +427,23 @@ fn item(it: &DetectionItem) -> Compiled<String> {
             _ => unsupported(format!("{name}|exists with a value that is not true or false")),
         };
     }
-    if it.values.is_empty() {
-        return Ok(if m.neq { "true" } else { "false" }.into());
-    }
-    let parts = it.values.iter().map(|v| value(&t, name, &m, v)).collect::<Compiled<Vec<_>>>()?;
+    // `field: []` is `field: null`, as pySigma reads it ("no value").
+    let null = [SigmaValue::Null];
+    let values = if it.values.is_empty() { &null[..] } else { &it.values[..] };
+    let parts = values.iter().map(|v| value(&t, name, &m, v)).collect::<Compiled<Vec<_>>>()?;
     let holds = if m.all { all(parts) } else { any(parts) };
     // `|neq` negates the whole item, its values joined as without it (OR, AND with `|all`): "the field is different
     // from the specified values", as pySigma reads it. Where the field is absent the item does not hold, so its
     // negation does, as `not` of a selection.
     Ok(if m.neq { format!("(NOT {holds})") } else { holds })
+}
+
+/// Whether a value was a YAML list or map inside the list of a field's values (`field: [[a, b]]`). rsigma-parser
+/// keeps such a value as the text of its debug form (`Sequence [String("a"), …]`), which no event holds: a rule
+/// matching it would run with another meaning than its author's, where pySigma refuses it. A rule whose value is
+/// that text itself is refused too, which is loud, not wrong.
+fn is_collection(s: &SigmaString) -> bool {
+    ["Sequence [", "Mapping {", "Tagged("].iter().any(|p| s.original.starts_with(p))
 }
 
 /// Whether a field has no value (NULL, or nothing at a payload path): always true or false.
@@ -442,6 +464,9 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         SigmaValue::Float(f) => SigmaString::new(&f.to_string()),
         SigmaValue::String(s) => s.clone(),
     };
+    if is_collection(&text) {
+        return unsupported(format!("{name} with a list or a map as one of its values"));
+    }
     match (t.time, m.time_part) {
         (true, None) => return unsupported(format!("matching the time field {name} (compare a part: |hour, |day, …)")),
         (false, Some(part)) => return unsupported(format!("{name}|{part}: {name} is not a time")),
@@ -837,6 +862,23 @@ mod tests {
         assert!(cidr.contains("(NOT ((ip_in_cidr(sourceipaddress, '10.0.0.0/8')) IS TRUE))"), "{cidr}");
         assert_eq!(c("errorCode|neq|exists: true").unwrap_err().0, "|neq with |exists or a comparison");
         assert_eq!(c("eventVersion|neq|gt: 1").unwrap_err().0, "|neq with |exists or a comparison");
+    }
+
+    #[test]
+    fn what_would_match_everything_or_nothing_by_accident_is_refused() {
+        let c = |d: &str| compile(&rule(d));
+        for empty in ["  sel: {}\n  condition: sel\n", "  sel: []\n  condition: sel\n", "  sel:\n    - {}\n  condition: sel\n"] {
+            assert_eq!(c(empty).unwrap_err().0, "an empty detection", "{empty}");
+        }
+        assert_eq!(c("  sel:\n    eventName: x\n  condition: 0 of sel*\n").unwrap_err().0, "`0 of sel*`");
+        // A list or map among a field's values: rsigma-parser gives its debug text, which no event holds.
+        for nested in ["[[a, b]]", "{a: b}", "[x, [y]]"] {
+            let sql = c(&format!("  sel:\n    eventName: {nested}\n  condition: sel\n"));
+            assert_eq!(sql.unwrap_err().0, "eventName with a list or a map as one of its values", "{nested}");
+        }
+        // `field: []` is `field: null`, as pySigma reads it.
+        assert_eq!(c("  sel:\n    errorCode: []\n  condition: sel\n").unwrap(), "(errorcode IS NULL)");
+        assert_eq!(c("  sel:\n    errorCode|neq: []\n  condition: sel\n").unwrap(), "(NOT (errorcode IS NULL))");
     }
 
     #[test]

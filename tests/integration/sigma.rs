@@ -252,6 +252,12 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             |e| is(e, &["eventName"], "GetSecretValue") && at(e, &["errorCode"]).is_none_or(Value::is_null),
         ),
         (
+            // An empty list is no value, as pySigma reads it: `|neq: []`, a value there.
+            "secret_read_failed",
+            "detection:\n  sel:\n    eventName: GetSecretValue\n    errorCode|neq: []\n  condition: sel\nlevel: low\n",
+            |e| is(e, &["eventName"], "GetSecretValue") && at(e, &["errorCode"]).is_some_and(|v| !v.is_null()),
+        ),
+        (
             "two_of_three",
             "detection:\n  sel_iam:\n    eventSource: iam.amazonaws.com\n  sel_policy:\n    eventName|contains: policy\n  sel_region:\n    awsRegion: us-east-1\n  condition: 2 of sel_*\nlevel: low\n",
             |e| {
