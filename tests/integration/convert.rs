@@ -300,6 +300,29 @@ fn hostile_account_ids_never_leave_the_lake() {
     assert_eq!(count(&lake, "SELECT count(DISTINCT recipientaccountid) FROM cloudtrail"), hostile.len() as i64);
 }
 
+#[test]
+fn a_payload_nested_past_the_json_readers_limits_hides_nothing_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, lake) = (dir.path().join("src"), dir.path().join("lake"));
+    // JSON readers give up on a text nested past their limit (200 levels for DataFusion's JSON functions): an
+    // attacker's 300 levels ahead of `bucketName` hid it from every query and rule.
+    let deep = |n: usize| format!("{}\"needle\"{}", "[".repeat(n), "]".repeat(n));
+    let mut text = event("d1", "123456789012", "2024-10-25T10:00:00Z").to_string();
+    text = text.replace(r#""requestParameters":{"instancesSet":{}}"#, &format!(r#""requestParameters":{{"x":{},"bucketName":"evil"}}"#, deep(300)));
+    text.insert_str(1, &format!(r#""someNewKey":{{"y":{},"z":"kept"}},"#, deep(100_000)));
+    write(&src.join("d.json"), format!(r#"{{"Records":[{text}]}}"#).as_bytes());
+    assert_eq!(convert_lib(&[&src], &lake).events_written, 1);
+    for (what, sql) in [
+        ("a member beside the deep part", "json_get_str(requestparameters, 'bucketName') = 'evil'"),
+        ("through json_values, as Sigma reads payloads", "array_has(json_values(requestparameters, 'bucketName'), 'evil')"),
+        ("in what no column holds", "json_get_str(unmapped, 'someNewKey', 'z') = 'kept'"),
+        ("the deep part, as text", "icontains(requestparameters, '[[[[\\\"needle\\\"]]]]')"),
+        ("the deep part of unmapped, as text", "icontains(unmapped, '[[[[\\\"needle\\\"]]]]')"),
+    ] {
+        assert_eq!(count(&lake, &format!("SELECT count(*) FROM cloudtrail WHERE {sql}")), 1, "{what}: {sql}");
+    }
+}
+
 /// Runs the binary and samples its peak resident memory (VmHWM) until it exits.
 pub(crate) fn run_measuring_peak(cmd: &mut std::process::Command) -> (std::process::Output, u64) {
     let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();

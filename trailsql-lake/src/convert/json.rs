@@ -147,6 +147,74 @@ pub fn compact(raw: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8(out).expect("removing ASCII whitespace keeps UTF-8 valid"))
 }
 
+/// How deep a payload's arrays and objects are kept as structure. JSON readers limit nesting (serde_json at 128
+/// levels; jiter, under DataFusion's JSON functions and ours, at 200) and give nothing for a text past their limit:
+/// not for the deep part alone, for every member beside it. A payload an attacker nested 300 levels deep ahead of
+/// `bucketName` hid `bucketName` from every query, view and Sigma rule. Deeper structures are kept whole, as
+/// JSON strings holding their text: still searched as text, never parsed by a reader that gives up on them.
+pub const MAX_NESTING: usize = 100;
+
+/// A payload as the lake stores it: [`compact`], with each array or object that opens deeper than [`MAX_NESTING`]
+/// levels replaced by a JSON string of its text.
+pub fn payload(raw: &str) -> Cow<'_, str> {
+    let text = compact(raw);
+    let b = text.as_bytes();
+    let (mut strings, mut depth) = (Strings::default(), 0usize);
+    let mut out: Option<String> = None;
+    // Where the bytes not yet copied to `out` start.
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        i += 1;
+        if strings.feed(c) {
+            continue;
+        }
+        match c {
+            b'[' | b'{' if depth == MAX_NESTING => {
+                let start = i - 1;
+                let end = structure_end(b, start);
+                let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+                o.push_str(&text[copied..start]);
+                push_json_string(o, &text[start..end]);
+                (copied, i) = (end, end);
+            }
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    match out {
+        None => text,
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            Cow::Owned(o)
+        }
+    }
+}
+
+/// The end (exclusive) of the array or object that opens at `start`, found without recursion; the end of the text
+/// where it is not closed.
+fn structure_end(b: &[u8], start: usize) -> usize {
+    let (mut strings, mut depth) = (Strings::default(), 0usize);
+    for (j, &c) in b.iter().enumerate().skip(start) {
+        if strings.feed(c) {
+            continue;
+        }
+        match c {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return j + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    b.len()
+}
+
 /// Appends `s` to `out` as a JSON string literal.
 pub fn push_json_string(out: &mut String, s: &str) {
     // serde_json's escaping is the reference; writing into a String cannot fail.
@@ -263,6 +331,34 @@ mod tests {
         assert_eq!(compact("{\n  \"a\": \"b c\",\n  \"d\": [1, 2]\n}"), r#"{"a":"b c","d":[1,2]}"#);
         assert_eq!(compact(r#"{"a": "x\" y" }"#), r#"{"a":"x\" y"}"#);
         assert_eq!(compact(r#"{"é": "ü ü"}"#), r#"{"é":"ü ü"}"#);
+    }
+
+    #[test]
+    fn payloads_nested_past_the_readers_limits_keep_their_deep_part_as_text() {
+        let nested = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+        let string = |s: &str| {
+            let mut out = String::new();
+            push_json_string(&mut out, s);
+            out
+        };
+        // At the limit: unchanged, and borrowed.
+        let at_limit = format!(r#"{{"x":{}}}"#, nested(MAX_NESTING - 1, "1"));
+        assert!(matches!(payload(&at_limit), Cow::Borrowed(_)));
+        // Past it, the structure that opens too deep is a string of its compact text; what stands beside it, and
+        // brackets inside strings, are kept.
+        let deep = format!(r#"{{"x":{}, "bucketName":"evil","s":"[{{\"q"}}"#, nested(MAX_NESTING + 200, r#"{"k": "v\"]"}"#));
+        let kept = string(&nested(201, r#"{"k":"v\"]"}"#));
+        let want = format!(r#"{{"x":{},"bucketName":"evil","s":"[{{\"q"}}"#, nested(MAX_NESTING - 1, &kept));
+        assert_eq!(payload(&deep), want);
+        let v: serde_json::Value = serde_json::from_str(&want).expect("within serde_json's limit");
+        assert_eq!(v["bucketName"], "evil");
+        // Two deep parts.
+        let two = format!("[{} , {}]", nested(MAX_NESTING, "1"), nested(MAX_NESTING, "2"));
+        let want = format!("[{},{}]", nested(MAX_NESTING - 1, &string("[1]")), nested(MAX_NESTING - 1, &string("[2]")));
+        assert_eq!(payload(&two), want);
+        // A text that ends inside the deep part keeps its bytes.
+        let open = "[".repeat(MAX_NESTING + 6);
+        assert_eq!(payload(&open), format!("{}{}", "[".repeat(MAX_NESTING), string("[[[[[[")));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use arrow::datatypes::{DataType, FieldRef, Fields};
 use rustc_hash::FxBuildHasher;
 use serde_json::value::RawValue;
 
-use super::json::{Entries, compact, elements, entries, push_json_string, string_value};
+use super::json::{Entries, elements, entries, payload, push_json_string, string_value};
 use crate::schema::{self, BoolForm, Field, Kind};
 
 /// A member of `unmapped`: the verbatim value, or a partial object for a known object member.
@@ -43,7 +43,7 @@ pub fn write_unmapped(out: &mut String, u: &Unmapped) {
         push_json_string(out, k);
         out.push(':');
         match v {
-            UVal::Raw(raw) => out.push_str(&compact(raw.get())),
+            UVal::Raw(raw) => out.push_str(&payload(raw.get())),
             UVal::Obj(inner) => write_unmapped(out, inner),
         }
     }
@@ -262,7 +262,7 @@ fn append_value<'a>(
         match (member.kind, col) {
             (Kind::Text, Col::Text(b)) => append_text(b, text),
             (Kind::Json, Col::Text(b)) => {
-                b.append_value(compact(text));
+                b.append_value(payload(text));
                 true
             }
             (Kind::Bool(form), Col::Bool(b)) => append_bool(b, form, text),
@@ -297,7 +297,7 @@ fn append_value<'a>(
 
 fn append_text(b: &mut StringBuilder, text: &str) -> bool {
     if !text.starts_with('"') {
-        b.append_value(compact(text));
+        b.append_value(payload(text));
         return false;
     }
     match string_value(text) {
