@@ -867,7 +867,9 @@ mod tests {
     #[test]
     fn what_would_match_everything_or_nothing_by_accident_is_refused() {
         let c = |d: &str| compile(&rule(d));
-        for empty in ["  sel: {}\n  condition: sel\n", "  sel: []\n  condition: sel\n", "  sel:\n    - {}\n  condition: sel\n"] {
+        for empty in
+            ["  sel: {}\n  condition: sel\n", "  sel: []\n  condition: sel\n", "  sel:\n    - {}\n  condition: sel\n"]
+        {
             assert_eq!(c(empty).unwrap_err().0, "an empty detection", "{empty}");
         }
         assert_eq!(c("  sel:\n    eventName: x\n  condition: 0 of sel*\n").unwrap_err().0, "`0 of sel*`");

@@ -308,13 +308,19 @@ fn a_payload_nested_past_the_json_readers_limits_hides_nothing_beside_it() {
     // attacker's 300 levels ahead of `bucketName` hid it from every query and rule.
     let deep = |n: usize| format!("{}\"needle\"{}", "[".repeat(n), "]".repeat(n));
     let mut text = event("d1", "123456789012", "2024-10-25T10:00:00Z").to_string();
-    text = text.replace(r#""requestParameters":{"instancesSet":{}}"#, &format!(r#""requestParameters":{{"x":{},"bucketName":"evil"}}"#, deep(300)));
+    text = text.replace(
+        r#""requestParameters":{"instancesSet":{}}"#,
+        &format!(r#""requestParameters":{{"x":{},"bucketName":"evil"}}"#, deep(300)),
+    );
     text.insert_str(1, &format!(r#""someNewKey":{{"y":{},"z":"kept"}},"#, deep(100_000)));
     write(&src.join("d.json"), format!(r#"{{"Records":[{text}]}}"#).as_bytes());
     assert_eq!(convert_lib(&[&src], &lake).events_written, 1);
     for (what, sql) in [
         ("a member beside the deep part", "json_get_str(requestparameters, 'bucketName') = 'evil'"),
-        ("through json_values, as Sigma reads payloads", "array_has(json_values(requestparameters, 'bucketName'), 'evil')"),
+        (
+            "through json_values, as Sigma reads payloads",
+            "array_has(json_values(requestparameters, 'bucketName'), 'evil')",
+        ),
         ("in what no column holds", "json_get_str(unmapped, 'someNewKey', 'z') = 'kept'"),
         ("the deep part, as text", "icontains(requestparameters, '[[[[\\\"needle\\\"]]]]')"),
         ("the deep part of unmapped, as text", "icontains(unmapped, '[[[[\\\"needle\\\"]]]]')"),

@@ -270,6 +270,22 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             },
         ),
         (
+            // AWS writes `<` as `\u003c` in this payload (a Stratus detonation's userData): its text is searched as
+            // the event says it, not as it was escaped.
+            "escaped_in_the_payload_text",
+            "detection:\n  sel:\n    requestParameters|contains: '<sensitiveDataRemoved>'\n  condition: sel\nlevel: low\n",
+            |e| {
+                at(e, &["requestParameters"])
+                    .is_some_and(|p| p.to_string().to_lowercase().contains("<sensitivedataremoved>"))
+            },
+        ),
+        (
+            // `&` as `\u0026`, in an SSM session's stream URL.
+            "escaped_keyword",
+            "detection:\n  keywords:\n    - 'role=publish_subscribe&cell-number='\n  condition: keywords\nlevel: low\n",
+            |e| searchable(e).contains("role=publish_subscribe&cell-number="),
+        ),
+        (
             "all_of_a_list_in_the_payload_text",
             "detection:\n  sel:\n    eventName: PutBucketPolicy\n    requestParameters|contains|all:\n      - 'Effect'\n      - 'Principal'\n  condition: sel\nlevel: medium\n",
             |e| {

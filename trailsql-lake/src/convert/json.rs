@@ -154,10 +154,16 @@ pub fn compact(raw: &str) -> Cow<'_, str> {
 /// JSON strings holding their text: still searched as text, never parsed by a reader that gives up on them.
 pub const MAX_NESTING: usize = 100;
 
-/// A payload as the lake stores it: [`compact`], with each array or object that opens deeper than [`MAX_NESTING`]
-/// levels replaced by a JSON string of its text.
+/// A payload as the lake stores it: [`compact`], its strings written as serde_json writes them
+/// ([`canonical_strings`]), and each array or object that opens deeper than [`MAX_NESTING`] levels replaced by a
+/// JSON string of its text.
 pub fn payload(raw: &str) -> Cow<'_, str> {
-    let text = compact(raw);
+    let compacted = compact(raw);
+    let rewritten = match canonical_strings(&compacted) {
+        Cow::Owned(s) => Some(s),
+        Cow::Borrowed(_) => None,
+    };
+    let text = rewritten.map_or(compacted, Cow::Owned);
     let b = text.as_bytes();
     let (mut strings, mut depth) = (Strings::default(), 0usize);
     let mut out: Option<String> = None;
@@ -191,6 +197,53 @@ pub fn payload(raw: &str) -> Cow<'_, str> {
             Cow::Owned(o)
         }
     }
+}
+
+/// The text with each string literal that holds a `\\u` or `\\/` escape written as serde_json writes it: only quotes,
+/// backslashes and control characters escaped. AWS writes some payloads with escapes of its own (`\\u0026` for `&`,
+/// `\\u003c` for `<`, as Go's encoder does): a search of the payload's text (`LIKE`, `icontains`, a Sigma rule's
+/// `requestParameters|contains: '<sensitiveDataRemoved>'`) would not find what the event says. A literal that is
+/// not a valid string (a lone surrogate) is left as it came.
+fn canonical_strings(text: &str) -> Cow<'_, str> {
+    if !text.contains("\\u") && !text.contains("\\/") {
+        return Cow::Borrowed(text);
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut i) = (0, 0);
+    while i < b.len() {
+        if b[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let (mut escaped, mut unusual) = (false, false);
+        i += 1;
+        while i < b.len() {
+            match (escaped, b[i]) {
+                (true, c) => {
+                    escaped = false;
+                    unusual |= c == b'u' || c == b'/';
+                }
+                (false, b'\\') => escaped = true,
+                (false, b'"') => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i = (i + 1).min(b.len());
+        let literal = &text[start..i];
+        if let Some(canonical) = unusual.then(|| serde_json::from_str::<String>(literal).ok()).flatten() {
+            out.push_str(&text[copied..start]);
+            push_json_string(&mut out, &canonical);
+            copied = i;
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 /// The end (exclusive) of the array or object that opens at `start`, found without recursion; the end of the text
@@ -334,6 +387,21 @@ mod tests {
     }
 
     #[test]
+    fn payload_strings_are_written_as_serde_json_writes_them() {
+        // As AWS writes some payloads, and a Sigma rule's value is searched for.
+        let aws = r#"{"streamUrl":"wss://x?role=publish_subscribe\u0026cell=1","userData":"\u003csensitiveDataRemoved\u003e"}"#;
+        assert_eq!(
+            payload(aws),
+            r#"{"streamUrl":"wss://x?role=publish_subscribe&cell=1","userData":"<sensitiveDataRemoved>"}"#
+        );
+        assert_eq!(payload(r#"{"p": "a\/b", "\u00e9": ["\u00e9\n\"q\"\\u"]}"#), r#"{"p":"a/b","é":["é\n\"q\"\\u"]}"#);
+        // Control characters stay escaped; a lone surrogate stays as it came; nothing to do, nothing copied.
+        assert_eq!(payload(r#"["\u0001\u001f","\udfff x"]"#), r#"["\u0001\u001f","\udfff x"]"#);
+        assert!(matches!(payload(r#"{"a":"b\\uc\"d"}"#), Cow::Borrowed(_)));
+        assert!(matches!(payload(r#"{"a":"\ud83d\ude00"}"#), Cow::Owned(s) if s == r#"{"a":"😀"}"#));
+    }
+
+    #[test]
     fn payloads_nested_past_the_readers_limits_keep_their_deep_part_as_text() {
         let nested = |n: usize, inner: &str| format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
         let string = |s: &str| {
@@ -346,7 +414,8 @@ mod tests {
         assert!(matches!(payload(&at_limit), Cow::Borrowed(_)));
         // Past it, the structure that opens too deep is a string of its compact text; what stands beside it, and
         // brackets inside strings, are kept.
-        let deep = format!(r#"{{"x":{}, "bucketName":"evil","s":"[{{\"q"}}"#, nested(MAX_NESTING + 200, r#"{"k": "v\"]"}"#));
+        let deep =
+            format!(r#"{{"x":{}, "bucketName":"evil","s":"[{{\"q"}}"#, nested(MAX_NESTING + 200, r#"{"k": "v\"]"}"#));
         let kept = string(&nested(201, r#"{"k":"v\"]"}"#));
         let want = format!(r#"{{"x":{},"bucketName":"evil","s":"[{{\"q"}}"#, nested(MAX_NESTING - 1, &kept));
         assert_eq!(payload(&deep), want);
