@@ -70,9 +70,11 @@ for svc, names in services.items():
 payload = [
     ("ModifySnapshotAttribute", "requestParameters.attributeType: CREATE_VOLUME_PERMISSION",
      eq(path("requestparameters", "attributeType"), "CREATE_VOLUME_PERMISSION")),
-    # A bare payload with `contains` searches its JSON text, where a quote is written \".
+    # A bare payload with `contains` searches its JSON text, the quotes as written (an object's) or escaped (a
+    # policy held as a string).
     ("PutBucketPolicy", "requestParameters|contains|all:\n      - '\"Effect\"'\n      - '\"Principal\"'",
-     has("requestparameters", '\\"Effect\\"') + " AND " + has("requestparameters", '\\"Principal\\"')),
+     has("requestparameters", '"Effect"', '\\"Effect\\"') + " AND "
+     + has("requestparameters", '"Principal"', '\\"Principal\\"')),
     ("RunInstances", "requestParameters.instanceType|startswith: p4",
      f"starts_with(lower({path('requestparameters', 'instanceType')}), 'p4')"),
     ("GetParameter", "requestParameters.withDecryption: 'true'", eq(path("requestparameters", "withDecryption"), "true")),

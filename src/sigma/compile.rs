@@ -214,7 +214,7 @@ fn detection(d: &Detection) -> Compiled<String> {
 struct Target {
     /// The value compared: a column, a struct field, or `element()`, one of `values`.
     expr: String,
-    /// The field is a whole JSON payload (`requestParameters`): its text is matched, with values JSON-escaped.
+    /// The field is a whole JSON payload (`requestParameters`): its text is matched, a value with quotes as written or JSON-escaped.
     json_text: bool,
     /// A path into a payload, or a member of the `resources` list: the list of the values there (`json_values`,
     /// through arrays; `field_values`), of which one must match; `expr` is then each of them.
@@ -621,16 +621,28 @@ fn windash(s: &SigmaString, name: &str) -> Compiled<Vec<SigmaString>> {
 
 /// A string comparison: equality, or `LIKE` when the value has wildcards or a contains/startswith/endswith modifier;
 /// case-insensitive unless `|cased`.
+///
+/// In a payload's JSON text a value with a quote or a backslash is found in either of two forms: as written, where
+/// its quotes are the JSON's own (`"Effect":"Allow"` of an S3 bucket policy, an object), or escaped, inside a
+/// string of the payload (`\"Effect\":\"Allow\"` of an IAM policy document, a string). pySigma's backends search
+/// the first, and so miss every IAM policy; searching the second alone missed every bucket policy.
 fn string_match(t: &Target, m: &Mods, s: &SigmaString) -> String {
-    let escape_json = |p: &str| -> String {
-        if t.json_text {
-            // Inside a payload's JSON text a quote or backslash of the value appears escaped.
-            let quoted = serde_json::to_string(p).expect("a string serialises");
-            quoted[1..quoted.len() - 1].to_string()
-        } else {
-            p.to_string()
-        }
-    };
+    let plain = s.parts.iter().map(|p| if let StringPart::Plain(p) = p { p.as_str() } else { "" });
+    if t.json_text && plain.clone().any(|p| json_escaped(p) != p) {
+        return format!("({} OR {})", text_match(t, m, s, false), text_match(t, m, s, true));
+    }
+    text_match(t, m, s, false)
+}
+
+/// The text as it appears inside a JSON string.
+fn json_escaped(p: &str) -> String {
+    let quoted = serde_json::to_string(p).expect("a string serialises");
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// [`string_match`] of one form of the value: JSON-escaped or as written.
+fn text_match(t: &Target, m: &Mods, s: &SigmaString, escaped: bool) -> String {
+    let escape_json = |p: &str| -> String { if escaped { json_escaped(p) } else { p.to_string() } };
     let has_wildcards = s.parts.iter().any(|p| matches!(p, StringPart::Special(_)));
     if !(has_wildcards || m.contains || m.startswith || m.endswith) {
         let plain: String =
@@ -690,7 +702,7 @@ fn contained_text(s: &SigmaString, m: &Mods) -> Option<String> {
 
 /// Keywords: a search of the event's text, each value found in one of its text fields: the top-level text and JSON
 /// columns, the text members of `userIdentity`, `tlsDetails` and of each of the `resources`, and what no column
-/// holds (`unmapped`). A JSON text is searched for the value as JSON writes it (a quote as `\"`).
+/// holds (`unmapped`). A JSON text is searched for the value in both forms (see `string_match`).
 ///
 /// Field by field, not in one concatenation of them: a keyword is found within a value, never across two, and
 /// concatenating every text column of every event was a fifth of a rule directory's time.
@@ -803,11 +815,13 @@ mod tests {
         assert_eq!(s("kali", &[Modifier::Contains, Modifier::Cased]), r"(x LIKE '%kali%' ESCAPE '\')");
         assert_eq!(s("Pre", &[Modifier::StartsWith, Modifier::Cased]), r"(x LIKE 'Pre%' ESCAPE '\')");
         assert_eq!(s("it's", &[]), "(lower(x) = 'it''s')");
+        // In a payload's JSON text, a quote as written or escaped.
         let json = Target::of("p".into(), true);
         assert_eq!(
             string_match(&json, &mods_of(&[Modifier::Contains]), &SigmaString::new("a\"b")),
-            r#"icontains(p, 'a\"b')"#
+            r#"(icontains(p, 'a"b') OR icontains(p, 'a\"b'))"#
         );
+        assert_eq!(string_match(&json, &mods_of(&[Modifier::Contains]), &SigmaString::new("ab")), "icontains(p, 'ab')");
     }
 
     fn mods_of(m: &[Modifier]) -> Mods {
