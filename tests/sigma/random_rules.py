@@ -9,7 +9,10 @@ hold there: whole, cut, in another case. What the two readers are documented to 
 finds them escaped too), numeric comparison of a field that holds text (SQLite orders any text above any number),
 CIDR ranges not on an octet boundary (the backend matches text prefixes), keywords, case folding beyond ASCII.
 
-    python3 random_rules.py EVENTS.ndjson SEED COUNT OUT_DIR
+With `--correlations`, COUNT correlations instead (event_count, value_count, temporal, temporal_ordered; one or
+two group-by fields; timespans from 30 seconds to 30 days; thresholds from 1 to 25) over eight base rules.
+
+    python3 random_rules.py EVENTS.ndjson SEED COUNT OUT_DIR [--correlations]
 """
 
 import json
@@ -155,11 +158,54 @@ class Rules:
         )
 
 
+BASES = {
+    "base_errors": "errorCode|exists: true",
+    "base_iam": "eventSource: iam.amazonaws.com",
+    "base_describe": "eventName|startswith: Describe",
+    "base_list_get": "eventName|startswith: [List, Get]",
+    "base_assumed": "userIdentity.type: AssumedRole",
+    "base_s3": "eventSource: s3.amazonaws.com",
+    "base_console": "eventName: ConsoleLogin",
+    "base_sts": "eventSource: sts.amazonaws.com",
+}
+# Not `userAgent`: pySigma's backend groups values without regard to case, trailsql by the exact value.
+GROUPS = ["userIdentity.arn", "sourceIPAddress", "recipientAccountId", "eventSource", "awsRegion"]
+COUNTED = ["eventName", "sourceIPAddress", "awsRegion", "errorCode", "userAgent"]
+
+
+def correlations(rng, count, out):
+    for name, selection in BASES.items():
+        (out / f"{name}.yml").write_text(
+            f"title: {name}\nid: {uuid.uuid5(uuid.NAMESPACE_DNS, name)}\nname: {name}\nlevel: low\n"
+            f"logsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    {selection}\n  condition: sel\n",
+            encoding="utf-8",
+        )
+    for n in range(count):
+        kind = rng.choice(["event_count", "event_count", "value_count", "temporal", "temporal_ordered"])
+        several = kind.startswith("temporal") or rng.random() < 0.2
+        rules = rng.sample(list(BASES), 2) if several else [rng.choice(list(BASES))]
+        lines = [f"  type: {kind}", f"  rules: [{', '.join(rules)}]"]
+        lines.append(f"  group-by: [{', '.join(rng.sample(GROUPS, rng.choice([1, 1, 2])))}]")
+        lines.append(f"  timespan: {rng.choice(['30s', '5m', '1h', '12h', '2d', '30d'])}")
+        if kind in ("event_count", "value_count"):
+            lines += ["  condition:", f"    {rng.choice(['gte', 'gte', 'gt'])}: {rng.choice([1, 2, 3, 5, 10, 25])}"]
+            if kind == "value_count":
+                lines.append(f"    field: {rng.choice(COUNTED)}")
+        rule_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        (out / f"correlation_{n:03}.yml").write_text(
+            f"title: random correlation {n}\nid: {rule_id}\nlevel: low\ncorrelation:\n" + "\n".join(lines) + "\n",
+            encoding="utf-8",
+        )
+
+
 def main():
     events_file, seed, count, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), pathlib.Path(sys.argv[4])
+    out.mkdir(parents=True, exist_ok=True)
+    if sys.argv[5:] == ["--correlations"]:
+        correlations(random.Random(seed), count, out)
+        return
     events = [json.loads(line) for line in open(events_file, encoding="utf-8") if line.strip()]
     rules = Rules(seed, pools(events))
-    out.mkdir(parents=True, exist_ok=True)
     for n in range(count):
         (out / f"random_{n:03}.yml").write_text(rules.rule(n), encoding="utf-8")
 
