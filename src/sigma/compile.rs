@@ -214,7 +214,8 @@ fn detection(d: &Detection) -> Compiled<String> {
 struct Target {
     /// The value compared: a column, a struct field, or `element()`, one of `values`.
     expr: String,
-    /// The field is a whole JSON payload (`requestParameters`): its text is matched, a value with quotes as written or JSON-escaped.
+    /// The field is a whole JSON payload (`requestParameters`): its text is matched, a value with quotes as written
+    /// or JSON-escaped (see `string_match`).
     json_text: bool,
     /// A path into a payload, or a member of the `resources` list: the list of the values there (`json_values`,
     /// through arrays; `field_values`), of which one must match; `expr` is then each of them.

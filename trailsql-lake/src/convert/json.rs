@@ -199,9 +199,9 @@ pub fn payload(raw: &str) -> Cow<'_, str> {
     }
 }
 
-/// The text with each string literal that holds a `\\u` or `\\/` escape written as serde_json writes it: only quotes,
-/// backslashes and control characters escaped. AWS writes some payloads with escapes of its own (`\\u0026` for `&`,
-/// `\\u003c` for `<`, as Go's encoder does): a search of the payload's text (`LIKE`, `icontains`, a Sigma rule's
+/// The text with each string literal that holds a `\u` or `\/` escape written as serde_json writes it: only quotes,
+/// backslashes and control characters escaped. AWS writes some payloads with escapes of its own (`\u0026` for `&`,
+/// `\u003c` for `<`, as Go's encoder does): a search of the payload's text (`LIKE`, `icontains`, a Sigma rule's
 /// `requestParameters|contains: '<sensitiveDataRemoved>'`) would not find what the event says. A literal that is
 /// not a valid string (a lone surrogate) is left as it came.
 fn canonical_strings(text: &str) -> Cow<'_, str> {
