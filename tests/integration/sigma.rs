@@ -596,6 +596,36 @@ fn random_rules_match_what_pysigmas_sqlite_backend_finds_in_the_real_data() {
     assert!(some >= RULES / 2 && between >= RULES / 5, "{some} rules match, {between} of them a part of the events");
 }
 
+/// Rule files as editors on Windows save them: a UTF-8 byte-order mark and CRLF line ends, or UTF-16 (PowerShell's
+/// `>`). A file that is not text is reported for itself, and the other rules run.
+#[test]
+fn rule_files_with_a_byte_order_mark_or_in_utf16_run_and_one_that_is_not_text_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |id: &str| {
+        format!(
+            "title: Root sign-in {id}\nid: {id}\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventName: ConsoleLogin\n    userIdentity.type: Root\n  condition: sel\n"
+        )
+    };
+    let bom = [&b"\xEF\xBB\xBF"[..], rule("bom").replace('\n', "\r\n").as_bytes()].concat();
+    std::fs::write(dir.path().join("bom.yml"), bom).unwrap();
+    let utf16: Vec<u8> =
+        [0xFF, 0xFE].into_iter().chain(rule("wide").encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    std::fs::write(dir.path().join("wide.yml"), utf16).unwrap();
+    std::fs::write(dir.path().join("binary.yml"), b"title: x\n\xC3\x28\x00\xFF").unwrap();
+    let lake = sample_lake();
+    let out = run(bin().args(["sigma", "--format", "csv", "--lake"]).arg(lake).arg(dir.path()));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("sigma: 2 rules run") && err.contains("1 not supported"), "{err}");
+    assert!(err.contains("binary.yml: (rule not parsed): not UTF-8 text (invalid utf-8 sequence"), "{err}");
+    let root_logins =
+        count(lake, "SELECT count(*) FROM cloudtrail WHERE eventname = 'ConsoleLogin' AND useridentity.type = 'Root'");
+    for id in ["bom", "wide"] {
+        let rows = stdout(&out).lines().filter(|l| l.starts_with(&format!("{id},"))).count();
+        assert_eq!(rows as i64, root_logins, "{id}: {}", stdout(&out));
+    }
+}
+
 #[test]
 fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     let dir = tempfile::tempdir().unwrap();
