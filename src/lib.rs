@@ -14,3 +14,4 @@ pub mod repl;
 pub mod session;
 pub mod sigma;
 pub mod sqltext;
+pub mod textfile;

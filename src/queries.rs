@@ -112,7 +112,7 @@ pub fn all(dirs: &[PathBuf]) -> Result<Vec<SavedQuery>> {
 }
 
 pub fn load_file(path: &Path) -> Result<SavedQuery> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::textfile::read(path)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(SavedQuery::parse(&text, &stem, &path.display().to_string()))
 }

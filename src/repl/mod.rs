@@ -388,7 +388,7 @@ impl Repl {
                 path.display()
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::textfile::read(path)?;
         self.includes += 1;
         Box::pin(self.run_text(&text)).await;
         self.includes -= 1;

@@ -288,7 +288,7 @@ struct Documents {
 impl Documents {
     fn read(&mut self, file: &Path) -> Result<()> {
         let name = file.display().to_string();
-        let text = match rule_text(std::fs::read(file).map_err(|e| Error::io(file, e))?) {
+        let text = match crate::textfile::decode(std::fs::read(file).map_err(|e| Error::io(file, e))?) {
             Ok(text) => text,
             Err(why) => {
                 self.set.unsupported.push((name, "(rule not parsed)".into(), why));
@@ -446,23 +446,6 @@ fn head(id: &str, title: &str, level: &str) -> String {
 /// The start of the names of a correlation's columns in the fused query: unique in its rule set.
 fn column_prefix(position: usize) -> String {
     format!("c{position}")
-}
-
-/// A rule file's text: UTF-8, after a byte-order mark if it has one (editors on Windows write one), or UTF-16 after
-/// its mark (PowerShell's `>` writes that); anything else is refused for its file alone, not for the run.
-fn rule_text(bytes: Vec<u8>) -> std::result::Result<String, String> {
-    let utf16 = |b: &[u8], unit: fn([u8; 2]) -> u16| {
-        let units: Vec<u16> = b.chunks(2).map(|c| unit([c[0], *c.get(1).unwrap_or(&0)])).collect();
-        String::from_utf16(&units).map_err(|_| "not UTF-16 text, though it starts with a UTF-16 byte-order mark".into())
-    };
-    match bytes.as_slice() {
-        [0xEF, 0xBB, 0xBF, rest @ ..] => {
-            std::str::from_utf8(rest).map(String::from).map_err(|e| format!("not UTF-8 text ({e})"))
-        }
-        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
-        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
-        _ => String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({})", e.utf8_error())),
-    }
 }
 
 /// A rule whose condition ends in an old aggregation (`sel | count() by x > 5`), as the parser of today's

@@ -98,6 +98,34 @@ fn files_with_several_statements_errors_name_the_line_and_fail_on_rows_gates() {
     assert!(stderr(&typo).contains("no such file or saved query"), "{}", stderr(&typo));
 }
 
+/// SQL files as editors on Windows save them: a UTF-8 byte-order mark and CRLF line ends, or UTF-16; a file that is
+/// not text is a usage error that names it.
+#[test]
+fn sql_files_with_a_byte_order_mark_or_in_utf16_run() {
+    let lake = sample_lake();
+    let dir = tempfile::tempdir().unwrap();
+    let sql = "SELECT count(*) AS n FROM cloudtrail;\r\nSELECT 2 AS two;\r\n";
+    let bom = dir.path().join("bom.sql");
+    std::fs::write(&bom, [&b"\xEF\xBB\xBF"[..], sql.as_bytes()].concat()).unwrap();
+    let wide = dir.path().join("wide.sql");
+    std::fs::write(
+        &wide,
+        [0xFF, 0xFE].into_iter().chain(sql.encode_utf16().flat_map(u16::to_le_bytes)).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let want = format!("n\n{}\ntwo\n2\n", count(lake, "SELECT count(*) FROM cloudtrail"));
+    for file in [&bom, &wide] {
+        let out = run(bin().args(["run", "--format", "csv", "--lake"]).arg(lake).arg(file));
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        assert_eq!(stdout(&out).replace("\n\n", "\n"), want, "{}", file.display());
+    }
+    let binary = dir.path().join("binary.sql");
+    std::fs::write(&binary, b"SELECT \xC3\x28;").unwrap();
+    let out = run(bin().args(["run", "--lake"]).arg(lake).arg(&binary));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("binary.sql: not UTF-8 text (invalid utf-8 sequence"), "{}", stderr(&out));
+}
+
 #[test]
 fn output_formats_and_files() {
     let lake = sample_lake();
