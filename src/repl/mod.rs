@@ -73,8 +73,9 @@ pub async fn run(session: Session, opts: ReplOptions) -> Result<Outcome> {
         includes: 0,
     };
     if !interactive {
-        let mut input = String::new();
-        std::io::stdin().read_to_string(&mut input).map_err(|e| Error::io("standard input", e))?;
+        let mut input = Vec::new();
+        std::io::stdin().read_to_end(&mut input).map_err(|e| Error::io("standard input", e))?;
+        let input = crate::textfile::decode(input).map_err(|why| Error::Usage(format!("standard input: {why}")))?;
         repl.run_text(&input).await;
         return Ok(if repl.errors > 0 { Outcome::Found } else { Outcome::Success });
     }

@@ -119,6 +119,9 @@ fn sql_files_with_a_byte_order_mark_or_in_utf16_run() {
         assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
         assert_eq!(stdout(&out).replace("\n\n", "\n"), want, "{}", file.display());
     }
+    // The REPL reading a file from its standard input.
+    let piped = run_with_stdin(bin().args(["--lake"]).arg(lake), &std::fs::read(&bom).unwrap());
+    assert!(piped.status.success() && stdout(&piped).contains("| two |"), "{}", stderr(&piped));
     let binary = dir.path().join("binary.sql");
     std::fs::write(&binary, b"SELECT \xC3\x28;").unwrap();
     let out = run(bin().args(["run", "--lake"]).arg(lake).arg(&binary));
