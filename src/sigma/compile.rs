@@ -536,6 +536,15 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
             ..Mods::default()
         };
         any(encoded.iter().map(|e| string_match(t, &cased, &SigmaString::from_raw(e))).collect())
+    } else if let (SigmaValue::Float(f), false) =
+        (v, m.contains || m.startswith || m.endswith || m.windash || m.cased || t.json_text)
+    {
+        // YAML reads `eventVersion: 1.10` as the number 1.1, its digits lost: it is compared as a number, which the
+        // text "1.10" is.
+        if !f.is_finite() {
+            return unsupported(format!("{name} with {f}, which is no SQL number"));
+        }
+        format!("(TRY_CAST({expr} AS DOUBLE) = {f})")
     } else {
         let variants = if m.windash { windash(&text, name)? } else { vec![text] };
         any(variants.iter().map(|s| string_match(t, m, s)).collect())
@@ -896,6 +905,19 @@ mod tests {
         // `field: []` is `field: null`, as pySigma reads it.
         assert_eq!(c("  sel:\n    errorCode: []\n  condition: sel\n").unwrap(), "(errorcode IS NULL)");
         assert_eq!(c("  sel:\n    errorCode|neq: []\n  condition: sel\n").unwrap(), "(NOT (errorcode IS NULL))");
+    }
+
+    #[test]
+    fn a_number_yaml_read_is_compared_as_a_number() {
+        let c = |d: &str| compile(&rule(d));
+        // YAML reads 1.10 as 1.1: compared as a number, "1.10" matches; with a pattern, its text is looked for.
+        let version = c("  sel:\n    eventVersion: 1.10\n  condition: sel\n").unwrap();
+        assert_eq!(version, "(((TRY_CAST(eventversion AS DOUBLE) = 1.1)) IS TRUE)");
+        assert!(c("  sel:\n    eventVersion|startswith: 1.08\n  condition: sel\n").unwrap().contains("'1.08%'"));
+        assert_eq!(
+            c("  sel:\n    eventVersion: .inf\n  condition: sel\n").unwrap_err().0,
+            "eventVersion with inf, which is no SQL number"
+        );
     }
 
     #[test]

@@ -192,6 +192,16 @@ fn rules() -> Vec<(&'static str, &'static str, Meaning)> {
             },
         ),
         (
+            // YAML reads 1.10 as the number 1.1, its last zero lost: compared as a number, CloudTrail's "1.10" is it.
+            "version_read_as_a_number",
+            "detection:\n  sel:\n    eventVersion: 1.10\n  condition: sel\nlevel: low\n",
+            |e| {
+                at(e, &["eventVersion"])
+                    .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
+                    .is_some_and(|n| n == 1.1)
+            },
+        ),
+        (
             // `null` among other values: the field is absent, or one of them.
             "sts_denied_or_no_error",
             "detection:\n  sel:\n    eventSource: sts.amazonaws.com\n    errorCode:\n      - AccessDenied\n      - null\n  condition: sel\nlevel: low\n",
