@@ -22,7 +22,8 @@ pub fn exit_code(result: Result<Outcome>) -> ExitCode {
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             let message = e.to_string();
-            eprintln!("trailsql: {}", crate::error::redact_credentials(&message));
+            let message = crate::error::redact_credentials(&message);
+            eprintln!("trailsql: {}", crate::print::terminal_safe_lines(&message));
             if let Some(hint) = crate::error::hint(&message) {
                 eprintln!("trailsql: {hint}");
             }

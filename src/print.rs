@@ -130,6 +130,12 @@ pub fn terminal_safe(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`terminal_safe`] line by line, the line breaks kept: for messages (an error can quote a file name, a rule's
+/// title or an event's value).
+pub fn terminal_safe_lines(s: &str) -> String {
+    s.split('\n').map(terminal_safe).collect::<Vec<_>>().join("\n")
+}
+
 fn cut(s: &str, width: usize) -> String {
     let one_line = terminal_safe(s);
     if one_line.chars().count() <= width {
@@ -346,6 +352,7 @@ mod tests {
     fn control_characters_never_reach_the_terminal() {
         assert_eq!(terminal_safe("plain text, ünïcode"), "plain text, ünïcode");
         assert_eq!(terminal_safe("a\x1b]0;t\x07b\x1b[2J"), "a\\u{1b}]0;t\\u{7}b\\u{1b}[2J");
+        assert_eq!(terminal_safe_lines("a\x1b[2J\nb\rc"), "a\\u{1b}[2J\nb c");
         assert_eq!(terminal_safe("line\nbreak\ttab"), "line break tab");
         assert_eq!(terminal_safe("\u{9b}31m \u{202e}gnp.exe"), "\\u{9b}31m \\u{202e}gnp.exe");
         let opts = PrintOptions { expanded: true, ..PrintOptions::default() };

@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::DataType;
 use rsigma_parser::{CorrelationRule, FilterRule, FilterRuleTarget, Level, LogSource, SigmaRule};
 
 use crate::error::{Error, Result};
+use crate::print::terminal_safe;
 pub use compile::Unsupported;
 use trailsql_lake::layout::PartitionKey;
 
@@ -811,7 +812,7 @@ impl Tally {
         let mut s = String::from("sigma: matches by rule, most first:\n");
         for (id, n) in counts.iter().take(TALLY_LINES) {
             let title = set.rules.iter().find(|r| &r.id == *id).map_or("", |r| r.title.as_str());
-            s.push_str(&format!("{n:>10}  {id}: {title}\n"));
+            s.push_str(&format!("{n:>10}  {}\n", terminal_safe(&format!("{id}: {title}"))));
         }
         if counts.len() > TALLY_LINES {
             let more = counts.len() - TALLY_LINES;
@@ -851,8 +852,10 @@ pub fn summary(set: &RuleSet, matches: Option<usize>) -> String {
         s.push_str(&format!(", {} below the level", set.below_level));
     }
     s.push('\n');
+    // Rule files come from anywhere (a shared repository, a download): their titles and text reach the terminal
+    // escaped, as the events' strings do.
     for (file, title, what) in &set.unsupported {
-        s.push_str(&format!("sigma: not supported: {file}: {title}: {what}\n"));
+        s.push_str(&format!("sigma: not supported: {}\n", terminal_safe(&format!("{file}: {title}: {what}"))));
     }
     s
 }

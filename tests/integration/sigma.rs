@@ -636,6 +636,44 @@ fn rule_files_with_a_byte_order_mark_or_in_utf16_run_and_one_that_is_not_text_is
     }
 }
 
+/// A rule file from a shared repository can carry escape sequences in its title, its id, its fields or its name:
+/// the summary, the tally and the errors show them escaped, as the table shows an event's strings.
+#[test]
+fn rule_titles_and_file_names_reach_the_terminal_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "logsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n";
+    std::fs::write(
+        dir.path().join("a.yml"),
+        format!(
+            "title: \"evil\\e]0;pwned\\a\"\nid: \"r\\e[2J\"\n{head}    eventName: ConsoleLogin\n  condition: sel\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b\u{1b}[31m.yml"),
+        format!("title: \"bad\\e[31m\"\n{head}    \"eventName\\e[31m\": x\n  condition: sel\n"),
+    )
+    .unwrap();
+    let out = run(bin()
+        .args(["sigma", "--lake"])
+        .arg(sample_lake())
+        .arg("-o")
+        .arg(dir.path().join("out.csv"))
+        .arg(dir.path()));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains(r"r\u{1b}[2J: evil\u{1b}]0;pwned\u{7}"), "{err}");
+    assert!(err.contains(r"b\u{1b}[31m.yml: bad\u{1b}[31m: unknown field eventName\u{1b}"), "{err}");
+    // An error names a file as the terminal may show it too.
+    let missing = run(bin().args(["run", "--lake"]).arg(sample_lake()).arg("no\u{1b}[2Jsuch.sql"));
+    assert!(
+        !stderr(&missing).contains('\u{1b}') && stderr(&missing).contains(r"no\u{1b}[2Jsuch.sql"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
 #[test]
 fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     let dir = tempfile::tempdir().unwrap();
