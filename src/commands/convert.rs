@@ -32,6 +32,7 @@ pub async fn run(cli: &Cli, args: &ConvertArgs, storage: &Arc<Storage>) -> Resul
         ..defaults
     };
     let summary = convert::convert(&lake.lake, &opts, storage).await?;
-    write_stdout(summary.render().as_bytes())?;
+    // It names the files that failed: a source's file names are anyone's.
+    write_stdout(crate::print::terminal_safe_lines(&summary.render()).as_bytes())?;
     Ok(if summary.ok() { Outcome::Success } else { Outcome::Found })
 }
