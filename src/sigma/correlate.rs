@@ -42,6 +42,9 @@ pub enum Measure {
     /// The sum, or the mean, of a field's values that are numbers (`value_sum`, `value_avg`); none, no measure.
     Sum(String),
     Mean(String),
+    /// A percentile (0 to 100) of a field's values that are numbers, between the two nearest ranks as pySigma
+    /// interpolates it (`value_percentile`; `value_median` is the 50th).
+    Percentile(String, u64),
     /// Which of the referenced rules matched: all of them, at least N, or a condition over their names.
     Rules(Option<ConditionExpr>),
     /// Every referenced rule matched, in the order of the list: an event of each, each strictly later than the one
@@ -97,7 +100,29 @@ pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
         {
             (Measure::Mean(f[0].clone()), predicates.clone())
         }
-        (CorrelationType::ValueSum | CorrelationType::ValueAvg, _) => {
+        (CorrelationType::ValueMedian, CorrelationCondition::Threshold { predicates, field: Some(f), percentile })
+            if f.len() == 1 && percentile.is_none_or(|p| p == 50) =>
+        {
+            (Measure::Percentile(f[0].clone(), 50), predicates.clone())
+        }
+        // The parser would take 50 for a missing percentile; pySigma refuses the rule, and so does trailsql.
+        (
+            CorrelationType::ValuePercentile,
+            CorrelationCondition::Threshold { predicates, field: Some(f), percentile: Some(p) },
+        ) if f.len() == 1 && *p <= 100 => (Measure::Percentile(f[0].clone(), *p), predicates.clone()),
+        (CorrelationType::ValuePercentile, CorrelationCondition::Threshold { field: Some(f), .. }) if f.len() == 1 => {
+            return unsupported("value_percentile without a percentile from 0 to 100");
+        }
+        (CorrelationType::ValueMedian, CorrelationCondition::Threshold { percentile: Some(_), .. }) => {
+            return unsupported("value_median with a percentile other than 50");
+        }
+        (
+            CorrelationType::ValueSum
+            | CorrelationType::ValueAvg
+            | CorrelationType::ValueMedian
+            | CorrelationType::ValuePercentile,
+            _,
+        ) => {
             return unsupported(format!("{} without exactly one condition field", c.correlation_type.as_str()));
         }
         (CorrelationType::EventCount, _) => {
@@ -304,7 +329,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     match &spec.measure {
         Measure::Values(field) => scan.push(format!("{} AS {}", compile::field_text(field)?, col("v"))),
         // A value that is not a number is no value, as for pySigma.
-        Measure::Sum(field) | Measure::Mean(field) => {
+        Measure::Sum(field) | Measure::Mean(field) | Measure::Percentile(field, _) => {
             scan.push(format!("TRY_CAST({} AS DOUBLE) AS {}", compile::field_text(field)?, col("v")))
         }
         _ => {}
@@ -334,6 +359,10 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         Measure::Values(_) => (vec![vec![format!("count(DISTINCT {}) {w} AS {n_col}", col("v"))]], n_col.clone()),
         Measure::Sum(_) => (vec![vec![format!("sum({}) {w} AS {n_col}", col("v"))]], n_col.clone()),
         Measure::Mean(_) => (vec![vec![format!("avg({}) {w} AS {n_col}", col("v"))]], n_col.clone()),
+        Measure::Percentile(_, p) => {
+            let fraction = *p as f64 / 100.0;
+            (vec![vec![format!("percentile_cont({}, {fraction}) {w} AS {n_col}", col("v"))]], n_col.clone())
+        }
         Measure::Ordered if h_cols.is_empty() => return unsupported("temporal_ordered without rules"),
         Measure::Ordered => {
             let (layers, start) = ordered(&h_cols, &t_col, &partition_by(&partition), &col);
@@ -378,7 +407,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     layers.extend(measures);
     // The count a row reports is a whole number: a sum or a mean is rounded (the condition tests it exactly).
     let reported = match spec.measure {
-        Measure::Sum(_) | Measure::Mean(_) => format!("CAST(round({n}) AS BIGINT)"),
+        Measure::Sum(_) | Measure::Mean(_) | Measure::Percentile(..) => format!("CAST(round({n}) AS BIGINT)"),
         _ => n.clone(),
     };
     layers.push(vec![
@@ -399,7 +428,10 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let emits = format!("({holds} AND {order} = {first})");
     // A sum of numbers that may be negative, or a mean, need not grow with more events.
     let grows = spec.predicates.iter().all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
-        && !matches!(spec.measure, Measure::Rules(Some(_)) | Measure::Sum(_) | Measure::Mean(_));
+        && !matches!(
+            spec.measure,
+            Measure::Rules(Some(_)) | Measure::Sum(_) | Measure::Mean(_) | Measure::Percentile(..)
+        );
     let around = match spec.window {
         Window::Sliding(s) | Window::Tumbling(s) if grows => Some(s),
         _ => None,
@@ -478,6 +510,33 @@ fn rules_condition(e: &ConditionExpr, inputs: &[Input], present: &[String]) -> C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians_and_percentiles_are_read_and_a_missing_percentile_refused() {
+        let read = |kind: &str, condition: &str| {
+            let yaml = format!(
+                "title: c\nid: c\ncorrelation:\n  type: {kind}\n  rules: [a]\n  timespan: 1h\n  condition:\n{condition}"
+            );
+            let parsed = rsigma_parser::parse_sigma_yaml(&yaml).unwrap();
+            spec(&parsed.correlations[0])
+        };
+        let median = read("value_median", "    field: x\n    gte: 5\n").unwrap();
+        assert_eq!(
+            (median.measure, median.predicates),
+            (Measure::Percentile("x".into(), 50), vec![(ConditionOperator::Gte, 5)])
+        );
+        let p95 = read("value_percentile", "    field: x\n    percentile: 95\n    gt: 1000\n").unwrap();
+        assert_eq!(p95.measure, Measure::Percentile("x".into(), 95));
+        // The parser would take 50; pySigma refuses it.
+        let none = read("value_percentile", "    field: x\n    gt: 1000\n");
+        assert_eq!(none.unwrap_err().0, "value_percentile without a percentile from 0 to 100");
+        assert!(read("value_percentile", "    field: x\n    percentile: 101\n    gt: 1\n").is_err());
+        assert_eq!(
+            read("value_median", "    field: x\n    percentile: 90\n    gt: 1\n").unwrap_err().0,
+            "value_median with a percentile other than 50"
+        );
+        assert!(read("value_median", "    gt: 1\n").unwrap_err().0.contains("without exactly one condition field"));
+    }
 
     #[test]
     fn old_aggregations_are_read() {
@@ -567,13 +626,16 @@ mod tests {
         assert_eq!(f.earliest, Some(i64::MIN), "saturates");
     }
 
-    /// `value_sum` and `value_avg`: of the field's values that are numbers; the row gives the measure rounded.
+    /// `value_sum`, `value_avg`, `value_median` and `value_percentile`: of the field's values that are numbers; the
+    /// row gives the measure rounded.
     #[test]
-    fn sums_and_means_of_numbers() {
+    fn sums_means_and_percentiles_of_numbers() {
         let input = [Input { name: "a", condition: "(eventname = 'A')" }];
-        for (measure, aggregate) in
-            [(Measure::Sum("eventVersion".into()), "sum"), (Measure::Mean("eventVersion".into()), "avg")]
-        {
+        for (measure, aggregate) in [
+            (Measure::Sum("eventVersion".into()), "sum(c1_v)"),
+            (Measure::Mean("eventVersion".into()), "avg(c1_v)"),
+            (Measure::Percentile("eventVersion".into(), 95), "percentile_cont(c1_v, 0.95)"),
+        ] {
             let spec = Spec {
                 group_by: vec![],
                 measure,
@@ -582,11 +644,7 @@ mod tests {
             };
             let f = fused(&spec, &input, "c1", Reporting::default()).unwrap();
             assert!(f.scan.contains(&"TRY_CAST(eventversion AS DOUBLE) AS c1_v".to_string()), "{:?}", f.scan);
-            assert!(
-                f.layers[1][0].starts_with(&format!("{aggregate}(c1_v) OVER (ORDER BY c1_t RANGE")),
-                "{:?}",
-                f.layers
-            );
+            assert!(f.layers[1][0].starts_with(&format!("{aggregate} OVER (ORDER BY c1_t RANGE")), "{:?}", f.layers);
             assert!(
                 f.layers[2][0].starts_with("max(CASE WHEN (c1_n > 2) THEN CAST(round(c1_n) AS BIGINT) END)"),
                 "{:?}",

@@ -9,8 +9,9 @@ hold there: whole, cut, in another case. What the two readers are documented to 
 finds them escaped too), numeric comparison of a field that holds text (SQLite orders any text above any number),
 CIDR ranges not on an octet boundary (the backend matches text prefixes), keywords, case folding beyond ASCII.
 
-With `--correlations`, COUNT correlations instead (event_count, value_count, temporal, temporal_ordered; one or
-two group-by fields; timespans from 30 seconds to 30 days; thresholds from 1 to 25) over eight base rules.
+With `--correlations`, COUNT correlations instead (event_count, value_count, temporal, temporal_ordered,
+value_sum, value_avg, value_median, value_percentile; one or two group-by fields; timespans from 30 seconds to 30
+days) over eight base rules.
 
     python3 random_rules.py EVENTS.ndjson SEED COUNT OUT_DIR [--correlations]
 """
@@ -171,6 +172,10 @@ BASES = {
 # Not `userAgent`: pySigma's backend groups values without regard to case, trailsql by the exact value.
 GROUPS = ["userIdentity.arn", "sourceIPAddress", "recipientAccountId", "eventSource", "awsRegion"]
 COUNTED = ["eventName", "sourceIPAddress", "awsRegion", "errorCode", "userAgent"]
+NUMBERS = [
+    "additionalEventData.bytesTransferredIn", "additionalEventData.bytesTransferredOut",
+    "requestParameters.durationSeconds",
+]
 
 
 def correlations(rng, count, out):
@@ -181,7 +186,10 @@ def correlations(rng, count, out):
             encoding="utf-8",
         )
     for n in range(count):
-        kind = rng.choice(["event_count", "event_count", "value_count", "temporal", "temporal_ordered"])
+        kind = rng.choice([
+            "event_count", "event_count", "value_count", "temporal", "temporal_ordered", "value_sum", "value_avg",
+            "value_median", "value_percentile",
+        ])
         several = kind.startswith("temporal") or rng.random() < 0.2
         rules = rng.sample(list(BASES), 2) if several else [rng.choice(list(BASES))]
         lines = [f"  type: {kind}", f"  rules: [{', '.join(rules)}]"]
@@ -191,6 +199,12 @@ def correlations(rng, count, out):
             lines += ["  condition:", f"    {rng.choice(['gte', 'gte', 'gt'])}: {rng.choice([1, 2, 3, 5, 10, 25])}"]
             if kind == "value_count":
                 lines.append(f"    field: {rng.choice(COUNTED)}")
+        elif kind.startswith("value_"):
+            op = rng.choice(["gte", "gt", "lte", "lt"])
+            lines += ["  condition:", f"    {op}: {rng.choice([1, 100, 900, 1000, 3600, 100000])}"]
+            lines.append(f"    field: {rng.choice(NUMBERS)}")
+            if kind == "value_percentile":
+                lines.append(f"    percentile: {rng.choice([0, 10, 25, 50, 90, 95, 100])}")
         rule_id = uuid.UUID(int=rng.getrandbits(128), version=4)
         (out / f"correlation_{n:03}.yml").write_text(
             f"title: random correlation {n}\nid: {rule_id}\nlevel: low\ncorrelation:\n" + "\n".join(lines) + "\n",
