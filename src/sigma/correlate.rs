@@ -361,7 +361,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         Measure::Mean(_) => (vec![vec![format!("avg({}) {w} AS {n_col}", col("v"))]], n_col.clone()),
         Measure::Percentile(_, p) => {
             let fraction = *p as f64 / 100.0;
-            (vec![vec![format!("percentile_cont({}, {fraction}) {w} AS {n_col}", col("v"))]], n_col.clone())
+            (vec![vec![format!("window_percentile({}, {fraction:?}) {w} AS {n_col}", col("v"))]], n_col.clone())
         }
         Measure::Ordered if h_cols.is_empty() => return unsupported("temporal_ordered without rules"),
         Measure::Ordered => {
@@ -634,7 +634,7 @@ mod tests {
         for (measure, aggregate) in [
             (Measure::Sum("eventVersion".into()), "sum(c1_v)"),
             (Measure::Mean("eventVersion".into()), "avg(c1_v)"),
-            (Measure::Percentile("eventVersion".into(), 95), "percentile_cont(c1_v, 0.95)"),
+            (Measure::Percentile("eventVersion".into(), 95), "window_percentile(c1_v, 0.95)"),
         ] {
             let spec = Spec {
                 group_by: vec![],

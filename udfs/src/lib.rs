@@ -22,12 +22,13 @@ pub mod source_ip_kind;
 pub mod task_policy_allows;
 pub mod true_indices;
 pub mod user_agent_tool;
+pub mod window_percentile;
 
 use std::sync::Arc;
 
 use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 use arn_part::{ArnPart, Part};
 
@@ -57,10 +58,18 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
     ]
 }
 
+/// Every aggregate function of this crate.
+pub fn aggregates() -> Vec<Arc<AggregateUDF>> {
+    vec![Arc::new(AggregateUDF::new_from_impl(window_percentile::WindowPercentile::default()))]
+}
+
 /// Registers every function of this crate.
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     for f in all() {
         registry.register_udf(f)?;
+    }
+    for f in aggregates() {
+        registry.register_udaf(f)?;
     }
     Ok(())
 }
@@ -69,10 +78,12 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
 mod tests {
     #[test]
     fn every_function_is_documented_with_an_example() {
-        for f in super::all() {
-            let doc = f.documentation().unwrap_or_else(|| panic!("{} has no documentation", f.name()));
-            assert!(doc.sql_example.is_some(), "{} has no example", f.name());
-            assert!(doc.syntax_example.starts_with(f.name()), "{}", f.name());
+        let scalar = super::all().into_iter().map(|f| (f.name().to_string(), f.documentation().cloned()));
+        let aggregate = super::aggregates().into_iter().map(|f| (f.name().to_string(), f.documentation().cloned()));
+        for (name, doc) in scalar.chain(aggregate) {
+            let doc = doc.unwrap_or_else(|| panic!("{name} has no documentation"));
+            assert!(doc.sql_example.is_some(), "{name} has no example");
+            assert!(doc.syntax_example.starts_with(&name), "{name}");
         }
     }
 }
