@@ -405,7 +405,8 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let (order, count, first) = (col("rn"), col("count"), col("first"));
     let mut layers = vec![vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")]];
     layers.extend(measures);
-    // The count a row reports is a whole number: a sum or a mean is rounded (the condition tests it exactly).
+    // The count a row reports is a whole number: a sum, a mean or a percentile is rounded (the condition tests it
+    // exactly).
     let reported = match spec.measure {
         Measure::Sum(_) | Measure::Mean(_) | Measure::Percentile(..) => format!("CAST(round({n}) AS BIGINT)"),
         _ => n.clone(),
@@ -426,7 +427,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         format!("concat_ws(', ', {})", parts.join(", "))
     };
     let emits = format!("({holds} AND {order} = {first})");
-    // A sum of numbers that may be negative, or a mean, need not grow with more events.
+    // A sum of numbers that may be negative, a mean or a percentile need not grow with more events.
     let grows = spec.predicates.iter().all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
         && !matches!(
             spec.measure,
