@@ -14,8 +14,11 @@ pub fn read(path: &Path) -> Result<String> {
 /// The text of a file's bytes, or why they are not text.
 pub fn decode(bytes: Vec<u8>) -> std::result::Result<String, String> {
     let utf16 = |b: &[u8], unit: fn([u8; 2]) -> u16| {
-        let units: Vec<u16> = b.chunks(2).map(|c| unit([c[0], *c.get(1).unwrap_or(&0)])).collect();
-        String::from_utf16(&units).map_err(|_| "not UTF-16 text, though it starts with a UTF-16 byte-order mark".into())
+        let units: Vec<u16> = b.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
+        match String::from_utf16(&units) {
+            Ok(text) if b.len().is_multiple_of(2) => Ok(text),
+            _ => Err("not UTF-16 text, though it starts with a UTF-16 byte-order mark".to_string()),
+        }
     };
     match bytes.as_slice() {
         [0xEF, 0xBB, 0xBF, rest @ ..] => {
@@ -41,5 +44,6 @@ mod tests {
         assert_eq!(decode(be).unwrap(), "é 1");
         assert!(decode(b"a\xC3\x28".to_vec()).unwrap_err().starts_with("not UTF-8 text (invalid utf-8 sequence"));
         assert!(decode(vec![0xFF, 0xFE, 0x00, 0xD8]).unwrap_err().starts_with("not UTF-16 text"));
+        assert!(decode(vec![0xFF, 0xFE, b'a', 0, b'b']).unwrap_err().starts_with("not UTF-16 text"), "a byte short");
     }
 }
