@@ -24,6 +24,7 @@ use trailsql_lake::storage::Storage;
 /// A Ballista context that starts from `base`: its configuration, runtime (object stores) and functions.
 pub async fn context(cluster: &Cluster, executor_wait: Duration, base: SessionState) -> Result<SessionContext> {
     let ours: Vec<_> = base.scalar_functions().values().cloned().collect();
+    let our_aggregates: Vec<_> = base.aggregate_functions().values().cloned().collect();
     let base = for_replanning(base);
     let ctx = match cluster {
         Cluster::Standalone => SessionContext::standalone_with_state(base).await?,
@@ -38,6 +39,11 @@ pub async fn context(cluster: &Cluster, executor_wait: Duration, base: SessionSt
     for f in ours {
         if ctx.udf(f.name()).is_err() {
             ctx.register_udf(f.as_ref().clone());
+        }
+    }
+    for f in our_aggregates {
+        if ctx.udaf(f.name()).is_err() {
+            ctx.register_udaf(f.as_ref().clone());
         }
     }
     Ok(ctx)

@@ -73,9 +73,14 @@ fn sigma_correlations_on_a_standalone_cluster_return_the_local_rows() {
             "roots",
             "correlation:\n  type: event_count\n  rules: [root]\n  group-by: [sourceIPAddress]\n  timespan: 1d\n  generate: true\n  condition:\n    gte: 2\n",
         ),
+        // Our own window aggregate (`window_percentile`), which the executors must know.
+        (
+            "median_version",
+            "correlation:\n  type: value_median\n  rules: [root]\n  group-by: [sourceIPAddress]\n  timespan: 1d\n  condition:\n    field: eventVersion\n    gte: 1\n",
+        ),
     ];
     for (id, body) in rules {
-        let head = if id == "roots" { "" } else { head };
+        let head = if id == "roots" || id == "median_version" { "" } else { head };
         std::fs::write(
             dir.path().join(format!("{id}.yml")),
             format!("title: {id}\nid: {id}\nname: {id}\n{head}{body}"),
@@ -85,6 +90,7 @@ fn sigma_correlations_on_a_standalone_cluster_return_the_local_rows() {
     let args = ["sigma", dir.path().to_str().unwrap()];
     let local = csv(&args, false);
     assert!(local.contains(",errors,") && local.contains("sourceIPAddress="), "a correlation's row: {local}");
+    assert!(local.contains("median_version,"), "the median's row: {local}");
     assert_eq!(csv(&args, true), local);
 }
 
