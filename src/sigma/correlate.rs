@@ -1,6 +1,6 @@
-//! Sigma correlation rules (`event_count`, `value_count`, `value_sum`, `value_avg`, `temporal`, `temporal_ordered`)
-//! and the older `| count() by … > N` aggregations, compiled into SQL window functions over the events their rules
-//! match.
+//! Sigma correlation rules (`event_count`, `value_count`, `value_sum`, `value_avg`, `value_median`,
+//! `value_percentile`, `temporal`, `temporal_ordered`) and the older `| count() by … > N` aggregations, compiled
+//! into SQL window functions over the events their rules match.
 //!
 //! The meaning, the same for every kind: the events of the referenced rules are grouped by the `group-by` fields;
 //! at each event, the window is the timespan that ends at it, both ends included (`RANGE … PRECEDING AND CURRENT
@@ -50,6 +50,16 @@ pub enum Measure {
     /// Every referenced rule matched, in the order of the list: an event of each, each strictly later than the one
     /// of the rule before (`temporal_ordered`).
     Ordered,
+}
+
+impl Measure {
+    /// The field whose numbers a value measure (sum, mean, percentile) is of.
+    fn numbers_of(&self) -> Option<&str> {
+        match self {
+            Measure::Sum(f) | Measure::Mean(f) | Measure::Percentile(f, _) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -326,13 +336,12 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     if let Measure::Rules(_) | Measure::Ordered = spec.measure {
         scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
     }
-    match &spec.measure {
-        Measure::Values(field) => scan.push(format!("{} AS {}", compile::field_text(field)?, col("v"))),
-        // A value that is not a number is no value, as for pySigma.
-        Measure::Sum(field) | Measure::Mean(field) | Measure::Percentile(field, _) => {
-            scan.push(format!("TRY_CAST({} AS DOUBLE) AS {}", compile::field_text(field)?, col("v")))
-        }
-        _ => {}
+    if let Measure::Values(field) = &spec.measure {
+        scan.push(format!("{} AS {}", compile::field_text(field)?, col("v")));
+    }
+    // A value that is not a number is no value, as for pySigma.
+    if let Some(field) = spec.measure.numbers_of() {
+        scan.push(format!("TRY_CAST({} AS DOUBLE) AS {}", compile::field_text(field)?, col("v")));
     }
 
     let mut partition = g_cols.clone();
@@ -354,15 +363,15 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let w = format!("OVER ({}ORDER BY {t_col} {frame})", partition_by(&partition));
     let n_col = col("n");
     let mut tests: Vec<String> = Vec::new();
+    // A measure that is one window aggregate of the events or of their values (`v`).
+    let one = |aggregate: String| (vec![vec![format!("{aggregate} {w} AS {n_col}")]], n_col.clone());
+    let v = col("v");
     let (measures, n) = match &spec.measure {
-        Measure::Events => (vec![vec![format!("count(*) {w} AS {n_col}")]], n_col.clone()),
-        Measure::Values(_) => (vec![vec![format!("count(DISTINCT {}) {w} AS {n_col}", col("v"))]], n_col.clone()),
-        Measure::Sum(_) => (vec![vec![format!("sum({}) {w} AS {n_col}", col("v"))]], n_col.clone()),
-        Measure::Mean(_) => (vec![vec![format!("avg({}) {w} AS {n_col}", col("v"))]], n_col.clone()),
-        Measure::Percentile(_, p) => {
-            let fraction = *p as f64 / 100.0;
-            (vec![vec![format!("window_percentile({}, {fraction:?}) {w} AS {n_col}", col("v"))]], n_col.clone())
-        }
+        Measure::Events => one("count(*)".into()),
+        Measure::Values(_) => one(format!("count(DISTINCT {v})")),
+        Measure::Sum(_) => one(format!("sum({v})")),
+        Measure::Mean(_) => one(format!("avg({v})")),
+        Measure::Percentile(_, p) => one(format!("window_percentile({v}, {:?})", *p as f64 / 100.0)),
         Measure::Ordered if h_cols.is_empty() => return unsupported("temporal_ordered without rules"),
         Measure::Ordered => {
             let (layers, start) = ordered(&h_cols, &t_col, &partition_by(&partition), &col);
@@ -407,9 +416,9 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     layers.extend(measures);
     // The count a row reports is a whole number: a sum, a mean or a percentile is rounded (the condition tests it
     // exactly).
-    let reported = match spec.measure {
-        Measure::Sum(_) | Measure::Mean(_) | Measure::Percentile(..) => format!("CAST(round({n}) AS BIGINT)"),
-        _ => n.clone(),
+    let reported = match spec.measure.numbers_of() {
+        Some(_) => format!("CAST(round({n}) AS BIGINT)"),
+        None => n.clone(),
     };
     layers.push(vec![
         format!("max(CASE WHEN {holds} THEN {reported} END) OVER ({emitted}) AS {count}"),
@@ -429,10 +438,8 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let emits = format!("({holds} AND {order} = {first})");
     // A sum of numbers that may be negative, a mean or a percentile need not grow with more events.
     let grows = spec.predicates.iter().all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
-        && !matches!(
-            spec.measure,
-            Measure::Rules(Some(_)) | Measure::Sum(_) | Measure::Mean(_) | Measure::Percentile(..)
-        );
+        && !matches!(spec.measure, Measure::Rules(Some(_)))
+        && spec.measure.numbers_of().is_none();
     let around = match spec.window {
         Window::Sliding(s) | Window::Tumbling(s) if grows => Some(s),
         _ => None,
