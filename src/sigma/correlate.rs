@@ -26,10 +26,23 @@ use rsigma_parser::{
 use super::compile::{self, Compiled, Unsupported, unsupported};
 use super::literal;
 
-/// A rule a correlation counts: its name as the correlation refers to it, and its SQL condition.
+/// A rule a correlation counts: its name as the correlation refers to it, its SQL condition, and the fields its
+/// events have under the correlation's field aliases (`aliases:`; alias, field).
 pub struct Input<'a> {
     pub name: &'a str,
     pub condition: &'a str,
+    pub aliases: Vec<(&'a str, &'a str)>,
+    /// A correlation it counts instead of a rule's events (a correlation of correlations): its alerts, each group
+    /// and instant where its condition holds, are the events it gives (`condition` is then `false`).
+    pub alerts: Option<&'a Fused>,
+}
+
+impl Input<'_> {
+    /// The field that a group-by or condition field names in this rule's events: its alias's mapping, or itself (a
+    /// rule an alias does not map, as pySigma reads it).
+    fn field<'b>(&'b self, name: &'b str) -> &'b str {
+        self.aliases.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, field)| field)
+    }
 }
 
 /// What is measured in each window.
@@ -60,6 +73,14 @@ impl Measure {
             _ => None,
         }
     }
+
+    /// The field whose values are measured: distinct values, or numbers.
+    fn values_of(&self) -> Option<&str> {
+        match self {
+            Measure::Values(f) => Some(f),
+            _ => self.numbers_of(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,11 +101,19 @@ pub struct Spec {
     pub predicates: Vec<(ConditionOperator, u64)>,
 }
 
+impl Spec {
+    /// Its timespan in microseconds (none without one).
+    pub fn span_micros(&self) -> i64 {
+        let seconds = match self.window {
+            Window::Sliding(s) | Window::Tumbling(s) => s,
+            Window::Unbounded => 0,
+        };
+        i64::try_from(seconds * TIME_PER_SECOND).unwrap_or(i64::MAX)
+    }
+}
+
 /// Reads a correlation rule, refusing what has no faithful translation.
 pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
-    if !c.aliases.is_empty() {
-        return unsupported("correlation field aliases");
-    }
     let seconds = span_seconds(c.timespan.seconds, &format!("a timespan of {}", c.timespan.original))?;
     let window = match c.window {
         WindowMode::Sliding => Window::Sliding(seconds),
@@ -228,7 +257,7 @@ fn compare(op: ConditionOperator) -> &'static str {
 /// A correlation's part of the fused query: columns the scan adds to each event, then window columns over the
 /// events it counts, layer by layer, down to whether an event is the row the correlation gives. Every column it
 /// names starts with its prefix, so that any number of correlations share the one scan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Fused {
     /// Whether the scan must keep an event: one of the correlation's rules matches it.
     pub counted: String,
@@ -249,7 +278,7 @@ pub struct Fused {
     /// In a run from a start time, the time of the earliest event its windows may count (microseconds since the
     /// epoch): its timespan before the start.
     pub earliest: Option<i64>,
-    /// Its timespan in whole days, rounded up (none without one).
+    /// Its timespan in whole days, rounded up (none without one); with the longest of the correlations it counts.
     pub span_days: i32,
     /// In a scheduler's run, how far around the new events (seconds) the events its rows need lie: a window
     /// with a timespan whose condition more events can only make hold (`gt`, `gte`, rules seen) holds on a part
@@ -257,6 +286,25 @@ pub struct Fused {
     /// a new event and lie within their timespan of it. `None`: whole days (no timespan, or a condition such as
     /// `lt` that more events can undo).
     pub around: Option<u64>,
+    /// Its group-by fields, as named (aliases included), and the columns of their values, in order.
+    pub group_by: Vec<(String, String)>,
+    /// Where its condition holds at a new instant of a group: an alert, for a correlation that counts it.
+    pub alerts: String,
+    /// The columns its windows read from their input (time, group, rules met, day): for a correlation that counts
+    /// correlations, the input is the events of its rules (these columns of the scan) and the alerts of each of
+    /// its correlations (these columns from [`Child::columns`]).
+    pub input: Vec<String>,
+    pub children: Vec<Child>,
+    /// Whether it counts the events of rules, and not only correlations' alerts.
+    pub counts_events: bool,
+}
+
+/// A correlation a correlation counts.
+#[derive(Debug, Clone)]
+pub struct Child {
+    pub fused: Box<Fused>,
+    /// The values of the counting correlation's [`Fused::input`] columns in each of its alerts, over its columns.
+    pub columns: Vec<String>,
 }
 
 /// The event's time as the windows order by it: a number, microseconds since the epoch (the lake's `eventtime` is
@@ -275,6 +323,22 @@ pub struct Reporting<'a> {
     /// the new events of the changed days can reach (each such day, and its timespan after it); `Some(None)`: on
     /// every day.
     pub per_day: Option<Option<&'a BTreeSet<i32>>>,
+    /// Its alerts are counted by another correlation ([`Fused::alerts`]).
+    pub alerts: bool,
+}
+
+impl Reporting<'_> {
+    /// The first instant a row may be given at: the start, or the first changed day.
+    pub fn start(&self) -> Option<i64> {
+        let first_day = match self.per_day {
+            Some(Some(changed)) => changed.first().map(|d| i64::from(*d).saturating_mul(MICROS_PER_DAY)),
+            _ => None,
+        };
+        match (self.since, first_day) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 pub(super) const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -283,8 +347,30 @@ pub(super) const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// since the epoch), counting from its timespan before and giving a row at an event from the start on.
 pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) -> Compiled<Fused> {
     let col = |name: &str| format!("{prefix}_{name}");
-    let groups: Vec<String> = spec.group_by.iter().map(|g| compile::field_text(g)).collect::<Compiled<_>>()?;
-    let g_cols: Vec<String> = (0..groups.len()).map(|i| col(&format!("g{i}"))).collect();
+    if inputs.is_empty() {
+        return unsupported("a correlation without rules");
+    }
+    // Each rule's group-by values and measured value, read through the aliases.
+    let keys: Vec<Key> = (inputs.iter())
+        .map(|r| match r.alerts {
+            None => Key::of(spec, r),
+            // No event of the scan is counted for a correlation's alerts.
+            Some(_) => Ok(Key { groups: vec!["CAST(NULL AS VARCHAR)".into(); spec.group_by.len()], value: None }),
+        })
+        .collect::<Compiled<_>>()?;
+    // Aliases that give the rules different fields: an event counts once for each distinct group and value that the
+    // rules it meets give it, as pySigma counts it. Each such (event, group, value) is a row of the windows' input.
+    let of_events: Vec<&Key> = keys.iter().zip(inputs).filter(|(_, r)| r.alerts.is_none()).map(|(k, _)| k).collect();
+    let expanded = of_events.iter().any(|k| *k != of_events[0]);
+    let key = of_events.first().copied().unwrap_or(&keys[0]);
+    let chained = of_events.len() < inputs.len();
+    if chained && expanded {
+        return unsupported("field aliases in a correlation of correlations");
+    }
+    if chained && spec.measure.values_of().is_some() {
+        return unsupported("a value measure of a correlation's alerts");
+    }
+    let g_cols: Vec<String> = (0..spec.group_by.len()).map(|i| col(&format!("g{i}"))).collect();
     let counted_col = col("in");
     let any: Vec<&str> = inputs.iter().map(|r| r.condition).collect();
     let counted = format!("({})", any.join(" OR "));
@@ -306,42 +392,91 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         }
         _ => None,
     };
-    // The first instant a row may be given at: the start, or the first changed day.
-    let first_day = match reporting.per_day {
-        Some(Some(changed)) => changed.first().map(|d| i64::from(*d).saturating_mul(MICROS_PER_DAY)),
-        _ => None,
-    };
-    let since = match (reporting.since, first_day) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
+    let since = reporting.start();
     // Saturating: a start near the limits of time gives no lower bound rather than a wrapped one.
-    let earliest = since.map(|t| t.saturating_sub(i64::try_from(span * TIME_PER_SECOND).unwrap_or(i64::MAX)));
+    let earliest = since.map(|t| t.saturating_sub(spec.span_micros()));
     // An event without a value for a group-by field is in no group, as pySigma, Splunk's `stats … by` and
     // Elastic's terms leave it out.
-    let mut counted_here = vec![counted.clone()];
-    counted_here.extend(groups.iter().map(|g| format!("({g} IS NOT NULL)")));
+    let with_groups = |condition: &str, key: &Key| {
+        let mut all = vec![condition.to_string()];
+        all.extend(key.groups.iter().map(|g| format!("({g} IS NOT NULL)")));
+        all.join(" AND ")
+    };
+    let mut counted_here = vec![match expanded {
+        false => with_groups(&counted, key),
+        true => {
+            let each: Vec<String> =
+                inputs.iter().zip(&keys).map(|(r, k)| format!("({})", with_groups(r.condition, k))).collect();
+            format!("({})", each.join(" OR "))
+        }
+    }];
     counted_here.extend(earliest.map(|t| format!("{TIME_NUMBER} >= {t}")));
     let counted_here = match counted_here.len() {
-        1 => counted.clone(),
+        1 if counted_here[0] == counted => counted.clone(),
         _ => format!("({})", counted_here.join(" AND ")),
     };
     let mut scan =
         vec![format!("{} AS {counted_col}", compile::never_null(&counted_here)), format!("{TIME_NUMBER} AS {t_col}")];
-    scan.extend(groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
     if reporting.per_day.is_some() {
         scan.push(format!("event_date AS {day_col}"));
     }
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
-    if let Measure::Rules(_) | Measure::Ordered = spec.measure {
-        scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
-    }
-    if let Measure::Values(field) = &spec.measure {
-        scan.push(format!("{} AS {}", compile::field_text(field)?, col("v")));
-    }
-    // A value that is not a number is no value, as for pySigma.
-    if let Some(field) = spec.measure.numbers_of() {
-        scan.push(format!("TRY_CAST({} AS DOUBLE) AS {}", compile::field_text(field)?, col("v")));
+    let v_col = col("v");
+    let slot = col("slot");
+    // The columns that say which rules an event (of the windows' input) met.
+    let mut met = h_cols.clone();
+    let mut layers = Vec::new();
+    if !expanded {
+        scan.extend(key.groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
+        if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+            scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
+        }
+        scan.extend(key.value.as_ref().map(|v| format!("{v} AS {v_col}")));
+    } else {
+        let g = |i: usize, j: usize| col(&format!("g{i}_{j}"));
+        let v = |j: usize| col(&format!("v_{j}"));
+        for (j, (r, key)) in inputs.iter().zip(&keys).enumerate() {
+            scan.push(format!("{} AS {}", r.condition, h_cols[j]));
+            scan.extend(key.groups.iter().enumerate().map(|(i, e)| format!("{e} AS {}", g(i, j))));
+            scan.extend(key.value.as_ref().map(|e| format!("{e} AS {}", v(j))));
+        }
+        // Rule k gives the event the group and value that rule j gives it.
+        let same = |k: usize, j: usize| {
+            let mut all = vec![h_cols[k].clone()];
+            all.extend((0..g_cols.len()).map(|i| format!("{} = {}", g(i, k), g(i, j))));
+            if keys[0].value.is_some() {
+                all.push(format!("{} IS NOT DISTINCT FROM {}", v(k), v(j)));
+            }
+            compile::never_null(&all.join(" AND "))
+        };
+        // An event's row for rule j: it meets j, has j's group, and no rule before j gave it the same.
+        let keep: Vec<String> = (0..inputs.len())
+            .map(|j| {
+                let mut all = vec![h_cols[j].clone()];
+                all.extend((0..g_cols.len()).map(|i| format!("{} IS NOT NULL", g(i, j))));
+                all.extend((0..j).map(|k| format!("NOT {}", same(k, j))));
+                compile::never_null(&all.join(" AND "))
+            })
+            .collect();
+        layers.push(vec![format!("unnest(true_indices({})) AS {slot}", keep.join(", "))]);
+        let pick = |of: &dyn Fn(usize) -> String| {
+            let arms: Vec<String> = (0..inputs.len()).map(|j| format!("WHEN {j} THEN {}", of(j))).collect();
+            format!("CASE {slot} {} END", arms.join(" "))
+        };
+        let mut picked: Vec<String> =
+            (0..g_cols.len()).map(|i| format!("{} AS {}", pick(&|j| g(i, j)), g_cols[i])).collect();
+        if keys[0].value.is_some() {
+            picked.push(format!("{} AS {v_col}", pick(&v)));
+        }
+        if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+            met = (0..inputs.len()).map(|k| col(&format!("x{k}"))).collect();
+            picked.extend(
+                met.iter().enumerate().map(|(k, x)| {
+                    format!("{} AS {x}", pick(&|j| if j == k { "true".to_string() } else { same(k, j) }))
+                }),
+            );
+        }
+        layers.push(picked);
     }
 
     let mut partition = g_cols.clone();
@@ -365,16 +500,15 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let mut tests: Vec<String> = Vec::new();
     // A measure that is one window aggregate of the events or of their values (`v`).
     let one = |aggregate: String| (vec![vec![format!("{aggregate} {w} AS {n_col}")]], n_col.clone());
-    let v = col("v");
+    let v = &v_col;
     let (measures, n) = match &spec.measure {
         Measure::Events => one("count(*)".into()),
         Measure::Values(_) => one(format!("count(DISTINCT {v})")),
         Measure::Sum(_) => one(format!("sum({v})")),
         Measure::Mean(_) => one(format!("avg({v})")),
         Measure::Percentile(_, p) => one(format!("window_percentile({v}, {:?})", *p as f64 / 100.0)),
-        Measure::Ordered if h_cols.is_empty() => return unsupported("temporal_ordered without rules"),
         Measure::Ordered => {
-            let (layers, start) = ordered(&h_cols, &t_col, &partition_by(&partition), &col);
+            let (layers, start) = ordered(&met, &t_col, &partition_by(&partition), &col);
             // The latest start of a chain that ended by this event, within the window that ends at it.
             tests.push(match spec.window {
                 Window::Sliding(s) => format!("{start} >= {t_col} - {}", s * TIME_PER_SECOND),
@@ -384,7 +518,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         }
         Measure::Rules(expr) => {
             let p_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("p{i}"))).collect();
-            let present: Vec<String> = h_cols
+            let present: Vec<String> = met
                 .iter()
                 .zip(&p_cols)
                 .map(|(h, p)| format!("max(CASE WHEN {h} THEN 1 ELSE 0 END) {w} AS {p}"))
@@ -412,7 +546,9 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     };
     let emitted = emitted.trim_end();
     let (order, count, first) = (col("rn"), col("count"), col("first"));
-    let mut layers = vec![vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid) AS {order}")]];
+    // Under aliases an event can be twice in a group, with two values.
+    let tie = if expanded { format!(", {slot}") } else { String::new() };
+    layers.push(vec![format!("row_number() OVER ({group} ORDER BY {t_col}, eventid{tie}) AS {order}")]);
     layers.extend(measures);
     // The count a row reports is a whole number: a sum, a mean or a percentile is rounded (the condition tests it
     // exactly).
@@ -436,12 +572,63 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         format!("concat_ws(', ', {})", parts.join(", "))
     };
     let emits = format!("({holds} AND {order} = {first})");
+    // An alert is a group and an instant where the condition holds: the events of one instant share their window.
+    let alerts = match reporting.alerts {
+        false => String::new(),
+        true => {
+            let new = col("new");
+            let last = layers.last_mut().expect("the layer of the group's row");
+            last.push(format!("(lag({t_col}) OVER ({group} ORDER BY {order}) IS DISTINCT FROM {t_col}) AS {new}"));
+            format!("({holds} AND {new})")
+        }
+    };
+    // The columns the windows read, and their values in each alert of a correlation counted.
+    let mut input = vec![t_col.clone()];
+    input.extend(g_cols.iter().cloned());
+    if reporting.per_day.is_some() {
+        input.push(day_col.clone());
+    }
+    if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+        input.extend(h_cols.iter().cloned());
+    }
+    let mut children = Vec::new();
+    for (j, r) in inputs.iter().enumerate() {
+        let Some(child) = r.alerts else { continue };
+        let mut columns = vec![child.input[0].clone()];
+        for g in &spec.group_by {
+            let name = r.field(g);
+            match child.group_by.iter().find(|(n, _)| n == name) {
+                Some((_, c)) => columns.push(c.clone()),
+                None => {
+                    return unsupported(format!("grouping by {name}, which correlation {} does not group by", r.name));
+                }
+            }
+        }
+        if reporting.per_day.is_some() {
+            // The partitions' day is the UTC date of the event's time.
+            columns.push("CAST(eventtime AS DATE)".into());
+        }
+        if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+            columns.extend((0..inputs.len()).map(|k| (k == j).to_string()));
+        }
+        children.push(Child { fused: Box::new(child.clone()), columns });
+    }
+    let earliest = children.iter().filter_map(|c| c.fused.earliest).chain(earliest).min();
+    let span_days = span_days.saturating_add(children.iter().map(|c| c.fused.span_days).max().unwrap_or(0));
+    let counted = match chained {
+        false => counted,
+        true => {
+            let each: Vec<&str> = children.iter().map(|c| c.fused.counted.as_str()).collect();
+            format!("({counted} OR {})", each.join(" OR "))
+        }
+    };
     // A sum of numbers that may be negative, a mean or a percentile need not grow with more events.
     let grows = spec.predicates.iter().all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
         && !matches!(spec.measure, Measure::Rules(Some(_)))
         && spec.measure.numbers_of().is_none();
+    // The alerts of a correlation counted lie further back: whole days.
     let around = match spec.window {
-        Window::Sliding(s) | Window::Tumbling(s) if grows => Some(s),
+        Window::Sliding(s) | Window::Tumbling(s) if grows && !chained => Some(s),
         _ => None,
     };
     Ok(Fused {
@@ -455,7 +642,37 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         earliest,
         span_days,
         around,
+        group_by: spec.group_by.iter().cloned().zip(g_cols).collect(),
+        alerts,
+        input,
+        children,
+        counts_events: !of_events.is_empty(),
     })
+}
+
+/// What a rule gives a correlation's windows for an event it meets: the group-by values, and the measured value.
+#[derive(PartialEq)]
+struct Key {
+    groups: Vec<String>,
+    value: Option<String>,
+}
+
+impl Key {
+    fn of(spec: &Spec, input: &Input) -> Compiled<Key> {
+        let groups = spec.group_by.iter().map(|g| compile::field_text(input.field(g))).collect::<Compiled<_>>()?;
+        let value = match spec.measure.values_of() {
+            None => None,
+            Some(field) => {
+                let text = compile::field_text(input.field(field))?;
+                // A value that is not a number is no value, as for pySigma.
+                Some(match spec.measure.numbers_of() {
+                    Some(_) => format!("TRY_CAST({text} AS DOUBLE)"),
+                    None => text,
+                })
+            }
+        };
+        Ok(Key { groups, value })
+    }
 }
 
 /// A day since the epoch as a SQL date.
@@ -574,8 +791,13 @@ mod tests {
             window: Window::Sliding(600),
             predicates: vec![(ConditionOperator::Gte, 5)],
         };
-        let f =
-            fused(&spec, &[Input { name: "a", condition: "(eventname = 'A')" }], "c1", Reporting::default()).unwrap();
+        let f = fused(
+            &spec,
+            &[Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None }],
+            "c1",
+            Reporting::default(),
+        )
+        .unwrap();
         assert_eq!(f.counted, "((eventname = 'A'))");
         assert_eq!(f.counted_column, "c1_in");
         // An event without a value for the group-by field is not counted.
@@ -593,7 +815,10 @@ mod tests {
         assert_eq!(f.layers[2][0], "max(CASE WHEN (c1_n >= 5) THEN c1_n END) OVER (PARTITION BY c1_g0) AS c1_count");
         assert_eq!(f.emits, "((c1_n >= 5) AND c1_rn = c1_first)");
         let temporal = Spec { measure: Measure::Rules(None), predicates: vec![], ..spec };
-        let inputs = [Input { name: "a", condition: "c_a" }, Input { name: "b", condition: "c_b" }];
+        let inputs = [
+            Input { name: "a", condition: "c_a", aliases: vec![], alerts: None },
+            Input { name: "b", condition: "c_b", aliases: vec![], alerts: None },
+        ];
         let f = fused(&temporal, &inputs, "c2", Reporting::default()).unwrap();
         assert_eq!(f.emits, "(((c2_p0 + c2_p1) = 2) AND c2_rn = c2_first)");
         assert!(f.scan.contains(&"c_b AS c2_h1".to_string()), "{:?}", f.scan);
@@ -611,10 +836,11 @@ mod tests {
             window,
             predicates: vec![(ConditionOperator::Gte, 5)],
         };
-        let input = [Input { name: "a", condition: "(eventname = 'A')" }];
+        let input = [Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None }];
         let start = 1_700_000_000_000_000;
         let f =
-            fused(&spec(Window::Sliding(600)), &input, "c1", Reporting { since: Some(start), per_day: None }).unwrap();
+            fused(&spec(Window::Sliding(600)), &input, "c1", Reporting { since: Some(start), ..Reporting::default() })
+                .unwrap();
         assert_eq!(f.earliest, Some(start - 600_000_000));
         assert_eq!(
             f.scan[0],
@@ -622,13 +848,14 @@ mod tests {
         );
         assert_eq!(f.emits, "((c1_n >= 5 AND c1_t >= 1700000000000000) AND c1_rn = c1_first)");
         assert!(f.layers[2][1].starts_with("min(CASE WHEN (c1_n >= 5 AND c1_t >= 1700000000000000) THEN c1_rn"));
-        let f = fused(&spec(Window::Unbounded), &input, "c1", Reporting { since: Some(start), per_day: None }).unwrap();
+        let f = fused(&spec(Window::Unbounded), &input, "c1", Reporting { since: Some(start), ..Reporting::default() })
+            .unwrap();
         assert_eq!(f.earliest, Some(start), "a window without a timespan starts at the start");
         let f = fused(
             &spec(Window::Sliding(MAX_SPAN_SECONDS)),
             &input,
             "c1",
-            Reporting { since: Some(i64::MIN + 1), per_day: None },
+            Reporting { since: Some(i64::MIN + 1), ..Reporting::default() },
         )
         .unwrap();
         assert_eq!(f.earliest, Some(i64::MIN), "saturates");
@@ -638,7 +865,7 @@ mod tests {
     /// row gives the measure rounded.
     #[test]
     fn sums_means_and_percentiles_of_numbers() {
-        let input = [Input { name: "a", condition: "(eventname = 'A')" }];
+        let input = [Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None }];
         for (measure, aggregate) in [
             (Measure::Sum("eventVersion".into()), "sum(c1_v)"),
             (Measure::Mean("eventVersion".into()), "avg(c1_v)"),
@@ -669,9 +896,9 @@ mod tests {
         let spec =
             Spec { group_by: vec![], measure: Measure::Ordered, window: Window::Sliding(60), predicates: vec![] };
         let inputs = [
-            Input { name: "a", condition: "(eventname = 'A')" },
-            Input { name: "b", condition: "(eventname = 'B')" },
-            Input { name: "c", condition: "(eventname = 'C')" },
+            Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None },
+            Input { name: "b", condition: "(eventname = 'B')", aliases: vec![], alerts: None },
+            Input { name: "c", condition: "(eventname = 'C')", aliases: vec![], alerts: None },
         ];
         let f = fused(&spec, &inputs, "c1", Reporting::default()).unwrap();
         let layers: Vec<String> = f.layers.iter().map(|l| l.join("; ")).collect();
@@ -686,6 +913,84 @@ mod tests {
         assert!(f.emits.starts_with("((c1_o2 >= c1_t - 60000000) AND "), "{}", f.emits);
         assert!(layers[6].starts_with("max(CASE WHEN (c1_o2 >= c1_t - 60000000) THEN 3 END)"), "{}", layers[6]);
         assert_eq!(f.around, Some(60), "more events can only complete a chain");
+    }
+
+    /// Under aliases that give the rules different fields, an event is a row for each distinct group its rules give
+    /// it, carrying the rules that gave it that group; where every rule has the same fields, nothing changes.
+    #[test]
+    fn aliases_give_an_event_a_row_for_each_group_its_rules_give_it() {
+        let spec = Spec {
+            group_by: vec!["where".into()],
+            measure: Measure::Rules(None),
+            window: Window::Sliding(60),
+            predicates: vec![],
+        };
+        let inputs = [
+            Input { name: "a", condition: "c_a", aliases: vec![("where", "sourceIPAddress")], alerts: None },
+            Input { name: "b", condition: "c_b", aliases: vec![("where", "awsRegion")], alerts: None },
+        ];
+        let f = fused(&spec, &inputs, "c1", Reporting::default()).unwrap();
+        for column in ["c_a AS c1_h0", "sourceipaddress AS c1_g0_0", "c_b AS c1_h1", "awsregion AS c1_g0_1"] {
+            assert!(f.scan.contains(&column.to_string()), "{column}: {:?}", f.scan);
+        }
+        // Counted where a rule it meets gives it a group.
+        assert!(
+            f.scan[0]
+                .starts_with("(((((c_a AND (sourceipaddress IS NOT NULL)) OR (c_b AND (awsregion IS NOT NULL)))))"),
+            "{}",
+            f.scan[0]
+        );
+        let same = "((c1_h0 AND c1_g0_0 = c1_g0_1) IS TRUE)";
+        assert_eq!(
+            f.layers[0],
+            vec![format!(
+                "unnest(true_indices(((c1_h0 AND c1_g0_0 IS NOT NULL) IS TRUE), \
+                 ((c1_h1 AND c1_g0_1 IS NOT NULL AND NOT {same}) IS TRUE))) AS c1_slot"
+            )]
+        );
+        assert_eq!(
+            f.layers[1],
+            vec![
+                "CASE c1_slot WHEN 0 THEN c1_g0_0 WHEN 1 THEN c1_g0_1 END AS c1_g0".to_string(),
+                "CASE c1_slot WHEN 0 THEN true WHEN 1 THEN ((c1_h0 AND c1_g0_0 = c1_g0_1) IS TRUE) END AS c1_x0".into(),
+                "CASE c1_slot WHEN 0 THEN ((c1_h1 AND c1_g0_1 = c1_g0_0) IS TRUE) WHEN 1 THEN true END AS c1_x1".into(),
+            ]
+        );
+        assert!(f.layers[2][0].ends_with("ORDER BY c1_t, eventid, c1_slot) AS c1_rn"), "{:?}", f.layers[2]);
+        assert!(f.layers[3][0].starts_with("max(CASE WHEN c1_x0 THEN 1 ELSE 0 END) OVER (PARTITION BY c1_g0"));
+
+        // A value under an alias too, compared with the group: one value of one event is counted once.
+        let sum = Spec { measure: Measure::Sum("bytes".into()), predicates: vec![(ConditionOperator::Gt, 1)], ..spec };
+        let inputs = [
+            Input {
+                name: "a",
+                condition: "c_a",
+                aliases: vec![("where", "sourceIPAddress"), ("bytes", "eventVersion")],
+                alerts: None,
+            },
+            Input {
+                name: "b",
+                condition: "c_b",
+                aliases: vec![("where", "sourceIPAddress"), ("bytes", "apiVersion")],
+                alerts: None,
+            },
+        ];
+        let f = fused(&sum, &inputs, "c1", Reporting::default()).unwrap();
+        assert!(f.scan.contains(&"TRY_CAST(apiversion AS DOUBLE) AS c1_v_1".to_string()), "{:?}", f.scan);
+        assert!(
+            f.layers[0][0]
+                .contains("NOT ((c1_h0 AND c1_g0_0 = c1_g0_1 AND c1_v_0 IS NOT DISTINCT FROM c1_v_1) IS TRUE)")
+        );
+        assert!(f.layers[1].contains(&"CASE c1_slot WHEN 0 THEN c1_v_0 WHEN 1 THEN c1_v_1 END AS c1_v".to_string()));
+
+        // The same fields for every rule: an event is one row, as without aliases.
+        let same_fields = [
+            Input { name: "a", condition: "c_a", aliases: vec![("where", "sourceIPAddress")], alerts: None },
+            Input { name: "b", condition: "c_b", aliases: vec![("where", "sourceIPAddress")], alerts: None },
+        ];
+        let f = fused(&sum, &same_fields, "c1", Reporting::default());
+        let err = f.err().map(|e| e.0);
+        assert_eq!(err.as_deref(), Some("unknown field bytes"), "bytes is no field of rule a");
     }
 
     /// The windows' numeric time counts microseconds because the lake's `eventtime` does.

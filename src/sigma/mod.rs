@@ -347,24 +347,33 @@ impl Documents {
                 Changed::All => None,
                 Changed::Only { days, .. } => Some(days),
             }),
+            alerts: false,
         }
     }
 
-    /// Compiles the correlations; gives the detections that only feed the ones that run.
+    /// Compiles the correlations; gives the detections that only feed the ones that run. A correlation that another
+    /// one counts runs inside it, and alone only if that one says `generate: true` too.
     fn compile_correlations(&mut self, min: usize) -> BTreeSet<usize> {
-        let mut fed = BTreeSet::new();
-        for (file, c) in &self.correlations {
+        let (mut fed, mut fed_correlations) = (BTreeSet::new(), BTreeSet::new());
+        for (_, c) in self.correlations.iter().filter(|(_, c)| rank(c.level) >= min) {
+            if let Ok(compiled) = self.correlation(c, "c", self.reporting(), &mut Vec::new()) {
+                fed.extend(compiled.fed);
+                fed_correlations.extend(compiled.fed_correlations);
+            }
+        }
+        for (i, (file, c)) in self.correlations.iter().enumerate() {
             if rank(c.level) < min {
                 self.set.below_level += 1;
                 continue;
             }
+            if fed_correlations.contains(&i) {
+                continue;
+            }
             let id = c.id.clone().or_else(|| c.name.clone()).unwrap_or_else(|| c.title.clone());
-            match self.correlation(c, &column_prefix(self.set.rules.len())) {
-                Ok((fused, inputs)) => {
-                    if !c.generate {
-                        fed.extend(inputs);
-                    }
-                    self.set.rules.push(Rule::new(id, &c.title, c.level, file, RuleKind::Correlation(Box::new(fused))));
+            match self.correlation(c, &column_prefix(self.set.rules.len()), self.reporting(), &mut Vec::new()) {
+                Ok(compiled) => {
+                    let kind = RuleKind::Correlation(Box::new(compiled.fused));
+                    self.set.rules.push(Rule::new(id, &c.title, c.level, file, kind));
                 }
                 Err(Unsupported(what)) => self.set.unsupported.push((file.clone(), c.title.clone(), what)),
             }
@@ -372,10 +381,73 @@ impl Documents {
         fed
     }
 
-    fn correlation(&self, c: &CorrelationRule, prefix: &str) -> compile::Compiled<(correlate::Fused, Vec<usize>)> {
-        let mut inputs = Vec::new();
-        let mut named = Vec::new();
-        for reference in &c.rules {
+    /// A correlation's fused form, columns named from `prefix`, giving its rows as `reporting` says; `within`: the
+    /// correlations that count it, inside one another.
+    fn correlation<'a>(
+        &'a self,
+        c: &'a CorrelationRule,
+        prefix: &str,
+        reporting: correlate::Reporting,
+        within: &mut Vec<&'a CorrelationRule>,
+    ) -> compile::Compiled<CompiledCorrelation> {
+        let spec = correlate::spec(c)?;
+        let is_called = |other: &CorrelationRule, reference: &str| {
+            other.id.as_deref() == Some(reference) || other.name.as_deref() == Some(reference)
+        };
+        // A rule an alias maps must be one the correlation counts: a misspelt name would fall back to the alias's
+        // own name as the field.
+        for alias in &c.aliases {
+            for rule in alias.mapping.keys() {
+                let counted = c.rules.iter().any(|reference| {
+                    reference == rule
+                        || self.detections.iter().any(|d| d.is_called(reference) && d.is_called(rule))
+                        || self.correlations.iter().any(|(_, o)| is_called(o, reference) && is_called(o, rule))
+                });
+                if !counted {
+                    return Err(Unsupported(format!(
+                        "the alias {} maps rule {rule}, which the correlation does not count",
+                        alias.alias
+                    )));
+                }
+            }
+        }
+        let aliases_of = |reference: &'a str, called: &dyn Fn(&str) -> bool| -> Vec<(&'a str, &'a str)> {
+            (c.aliases.iter())
+                .filter_map(|a| {
+                    let field = a.mapping.iter().find(|(rule, _)| *rule == reference || called(rule));
+                    field.map(|(_, field)| (a.alias.as_str(), field.as_str()))
+                })
+                .collect()
+        };
+        // The alerts a correlation it counts gives are needed from this one's timespan before its first row.
+        let child_reporting = correlate::Reporting {
+            since: reporting.start().map(|t| t.saturating_sub(spec.span_micros())),
+            per_day: None,
+            alerts: true,
+        };
+        let mut compiled = CompiledCorrelation::default();
+        let mut children = Vec::new();
+        for (j, reference) in c.rules.iter().enumerate() {
+            if let Some((k, (_, child))) =
+                self.correlations.iter().enumerate().find(|(_, (_, o))| is_called(o, reference))
+            {
+                if std::ptr::eq(child, c) || within.iter().any(|w| std::ptr::eq(*w, child)) {
+                    return Err(Unsupported(format!(
+                        "it counts {reference}, which counts it (a cycle of correlations)"
+                    )));
+                }
+                within.push(c);
+                let inner = self.correlation(child, &format!("{prefix}r{j}"), child_reporting, within);
+                within.pop();
+                let inner = inner.map_err(|Unsupported(e)| Unsupported(format!("it counts {reference}: {e}")))?;
+                if !c.generate {
+                    compiled.fed_correlations.insert(k);
+                }
+                compiled.fed.extend(inner.fed);
+                compiled.fed_correlations.extend(inner.fed_correlations);
+                children.push((j, inner.fused));
+                continue;
+            }
             let Some(i) = self.detections.iter().position(|d| d.is_called(reference)) else {
                 return Err(Unsupported(format!("it counts rule {reference}, which is not a CloudTrail rule loaded")));
             };
@@ -383,13 +455,42 @@ impl Documents {
             if d.aggregation.is_some() {
                 return Err(Unsupported(format!("it counts rule {reference}, which is itself an aggregation")));
             }
-            match &d.condition {
-                Ok(condition) => named.push(correlate::Input { name: reference, condition }),
-                Err(Unsupported(e)) => return Err(Unsupported(format!("it counts rule {reference}, which uses {e}"))),
+            if let Err(Unsupported(e)) = &d.condition {
+                return Err(Unsupported(format!("it counts rule {reference}, which uses {e}")));
             }
-            inputs.push(i);
+            if !c.generate {
+                compiled.fed.insert(i);
+            }
         }
-        Ok((correlate::fused(&correlate::spec(c)?, &named, prefix, self.reporting())?, inputs))
+        let mut inputs = Vec::new();
+        for (j, reference) in c.rules.iter().enumerate() {
+            let input = match children.iter().find(|(k, _)| *k == j) {
+                Some((_, child)) => correlate::Input {
+                    name: reference,
+                    condition: "false",
+                    aliases: aliases_of(reference, &|rule| is_called(self.correlation_named(reference), rule)),
+                    alerts: Some(child),
+                },
+                None => {
+                    let d = self.detections.iter().find(|d| d.is_called(reference)).expect("found above");
+                    correlate::Input {
+                        name: reference,
+                        condition: d.condition.as_deref().expect("compiled above"),
+                        aliases: aliases_of(reference, &|rule| d.is_called(rule)),
+                        alerts: None,
+                    }
+                }
+            };
+            inputs.push(input);
+        }
+        compiled.fused = correlate::fused(&spec, &inputs, prefix, reporting)?;
+        Ok(compiled)
+    }
+
+    /// The correlation a reference names (one that is known to).
+    fn correlation_named(&self, reference: &str) -> &CorrelationRule {
+        let named = |n: &Option<String>| n.as_deref() == Some(reference);
+        (self.correlations.iter().map(|(_, c)| c)).find(|c| named(&c.id) || named(&c.name)).expect("a correlation")
     }
 
     fn compile_detections(&mut self, fed: &BTreeSet<usize>, min: usize) {
@@ -408,7 +509,7 @@ impl Documents {
                 (Ok(c), None) => Ok(RuleKind::Detection(c.clone())),
                 (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
                     .and_then(|spec| {
-                        let input = correlate::Input { name: "", condition: c };
+                        let input = correlate::Input { name: "", condition: c, aliases: Vec::new(), alerts: None };
                         correlate::fused(&spec, &[input], &column_prefix(self.set.rules.len()), self.reporting())
                     })
                     .map(|f| RuleKind::Correlation(Box::new(f))),
@@ -426,6 +527,14 @@ impl Documents {
             }
         }
     }
+}
+
+/// A correlation compiled, with the detections and the correlations it counts that give no rows of their own.
+#[derive(Default)]
+struct CompiledCorrelation {
+    fused: correlate::Fused,
+    fed: BTreeSet<usize>,
+    fed_correlations: BTreeSet<usize>,
 }
 
 impl Rule {
@@ -710,19 +819,49 @@ fn fused(rules: &[Rule], scope: &Scope) -> String {
 }
 
 /// A correlation's branch of the fused query, over the shared stream; the columns it adds to the stream's.
-///
-/// A column whose expression the stream holds already (an event column, another correlation's) is read under that
-/// name, renamed in the correlation's own SQL, whose literals are numbers and field names. The same values twice
-/// under two names broke the correlations under Ballista: a window partitioned by one, over input sorted by the
-/// other, fails in its executors ("Expects PARTITION BY expression to be ordered"). It is also a column less to
-/// carry.
 fn correlation_branch(
     r: &Rule,
     f: &correlate::Fused,
     columns: &mut HashMap<String, String>,
     added: &mut Vec<String>,
 ) -> String {
-    let mut renamed: Vec<(regex::Regex, String)> = Vec::new();
+    let (events, rename) = windows(f, columns, added);
+    // The rule's names come from a row of values, not as literals: constants of the branch, DataFusion leaves them
+    // out of the branch's sort for the result's order, and Ballista's scheduler, which loses what is constant
+    // across its exchanges, then fails its check of that order and the job never ends.
+    format!(
+        "SELECT r.rule_id, r.rule_title, r.level, {STREAM_COLUMNS}, {} AS correlation_group, {} AS correlation_count\n\
+         FROM (\n  {events}\n) s\nCROSS JOIN (VALUES ({}, {}, {})) AS r(rule_id, rule_title, level)\nWHERE {}",
+        rename.apply(&f.group_text),
+        rename.apply(&f.count),
+        literal(&r.id),
+        literal(&r.title),
+        literal(&r.level),
+        rename.apply(&f.emits)
+    )
+}
+
+/// Names of a correlation's columns that the stream holds under other names.
+#[derive(Default)]
+struct Renames(Vec<(regex::Regex, String)>);
+
+impl Renames {
+    fn apply(&self, sql: &str) -> String {
+        self.0.iter().fold(sql.to_string(), |s, (w, to)| w.replace_all(&s, to.as_str()).into())
+    }
+}
+
+/// A correlation's events (for a correlation of correlations, those of its rules and the alerts of the
+/// correlations it counts) with its window columns, over the shared stream; the columns it adds to the stream's,
+/// and the names its SQL reads them under.
+///
+/// A column whose expression the stream holds already (an event column, another correlation's) is read under that
+/// name, renamed in the correlation's own SQL, whose literals are numbers and field names. The same values twice
+/// under two names broke the correlations under Ballista: a window partitioned by one, over input sorted by the
+/// other, fails in its executors ("Expects PARTITION BY expression to be ordered"). It is also a column less to
+/// carry.
+fn windows(f: &correlate::Fused, columns: &mut HashMap<String, String>, added: &mut Vec<String>) -> (String, Renames) {
+    let mut rename = Renames::default();
     for entry in &f.scan {
         let Some((expr, name)) = entry.rsplit_once(" AS ") else {
             added.push(entry.clone());
@@ -732,7 +871,7 @@ fn correlation_branch(
             Some(existing) => {
                 let word = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name)))
                     .expect("a column name is a valid expression");
-                renamed.push((word, existing.clone()));
+                rename.0.push((word, existing.clone()));
             }
             None => {
                 columns.insert(expr.to_string(), name.to_string());
@@ -740,18 +879,37 @@ fn correlation_branch(
             }
         }
     }
-    let rename = |sql: &str| renamed.iter().fold(sql.to_string(), |s, (w, to)| w.replace_all(&s, to.as_str()).into());
-    let mut events = format!("SELECT * FROM {SHARED} WHERE {}", rename(&f.counted_column));
-    for layer in &f.layers {
-        events = format!("SELECT *, {}\n  FROM (\n  {events}\n  ) s", rename(&layer.join(",\n    ")));
+    let mut events = format!("SELECT * FROM {SHARED} WHERE {}", rename.apply(&f.counted_column));
+    if !f.children.is_empty() {
+        // The input of the windows, under the correlation's own names: its rules' events, then each correlation's
+        // alerts.
+        let own: Vec<String> = f.input.iter().map(|c| format!("{} AS {c}", rename.apply(c))).collect();
+        let mut parts = Vec::new();
+        if f.counts_events {
+            parts.push(format!(
+                "SELECT {STREAM_COLUMNS}, {} FROM {SHARED} WHERE {}",
+                own.join(", "),
+                rename.apply(&f.counted_column)
+            ));
+        }
+        for child in &f.children {
+            let (inner, inner_names) = windows(&child.fused, columns, added);
+            let values = child.columns.iter().zip(&f.input);
+            let values: Vec<String> =
+                values.map(|(e, c)| format!("{} AS {c}", rename.apply(&inner_names.apply(e)))).collect();
+            parts.push(format!(
+                "SELECT {STREAM_COLUMNS}, {} FROM (\n  {inner}\n  ) a WHERE {}",
+                values.join(", "),
+                inner_names.apply(&child.fused.alerts)
+            ));
+        }
+        events = parts.join("\n  UNION ALL\n  ");
+        rename = Renames::default();
     }
-    format!(
-        "SELECT {}, {STREAM_COLUMNS}, {} AS correlation_group, {} AS correlation_count\nFROM (\n  {events}\n) s\nWHERE {}",
-        head(&r.id, &r.title, &r.level),
-        rename(&f.group_text),
-        rename(&f.count),
-        rename(&f.emits)
-    )
+    for layer in &f.layers {
+        events = format!("SELECT *, {}\n  FROM (\n  {events}\n  ) s", rename.apply(&layer.join(",\n    ")));
+    }
+    (events, rename)
 }
 
 /// A stream of the fused query: `name AS (SELECT columns FROM table WHERE conditions AND (one of keep))`.

@@ -78,9 +78,26 @@ fn sigma_correlations_on_a_standalone_cluster_return_the_local_rows() {
             "median_version",
             "correlation:\n  type: value_median\n  rules: [root]\n  group-by: [sourceIPAddress]\n  timespan: 1d\n  condition:\n    field: eventVersion\n    gte: 1\n",
         ),
+        ("signin", "detection:\n  sel:\n    eventName: ConsoleLogin\n  condition: sel\n"),
+        // An event a row for each group its rules give it (`unnest`), and the alerts of a correlation counted (a
+        // `UNION ALL` of the stream's readers).
+        (
+            "by_who",
+            "correlation:\n  type: event_count\n  rules: [root, signin]\n  group-by: [who]\n  aliases:\n    who:\n      root: sourceIPAddress\n      signin: userIdentity.type\n  timespan: 1d\n  condition:\n    gte: 2\n",
+        ),
+        (
+            "roots_again",
+            "correlation:\n  type: event_count\n  rules: [roots]\n  group-by: [sourceIPAddress]\n  timespan: 1d\n  condition:\n    gte: 2\n",
+        ),
+        // Alerts and events in one window: each a reader of the stream under a `UNION ALL`, beside the other
+        // correlations' branches (Ballista's scheduler once failed the result's order, and the job never ended).
+        (
+            "roots_and_signin",
+            "correlation:\n  type: temporal\n  rules: [roots, signin]\n  group-by: [sourceIPAddress]\n  timespan: 30d\n",
+        ),
     ];
     for (id, body) in rules {
-        let head = if id == "roots" || id == "median_version" { "" } else { head };
+        let head = if body.starts_with("correlation:") { "" } else { head };
         std::fs::write(
             dir.path().join(format!("{id}.yml")),
             format!("title: {id}\nid: {id}\nname: {id}\n{head}{body}"),
@@ -91,6 +108,9 @@ fn sigma_correlations_on_a_standalone_cluster_return_the_local_rows() {
     let local = csv(&args, false);
     assert!(local.contains(",errors,") && local.contains("sourceIPAddress="), "a correlation's row: {local}");
     assert!(local.contains("median_version,"), "the median's row: {local}");
+    for rule in ["by_who,", "roots_again,", "roots_and_signin,"] {
+        assert!(local.contains(rule), "aliases', and chains', rows: {local}");
+    }
     assert_eq!(csv(&args, true), local);
 }
 

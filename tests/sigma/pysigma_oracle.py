@@ -124,12 +124,21 @@ def new_backend():
     return sqliteBackend(fulltext_field=FULLTEXT, timestamp_field=TIME, timestamp_format="unix")
 
 
-def convert_correlation(doc, bases):
+def convert_correlation(doc, bases, correlations):
     """The backend's plan of a correlation (its own temporary tables and indexes, then the query, as its runtime
-    runs them): converted in a collection of its own with the detection rules, which the backend converts for it
-    as parts of the correlation (a rule it generates alone comes first)."""
+    runs them): converted in a collection of its own with the detection rules and the correlations it counts, at
+    any depth, which the backend converts for it as parts of the correlation (a rule it generates alone comes
+    first)."""
+    counted, todo = [], list(doc["correlation"].get("rules") or [])
+    while todo:
+        other = correlations.get(todo.pop())
+        if other is not None and all(other is not c for c in counted):
+            counted.append(other)
+            todo += other["correlation"].get("rules") or []
     collection = SigmaCollection(
-        [SigmaRule.from_dict(copy.deepcopy(b)) for b in bases] + [SigmaCorrelationRule.from_dict(copy.deepcopy(doc))]
+        [SigmaRule.from_dict(copy.deepcopy(b)) for b in bases]
+        + [SigmaCorrelationRule.from_dict(copy.deepcopy(c)) for c in counted]
+        + [SigmaCorrelationRule.from_dict(copy.deepcopy(doc))]
     )
     collection.resolve_rule_references()
     return json.loads(new_backend().convert(collection, output_format="zircolite"))[-1]["correlation_plan"]
@@ -140,12 +149,21 @@ def main():
     backend = new_backend()
     docs = list(rule_docs(sys.argv[2]))
     rules, correlations, bases = [], [], []
+    # By the id the file gives and by name, as rules refer to one another.
+    by_name = {key: doc for name, doc in docs if "correlation" in doc for key in (name, doc["name"])}
+    # A correlation another one counts gives no alerts of its own, unless that one says `generate: true`.
+    counted = {
+        ref for _, doc in docs if "correlation" in doc and not doc["correlation"].get("generate")
+        for ref in doc["correlation"].get("rules") or []
+    }
     # Detections first: the correlations are converted with those the backend reads. Its own refusals (a
     # condition it cannot parse, a modifier it has no SQL for) are reported, for the test to account for.
     for name, doc in sorted(docs, key=lambda d: "correlation" in d[1]):
         try:
             if "correlation" in doc:
-                correlations.append((name, doc["correlation"], convert_correlation(doc, bases)))
+                plan = convert_correlation(doc, bases, by_name)
+                if name not in counted and doc["name"] not in counted:
+                    correlations.append((name, doc["correlation"], plan))
             else:
                 rule = SigmaRule.from_dict(copy.deepcopy(doc))
                 rules.append((name, rule, backend.required_fields(rule), backend.convert_rule(rule)))
@@ -158,6 +176,10 @@ def main():
         # value_count's field.
         if isinstance(c.get("condition"), dict) and "field" in c["condition"]:
             fields.add(c["condition"]["field"])
+        # The fields that aliases name in each rule's events (an alias is no field of its own).
+        for alias, mapping in (c.get("aliases") or {}).items():
+            fields.discard(alias)
+            fields.update(mapping.values())
     fields = sorted(fields - {FULLTEXT})
     numbers = {f for _, rule, _, _ in rules for f in compared(rule)}
 

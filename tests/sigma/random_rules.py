@@ -186,6 +186,9 @@ def correlations(rng, count, out):
             encoding="utf-8",
         )
     for n in range(count):
+        if rng.random() < 0.2:
+            chain(rng, n, out)
+            continue
         kind = rng.choice([
             "event_count", "event_count", "value_count", "temporal", "temporal_ordered", "value_sum", "value_avg",
             "value_median", "value_percentile",
@@ -193,23 +196,70 @@ def correlations(rng, count, out):
         several = kind.startswith("temporal") or rng.random() < 0.2
         rules = rng.sample(list(BASES), 2) if several else [rng.choice(list(BASES))]
         lines = [f"  type: {kind}", f"  rules: [{', '.join(rules)}]"]
-        lines.append(f"  group-by: [{', '.join(rng.sample(GROUPS, rng.choice([1, 1, 2])))}]")
+        groups = rng.sample(GROUPS, rng.choice([1, 1, 2]))
+        # Field aliases: a group-by field, or the measured one, that each rule names in its own events.
+        aliases = {}
+        if rng.random() < 0.4:
+            i = rng.randrange(len(groups))
+            aliases[f"group_alias_{i}"] = {r: rng.choice(GROUPS) for r in rules}
+            groups[i] = f"group_alias_{i}"
+        lines.append(f"  group-by: [{', '.join(groups)}]")
         lines.append(f"  timespan: {rng.choice(['30s', '5m', '1h', '12h', '2d', '30d'])}")
+
+        def measured(fields):
+            if rng.random() < 0.3:
+                aliases["value_alias"] = {r: rng.choice(fields) for r in rules}
+                return "value_alias"
+            return rng.choice(fields)
+
         if kind in ("event_count", "value_count"):
             lines += ["  condition:", f"    {rng.choice(['gte', 'gte', 'gt'])}: {rng.choice([1, 2, 3, 5, 10, 25])}"]
             if kind == "value_count":
-                lines.append(f"    field: {rng.choice(COUNTED)}")
+                lines.append(f"    field: {measured(COUNTED)}")
         elif kind.startswith("value_"):
             op = rng.choice(["gte", "gt", "lte", "lt"])
             lines += ["  condition:", f"    {op}: {rng.choice([1, 100, 900, 1000, 3600, 100000])}"]
-            lines.append(f"    field: {rng.choice(NUMBERS)}")
+            lines.append(f"    field: {measured(NUMBERS)}")
             if kind == "value_percentile":
                 lines.append(f"    percentile: {rng.choice([0, 10, 25, 50, 90, 95, 100])}")
+        if aliases:
+            lines.append("  aliases:")
+            for alias, mapping in aliases.items():
+                lines.append(f"    {alias}:")
+                lines += [f"      {rule}: {field}" for rule, field in mapping.items()]
         rule_id = uuid.UUID(int=rng.getrandbits(128), version=4)
         (out / f"correlation_{n:03}.yml").write_text(
             f"title: random correlation {n}\nid: {rule_id}\nlevel: low\ncorrelation:\n" + "\n".join(lines) + "\n",
             encoding="utf-8",
         )
+
+
+def chain(rng, n, out):
+    """A correlation of a correlation: an event_count by one or two fields, and one that counts its alerts (with a
+    base rule's events, for the temporal types) by some of those fields."""
+    groups = rng.sample(GROUPS, rng.choice([1, 2]))
+    child = f"chained_{n:03}"
+    (out / f"correlation_{n:03}_counted.yml").write_text(
+        f"title: counted correlation {n}\nid: {uuid.UUID(int=rng.getrandbits(128), version=4)}\nname: {child}\n"
+        f"level: low\ncorrelation:\n  type: event_count\n  rules: [{rng.choice(list(BASES))}]\n"
+        f"  group-by: [{', '.join(groups)}]\n  timespan: {rng.choice(['30s', '5m', '1h', '12h', '2d'])}\n"
+        f"  condition:\n    gte: {rng.choice([1, 2, 3, 5])}\n",
+        encoding="utf-8",
+    )
+    kind = rng.choice(["event_count", "temporal", "temporal_ordered"])
+    rules = [child] + ([rng.choice(list(BASES))] if kind != "event_count" else [])
+    if kind == "temporal_ordered" and rng.random() < 0.5:
+        rules.reverse()
+    lines = [f"  type: {kind}", f"  rules: [{', '.join(rules)}]"]
+    lines.append(f"  group-by: [{', '.join(rng.sample(groups, rng.randint(1, len(groups))))}]")
+    lines.append(f"  timespan: {rng.choice(['5m', '1h', '12h', '2d', '30d'])}")
+    if kind == "event_count":
+        lines += ["  condition:", f"    gte: {rng.choice([1, 2, 3, 5])}"]
+    (out / f"correlation_{n:03}.yml").write_text(
+        f"title: random correlation {n}\nid: {uuid.UUID(int=rng.getrandbits(128), version=4)}\nlevel: low\n"
+        "correlation:\n" + "\n".join(lines) + "\n",
+        encoding="utf-8",
+    )
 
 
 def main():
