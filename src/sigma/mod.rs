@@ -426,7 +426,8 @@ impl Documents {
             alerts: true,
         };
         let mut compiled = CompiledCorrelation::default();
-        let mut children = Vec::new();
+        // What each reference names: a detection, or a correlation (compiled to give its alerts).
+        let mut counted = Vec::new();
         for (j, reference) in c.rules.iter().enumerate() {
             if let Some((k, (_, child))) =
                 self.correlations.iter().enumerate().find(|(_, (_, o))| is_called(o, reference))
@@ -445,7 +446,7 @@ impl Documents {
                 }
                 compiled.fed.extend(inner.fed);
                 compiled.fed_correlations.extend(inner.fed_correlations);
-                children.push((j, inner.fused));
+                counted.push(Counted::Alerts(child, inner.fused));
                 continue;
             }
             let Some(i) = self.detections.iter().position(|d| d.is_called(reference)) else {
@@ -455,42 +456,32 @@ impl Documents {
             if d.aggregation.is_some() {
                 return Err(Unsupported(format!("it counts rule {reference}, which is itself an aggregation")));
             }
-            if let Err(Unsupported(e)) = &d.condition {
-                return Err(Unsupported(format!("it counts rule {reference}, which uses {e}")));
+            match &d.condition {
+                Ok(condition) => counted.push(Counted::Rule(d, condition)),
+                Err(Unsupported(e)) => return Err(Unsupported(format!("it counts rule {reference}, which uses {e}"))),
             }
             if !c.generate {
                 compiled.fed.insert(i);
             }
         }
-        let mut inputs = Vec::new();
-        for (j, reference) in c.rules.iter().enumerate() {
-            let input = match children.iter().find(|(k, _)| *k == j) {
-                Some((_, child)) => correlate::Input {
+        let inputs: Vec<correlate::Input> = (c.rules.iter().zip(&counted))
+            .map(|(reference, what)| match what {
+                Counted::Rule(d, condition) => correlate::Input {
+                    name: reference,
+                    condition,
+                    aliases: aliases_of(reference, &|rule| d.is_called(rule)),
+                    alerts: None,
+                },
+                Counted::Alerts(child, fused) => correlate::Input {
                     name: reference,
                     condition: "false",
-                    aliases: aliases_of(reference, &|rule| is_called(self.correlation_named(reference), rule)),
-                    alerts: Some(child),
+                    aliases: aliases_of(reference, &|rule| is_called(child, rule)),
+                    alerts: Some(fused),
                 },
-                None => {
-                    let d = self.detections.iter().find(|d| d.is_called(reference)).expect("found above");
-                    correlate::Input {
-                        name: reference,
-                        condition: d.condition.as_deref().expect("compiled above"),
-                        aliases: aliases_of(reference, &|rule| d.is_called(rule)),
-                        alerts: None,
-                    }
-                }
-            };
-            inputs.push(input);
-        }
+            })
+            .collect();
         compiled.fused = correlate::fused(&spec, &inputs, prefix, reporting)?;
         Ok(compiled)
-    }
-
-    /// The correlation a reference names (one that is known to).
-    fn correlation_named(&self, reference: &str) -> &CorrelationRule {
-        let named = |n: &Option<String>| n.as_deref() == Some(reference);
-        (self.correlations.iter().map(|(_, c)| c)).find(|c| named(&c.id) || named(&c.name)).expect("a correlation")
     }
 
     fn compile_detections(&mut self, fed: &BTreeSet<usize>, min: usize) {
@@ -527,6 +518,12 @@ impl Documents {
             }
         }
     }
+}
+
+/// What a correlation counts: a detection's events (its condition), or a correlation's alerts.
+enum Counted<'a> {
+    Rule(&'a Detection, &'a str),
+    Alerts(&'a CorrelationRule, correlate::Fused),
 }
 
 /// A correlation compiled, with the detections and the correlations it counts that give no rows of their own.
