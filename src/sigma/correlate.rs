@@ -993,6 +993,51 @@ mod tests {
         assert_eq!(err.as_deref(), Some("unknown field bytes"), "bytes is no field of rule a");
     }
 
+    /// A correlation of correlations: the alerts of the one counted are its input beside its rules' events, in the
+    /// groups that one has; it looks back both timespans, and a scheduler's run reads whole days for it.
+    #[test]
+    fn a_correlation_counts_the_alerts_of_another() {
+        let start = 1_700_000_000_000_000;
+        let child_spec = Spec {
+            group_by: vec!["sourceIPAddress".into(), "awsRegion".into()],
+            measure: Measure::Events,
+            window: Window::Sliding(600),
+            predicates: vec![(ConditionOperator::Gte, 2)],
+        };
+        let rule = [Input { name: "a", condition: "c_a", aliases: vec![], alerts: None }];
+        let looked_back = Reporting { since: Some(start - 3_600_000_000), alerts: true, ..Reporting::default() };
+        let child = fused(&child_spec, &rule, "c1r0", looked_back).unwrap();
+        // The first event of each instant where the condition holds.
+        assert_eq!(child.alerts, format!("((c1r0_n >= 2 AND c1r0_t >= {}) AND c1r0_new)", start - 3_600_000_000));
+        let lag =
+            "(lag(c1r0_t) OVER (PARTITION BY c1r0_g0, c1r0_g1 ORDER BY c1r0_rn) IS DISTINCT FROM c1r0_t) AS c1r0_new";
+        assert!(child.layers.last().unwrap().contains(&lag.to_string()), "{:?}", child.layers);
+
+        let spec = Spec {
+            group_by: vec!["sourceIPAddress".into()],
+            measure: Measure::Ordered,
+            window: Window::Sliding(3600),
+            predicates: vec![],
+        };
+        let inputs = [
+            Input { name: "child", condition: "false", aliases: vec![], alerts: Some(&child) },
+            Input { name: "b", condition: "c_b", aliases: vec![], alerts: None },
+        ];
+        let f = fused(&spec, &inputs, "c1", Reporting { since: Some(start), ..Reporting::default() }).unwrap();
+        assert_eq!(f.input, ["c1_t", "c1_g0", "c1_h0", "c1_h1"]);
+        assert_eq!(f.children[0].columns, ["c1r0_t", "c1r0_g0", "true", "false"]);
+        assert!(f.counts_events && f.counted.contains("c_a") && f.counted.contains("c_b"), "{}", f.counted);
+        assert_eq!(f.earliest, Some(start - 3_600_000_000 - 600_000_000));
+        assert_eq!((f.around, f.span_days), (None, 2), "whole days, a day for each timespan");
+
+        // Grouped by a field the one counted does not group by, an alert has no value for it.
+        let by_agent = Spec { group_by: vec!["userAgent".into()], ..spec.clone() };
+        let err = fused(&by_agent, &inputs, "c1", Reporting::default()).unwrap_err();
+        assert_eq!(err.0, "grouping by userAgent, which correlation child does not group by");
+        let sum = Spec { measure: Measure::Sum("eventVersion".into()), ..spec };
+        assert!(fused(&sum, &inputs, "c1", Reporting::default()).is_err(), "a sum of alerts");
+    }
+
     /// The windows' numeric time counts microseconds because the lake's `eventtime` does.
     #[test]
     fn the_windows_time_is_in_the_lakes_unit() {
