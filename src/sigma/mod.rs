@@ -446,7 +446,7 @@ impl Documents {
                 }
                 compiled.fed.extend(inner.fed);
                 compiled.fed_correlations.extend(inner.fed_correlations);
-                counted.push(Counted::Alerts(child, inner.fused));
+                counted.push(Counted::Alerts(child, Box::new(inner.fused)));
                 continue;
             }
             let Some(i) = self.detections.iter().position(|d| d.is_called(reference)) else {
@@ -523,7 +523,7 @@ impl Documents {
 /// What a correlation counts: a detection's events (its condition), or a correlation's alerts.
 enum Counted<'a> {
     Rule(&'a Detection, &'a str),
-    Alerts(&'a CorrelationRule, correlate::Fused),
+    Alerts(&'a CorrelationRule, Box<correlate::Fused>),
 }
 
 /// A correlation compiled, with the detections and the correlations it counts that give no rows of their own.
