@@ -437,10 +437,16 @@ impl Documents {
                         "it counts {reference}, which counts it (a cycle of correlations)"
                     )));
                 }
+                if within.len() + 1 >= MAX_CHAIN {
+                    return Err(Unsupported(CHAIN_TOO_LONG.into()));
+                }
                 within.push(c);
                 let inner = self.correlation(child, &format!("{prefix}r{j}"), child_reporting, within);
                 within.pop();
-                let inner = inner.map_err(|Unsupported(e)| Unsupported(format!("it counts {reference}: {e}")))?;
+                let inner = inner.map_err(|Unsupported(e)| match e.as_str() {
+                    CHAIN_TOO_LONG => Unsupported(e),
+                    _ => Unsupported(format!("it counts {reference}: {e}")),
+                })?;
                 if !c.generate {
                     compiled.fed_correlations.insert(k);
                 }
@@ -519,6 +525,11 @@ impl Documents {
         }
     }
 }
+
+/// The most correlations in a chain, each counting the next: each nests the query of the one it counts, and a
+/// chain of 150 passes the SQL parser's limit of nesting, failing the whole run, not one rule.
+const MAX_CHAIN: usize = 16;
+const CHAIN_TOO_LONG: &str = "a chain of more than 16 correlations, each counting the next";
 
 /// What a correlation counts: a detection's events (its condition), or a correlation's alerts.
 enum Counted<'a> {
@@ -1048,6 +1059,33 @@ mod tests {
         let a = detection_of(&set, "a");
         assert!(a.contains("runinstances") && a.contains("AND (NOT") && a.contains("111122223333"), "{a}");
         assert!(!detection_of(&set, "b").contains("111122223333"));
+    }
+
+    /// A chain of correlations runs up to its limit; one longer is reported for each correlation past it, and the
+    /// longest that can run runs, counting the others.
+    #[test]
+    fn a_chain_of_correlations_runs_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut docs = vec![
+            "title: r\nid: r\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    \
+             eventName: ConsoleLogin\n  condition: sel\n"
+                .to_string(),
+        ];
+        let mut previous = "r".to_string();
+        for i in 1..=MAX_CHAIN + 2 {
+            docs.push(format!(
+                "title: c{i}\nname: c{i}\ncorrelation:\n  type: event_count\n  rules: [{previous}]\n  timespan: 1h\n  \
+                 condition:\n    gte: 1\n"
+            ));
+            previous = format!("c{i}");
+        }
+        std::fs::write(dir.path().join("chain.yml"), docs.join("---\n")).unwrap();
+        let set = load(&[dir.path().to_path_buf()], None, Scope::default()).unwrap();
+        let refused: Vec<(&str, &str)> = set.unsupported.iter().map(|(_, t, why)| (t.as_str(), why.as_str())).collect();
+        let past = (MAX_CHAIN + 1..=MAX_CHAIN + 2).map(|i| format!("c{i}"));
+        assert_eq!(refused, past.map(|t| (t.leak() as &str, CHAIN_TOO_LONG)).collect::<Vec<_>>());
+        let ran: Vec<&str> = set.rules.iter().map(|r| r.title.as_str()).collect();
+        assert_eq!(ran, [format!("c{MAX_CHAIN}")], "the others are counted inside it");
     }
 
     /// A rule the parser refuses is reported by the parser's innermost reason.
