@@ -400,19 +400,20 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let with_groups = |condition: &str, key: &Key| {
         let mut all = vec![condition.to_string()];
         all.extend(key.groups.iter().map(|g| format!("({g} IS NOT NULL)")));
-        all.join(" AND ")
+        all
     };
-    let mut counted_here = vec![match expanded {
+    let mut counted_here = match expanded {
         false => with_groups(&counted, key),
         true => {
-            let each: Vec<String> =
-                inputs.iter().zip(&keys).map(|(r, k)| format!("({})", with_groups(r.condition, k))).collect();
-            format!("({})", each.join(" OR "))
+            let each: Vec<String> = (inputs.iter().zip(&keys))
+                .map(|(r, k)| format!("({})", with_groups(r.condition, k).join(" AND ")))
+                .collect();
+            vec![format!("({})", each.join(" OR "))]
         }
-    }];
+    };
     counted_here.extend(earliest.map(|t| format!("{TIME_NUMBER} >= {t}")));
-    let counted_here = match counted_here.len() {
-        1 if counted_here[0] == counted => counted.clone(),
+    let counted_here = match counted_here.as_slice() {
+        [one] => one.clone(),
         _ => format!("({})", counted_here.join(" AND ")),
     };
     let mut scan =
@@ -423,62 +424,18 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
     let v_col = col("v");
     let slot = col("slot");
-    // The columns that say which rules an event (of the windows' input) met.
-    let mut met = h_cols.clone();
-    let mut layers = Vec::new();
-    if !expanded {
-        scan.extend(key.groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
-        if let Measure::Rules(_) | Measure::Ordered = spec.measure {
-            scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
-        }
-        scan.extend(key.value.as_ref().map(|v| format!("{v} AS {v_col}")));
-    } else {
-        let g = |i: usize, j: usize| col(&format!("g{i}_{j}"));
-        let v = |j: usize| col(&format!("v_{j}"));
-        for (j, (r, key)) in inputs.iter().zip(&keys).enumerate() {
-            scan.push(format!("{} AS {}", r.condition, h_cols[j]));
-            scan.extend(key.groups.iter().enumerate().map(|(i, e)| format!("{e} AS {}", g(i, j))));
-            scan.extend(key.value.as_ref().map(|e| format!("{e} AS {}", v(j))));
-        }
-        // Rule k gives the event the group and value that rule j gives it.
-        let same = |k: usize, j: usize| {
-            let mut all = vec![h_cols[k].clone()];
-            all.extend((0..g_cols.len()).map(|i| format!("{} = {}", g(i, k), g(i, j))));
-            if keys[0].value.is_some() {
-                all.push(format!("{} IS NOT DISTINCT FROM {}", v(k), v(j)));
+    // The columns that say which rules an event (of the windows' input) met, and the layers that make the input.
+    let (met, mut layers) = match expanded {
+        false => {
+            scan.extend(key.groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
+            if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+                scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
             }
-            compile::never_null(&all.join(" AND "))
-        };
-        // An event's row for rule j: it meets j, has j's group, and no rule before j gave it the same.
-        let keep: Vec<String> = (0..inputs.len())
-            .map(|j| {
-                let mut all = vec![h_cols[j].clone()];
-                all.extend((0..g_cols.len()).map(|i| format!("{} IS NOT NULL", g(i, j))));
-                all.extend((0..j).map(|k| format!("NOT {}", same(k, j))));
-                compile::never_null(&all.join(" AND "))
-            })
-            .collect();
-        layers.push(vec![format!("unnest(true_indices({})) AS {slot}", keep.join(", "))]);
-        let pick = |of: &dyn Fn(usize) -> String| {
-            let arms: Vec<String> = (0..inputs.len()).map(|j| format!("WHEN {j} THEN {}", of(j))).collect();
-            format!("CASE {slot} {} END", arms.join(" "))
-        };
-        let mut picked: Vec<String> =
-            (0..g_cols.len()).map(|i| format!("{} AS {}", pick(&|j| g(i, j)), g_cols[i])).collect();
-        if keys[0].value.is_some() {
-            picked.push(format!("{} AS {v_col}", pick(&v)));
+            scan.extend(key.value.as_ref().map(|v| format!("{v} AS {v_col}")));
+            (h_cols.clone(), Vec::new())
         }
-        if let Measure::Rules(_) | Measure::Ordered = spec.measure {
-            met = (0..inputs.len()).map(|k| col(&format!("x{k}"))).collect();
-            picked.extend(
-                met.iter().enumerate().map(|(k, x)| {
-                    format!("{} AS {x}", pick(&|j| if j == k { "true".to_string() } else { same(k, j) }))
-                }),
-            );
-        }
-        layers.push(picked);
-    }
-
+        true => expansion(spec, inputs, &keys, &mut scan, &col),
+    };
     let mut partition = g_cols.clone();
     let group = partition_by(&partition);
     let group = group.trim_end();
@@ -648,6 +605,65 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         children,
         counts_events: !of_events.is_empty(),
     })
+}
+
+/// Under aliases that give the rules different fields: the scan's columns of each rule's match, group and value
+/// (`h{j}`, `g{i}_{j}`, `v_{j}`), and the layers that make a row (`slot`) of each distinct group and value that the
+/// rules an event meets give it, with that row's group (`g{i}`), value (`v`) and, for the rules measures, the rules
+/// that gave it that group (`x{k}`, whose names are given first).
+fn expansion(
+    spec: &Spec,
+    inputs: &[Input],
+    keys: &[Key],
+    scan: &mut Vec<String>,
+    col: &dyn Fn(&str) -> String,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let (h, slot) = (|j: usize| col(&format!("h{j}")), col("slot"));
+    let g = |i: usize, j: usize| col(&format!("g{i}_{j}"));
+    let v = |j: usize| col(&format!("v_{j}"));
+    let (groups, valued) = (spec.group_by.len(), keys[0].value.is_some());
+    for (j, (r, key)) in inputs.iter().zip(keys).enumerate() {
+        scan.push(format!("{} AS {}", r.condition, h(j)));
+        scan.extend(key.groups.iter().enumerate().map(|(i, e)| format!("{e} AS {}", g(i, j))));
+        scan.extend(key.value.as_ref().map(|e| format!("{e} AS {}", v(j))));
+    }
+    // Rule k gives the event the group and value that rule j gives it.
+    let same = |k: usize, j: usize| {
+        let mut all = vec![h(k)];
+        all.extend((0..groups).map(|i| format!("{} = {}", g(i, k), g(i, j))));
+        if valued {
+            all.push(format!("{} IS NOT DISTINCT FROM {}", v(k), v(j)));
+        }
+        compile::never_null(&all.join(" AND "))
+    };
+    // An event's row for rule j: it meets j, has j's group, and no rule before j gave it the same.
+    let keep: Vec<String> = (0..inputs.len())
+        .map(|j| {
+            let mut all = vec![h(j)];
+            all.extend((0..groups).map(|i| format!("{} IS NOT NULL", g(i, j))));
+            all.extend((0..j).map(|k| format!("NOT {}", same(k, j))));
+            compile::never_null(&all.join(" AND "))
+        })
+        .collect();
+    let pick = |of: &dyn Fn(usize) -> String| {
+        let arms: Vec<String> = (0..inputs.len()).map(|j| format!("WHEN {j} THEN {}", of(j))).collect();
+        format!("CASE {slot} {} END", arms.join(" "))
+    };
+    let mut picked: Vec<String> =
+        (0..groups).map(|i| format!("{} AS {}", pick(&|j| g(i, j)), col(&format!("g{i}")))).collect();
+    if valued {
+        picked.push(format!("{} AS {}", pick(&v), col("v")));
+    }
+    let mut met: Vec<String> = (0..inputs.len()).map(h).collect();
+    if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+        met = (0..inputs.len()).map(|k| col(&format!("x{k}"))).collect();
+        picked.extend(
+            met.iter()
+                .enumerate()
+                .map(|(k, x)| format!("{} AS {x}", pick(&|j| if j == k { "true".to_string() } else { same(k, j) }))),
+        );
+    }
+    (met, vec![vec![format!("unnest(true_indices({})) AS {slot}", keep.join(", "))], picked])
 }
 
 /// What a rule gives a correlation's windows for an event it meets: the group-by values, and the measured value.
@@ -934,11 +950,9 @@ mod tests {
             assert!(f.scan.contains(&column.to_string()), "{column}: {:?}", f.scan);
         }
         // Counted where a rule it meets gives it a group.
-        assert!(
-            f.scan[0]
-                .starts_with("(((((c_a AND (sourceipaddress IS NOT NULL)) OR (c_b AND (awsregion IS NOT NULL)))))"),
-            "{}",
-            f.scan[0]
+        assert_eq!(
+            f.scan[0],
+            "((((c_a AND (sourceipaddress IS NOT NULL)) OR (c_b AND (awsregion IS NOT NULL)))) IS TRUE) AS c1_in"
         );
         let same = "((c1_h0 AND c1_g0_0 = c1_g0_1) IS TRUE)";
         assert_eq!(
