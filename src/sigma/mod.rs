@@ -889,8 +889,8 @@ fn windows(f: &correlate::Fused, columns: &mut HashMap<String, String>, added: &
     }
     let mut events = format!("SELECT * FROM {SHARED} WHERE {}", rename.apply(&f.counted_column));
     if !f.children.is_empty() {
-        // The input of the windows, under the correlation's own names: its rules' events, then each correlation's
-        // alerts.
+        // The input of the windows, under the correlation's own names: its rules' events (if it counts rules), then
+        // each correlation's alerts.
         let own: Vec<String> = f.input.iter().map(|c| format!("{} AS {c}", rename.apply(c))).collect();
         let mut parts = Vec::new();
         if f.counts_events {
@@ -912,6 +912,7 @@ fn windows(f: &correlate::Fused, columns: &mut HashMap<String, String>, added: &
             ));
         }
         events = parts.join("\n  UNION ALL\n  ");
+        // Above the union, every column it reads has its own name.
         rename = Renames::default();
     }
     for layer in &f.layers {
