@@ -15,6 +15,10 @@
 //!
 //! A scheduler's run (`--checkpoint`) gives a row per group and UTC day instead, on the days its new events can
 //! change: their own, and those their timespan reaches after them; a window without a timespan counts one day.
+//!
+//! Under field aliases each rule has its own fields for a group-by or measured field, and an event counts once in
+//! each group its rules give it. A correlation can count another's alerts (each group and instant where that one's
+//! condition holds) as the events of a rule.
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
