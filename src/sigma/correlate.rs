@@ -67,6 +67,10 @@ pub enum Measure {
     /// Every referenced rule matched, in the order of the list: an event of each, each strictly later than the one
     /// of the rule before (`temporal_ordered`).
     Ordered,
+    /// At least this many of the referenced rules matched in the order of the list, each strictly later than the
+    /// one before (`temporal_ordered` with `gte`/`gt`, as pySigma reads it: some of them, in order, none between
+    /// them required).
+    OrderedAtLeast(usize),
 }
 
 impl Measure {
@@ -76,6 +80,11 @@ impl Measure {
             Measure::Sum(f) | Measure::Mean(f) | Measure::Percentile(f, _) => Some(f),
             _ => None,
         }
+    }
+
+    /// Whether it measures which rules matched (so each event carries the rules it met).
+    fn of_rules(&self) -> bool {
+        matches!(self, Measure::Rules(_) | Measure::Ordered | Measure::OrderedAtLeast(_))
     }
 
     /// The field whose values are measured: distinct values, or numbers.
@@ -188,7 +197,15 @@ pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
         {
             (Measure::Ordered, Vec::new())
         }
-        (CorrelationType::TemporalOrdered, _) => return unsupported("temporal_ordered with a condition"),
+        (CorrelationType::TemporalOrdered, CorrelationCondition::Threshold { predicates, field: None, .. }) if matches!(predicates.as_slice(), [(ConditionOperator::Gte | ConditionOperator::Gt, n)] if *n < 1000) =>
+        {
+            let (op, n) = predicates[0];
+            let at_least = usize::try_from(if op == ConditionOperator::Gt { n + 1 } else { n }).unwrap_or(usize::MAX);
+            (Measure::OrderedAtLeast(at_least), Vec::new())
+        }
+        (CorrelationType::TemporalOrdered, _) => {
+            return unsupported("temporal_ordered with a condition other than gte or gt (rules in order)");
+        }
         (other, _) => return unsupported(format!("correlation type {}", other.as_str())),
     };
     Ok(Spec { group_by: c.group_by.clone(), measure, window, predicates })
@@ -432,7 +449,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let (met, mut layers) = match expanded {
         false => {
             scan.extend(key.groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
-            if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+            if spec.measure.of_rules() {
                 scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
             }
             scan.extend(key.value.as_ref().map(|v| format!("{v} AS {v_col}")));
@@ -477,14 +494,23 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
             });
             (layers, inputs.len().to_string())
         }
+        Measure::OrderedAtLeast(k) if *k < 1 || *k > inputs.len() => {
+            return unsupported(format!("temporal_ordered needing {k} of its {} rules", inputs.len()));
+        }
+        Measure::OrderedAtLeast(k) => {
+            let (mut layers, start) = ordered_at_least(&met, *k, &t_col, &partition_by(&partition), &col);
+            tests.push(match spec.window {
+                Window::Sliding(s) => format!("{start} >= {t_col} - {}", s * TIME_PER_SECOND),
+                Window::Tumbling(_) | Window::Unbounded => format!("{start} IS NOT NULL"),
+            });
+            // The count is of the rules seen in the window, as pySigma gives it.
+            let (present, n) = rules_present(&met, &w, &col);
+            layers.push(present);
+            (layers, n)
+        }
         Measure::Rules(expr) => {
             let p_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("p{i}"))).collect();
-            let present: Vec<String> = met
-                .iter()
-                .zip(&p_cols)
-                .map(|(h, p)| format!("max(CASE WHEN {h} THEN 1 ELSE 0 END) {w} AS {p}"))
-                .collect();
-            let n = format!("({})", p_cols.join(" + "));
+            let (present, n) = rules_present(&met, &w, &col);
             match expr {
                 Some(e) => tests.push(rules_condition(e, inputs, &p_cols)?),
                 None if spec.predicates.is_empty() => tests.push(format!("{n} = {}", inputs.len())),
@@ -549,7 +575,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     if reporting.per_day.is_some() {
         input.push(day_col.clone());
     }
-    if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+    if spec.measure.of_rules() {
         input.extend(h_cols.iter().cloned());
     }
     let mut children = Vec::new();
@@ -569,7 +595,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
             // The partitions' day is the UTC date of the event's time.
             columns.push("CAST(eventtime AS DATE)".into());
         }
-        if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+        if spec.measure.of_rules() {
             columns.extend((0..inputs.len()).map(|k| (k == j).to_string()));
         }
         children.push(Child { fused: Box::new(child.clone()), columns });
@@ -659,7 +685,7 @@ fn expansion(
         picked.push(format!("{} AS {}", pick(&v), col("v")));
     }
     let mut met: Vec<String> = (0..inputs.len()).map(h).collect();
-    if let Measure::Rules(_) | Measure::Ordered = spec.measure {
+    if spec.measure.of_rules() {
         met = (0..inputs.len()).map(|k| col(&format!("x{k}"))).collect();
         picked.extend(
             met.iter()
@@ -719,6 +745,66 @@ fn ordered(h_cols: &[String], t: &str, partition: &str, col: &dyn Fn(&str) -> St
         layers.push(vec![format!("{} AS {o}", upto(&format!("CASE WHEN {h} THEN {q} END"), "CURRENT ROW"))]);
     }
     (layers, col(&format!("o{}", h_cols.len() - 1)))
+}
+
+/// The layers of `temporal_ordered` with `gte: k`: for each rule `i` and chain length `j` up to `k`, the latest start
+/// of a chain of `j` rules in the order of the list (any of them, each event strictly later than the one before)
+/// that ends with an event of rule `i` at or before each event (`a{i}_{j}`; `b{i}_{j}` the same over the rows of
+/// earlier instants). Rule `i` can be the `j`-th of a chain of `k` only if `j - 1` rules come before it and `k - j`
+/// after. The last column is the start of the latest-starting chain of `k` so far.
+fn ordered_at_least(
+    met: &[String],
+    k: usize,
+    t: &str,
+    partition: &str,
+    col: &dyn Fn(&str) -> String,
+) -> (Vec<Vec<String>>, String) {
+    let upto = |what: &str, end: &str| {
+        format!("max({what}) OVER ({partition}ORDER BY {t} RANGE BETWEEN UNBOUNDED PRECEDING AND {end})")
+    };
+    let m = met.len();
+    let a = |i: usize, j: usize| col(&format!("a{i}_{j}"));
+    let rules = |j: usize| (j - 1)..=(m - (k - j) - 1);
+    let greatest = |cols: Vec<String>| match cols.len() {
+        1 => cols.into_iter().next().expect("one column"),
+        _ => format!("greatest({})", cols.join(", ")),
+    };
+    let mut layers = vec![
+        rules(1)
+            .map(|i| format!("{} AS {}", upto(&format!("CASE WHEN {} THEN {t} END", met[i]), "CURRENT ROW"), a(i, 1)))
+            .collect(),
+    ];
+    for j in 2..=k {
+        let b = |i: usize| col(&format!("b{i}_{j}"));
+        layers.push(
+            rules(j)
+                .map(|i| {
+                    let before = greatest(rules(j - 1).filter(|p| *p < i).map(|p| a(p, j - 1)).collect());
+                    format!("{} AS {}", upto(&before, "1 PRECEDING"), b(i))
+                })
+                .collect(),
+        );
+        layers.push(
+            rules(j)
+                .map(|i| {
+                    format!(
+                        "{} AS {}",
+                        upto(&format!("CASE WHEN {} THEN {} END", met[i], b(i)), "CURRENT ROW"),
+                        a(i, j)
+                    )
+                })
+                .collect(),
+        );
+    }
+    (layers, greatest(rules(k).map(|i| a(i, k)).collect()))
+}
+
+/// For each rule, whether it matched in the window (`p{i}`), and how many did.
+fn rules_present(met: &[String], w: &str, col: &dyn Fn(&str) -> String) -> (Vec<String>, String) {
+    let p_cols: Vec<String> = (0..met.len()).map(|i| col(&format!("p{i}"))).collect();
+    let present =
+        met.iter().zip(&p_cols).map(|(h, p)| format!("max(CASE WHEN {h} THEN 1 ELSE 0 END) {w} AS {p}")).collect();
+    (present, format!("({})", p_cols.join(" + ")))
 }
 
 fn partition_by(columns: &[String]) -> String {
@@ -1054,6 +1140,56 @@ mod tests {
         assert_eq!(err.0, "grouping by userAgent, which correlation child does not group by");
         let sum = Spec { measure: Measure::Sum("eventVersion".into()), ..spec };
         assert!(fused(&sum, &inputs, "c1", Reporting::default()).is_err(), "a sum of alerts");
+    }
+
+    /// `temporal_ordered` with `gte: 2` of three rules: a chain of two in the order of the list, any two; the count
+    /// is of the rules seen in the window. More than its rules, or none, is refused.
+    #[test]
+    fn some_rules_in_order() {
+        let read = |condition: &str| {
+            let yaml = format!(
+                "title: c\nid: c\ncorrelation:\n  type: temporal_ordered\n  rules: [a, b, c]\n  timespan: 1m\n  \
+                 condition:\n{condition}"
+            );
+            spec(&rsigma_parser::parse_sigma_yaml(&yaml).unwrap().correlations[0])
+        };
+        assert_eq!(read("    gt: 1\n").unwrap().measure, Measure::OrderedAtLeast(2));
+        assert_eq!(
+            read("    lt: 2\n").unwrap_err().0,
+            "temporal_ordered with a condition other than gte or gt (rules in order)"
+        );
+        let spec = read("    gte: 2\n").unwrap();
+        let inputs = ["a", "b", "c"].map(|n| Input { name: n, condition: n, aliases: vec![], alerts: None });
+        let f = fused(&spec, &inputs, "c1", Reporting::default()).unwrap();
+        let layers: Vec<String> = f.layers.iter().map(|l| l.join("; ")).collect();
+        let upto = |what: &str, end: &str| {
+            format!("max({what}) OVER (ORDER BY c1_t RANGE BETWEEN UNBOUNDED PRECEDING AND {end})")
+        };
+        // The first of two can be a or b, the second b or c, after an earlier instant of a rule before it.
+        assert_eq!(
+            layers[1],
+            format!(
+                "{} AS c1_a0_1; {} AS c1_a1_1",
+                upto("CASE WHEN c1_h0 THEN c1_t END", "CURRENT ROW"),
+                upto("CASE WHEN c1_h1 THEN c1_t END", "CURRENT ROW")
+            )
+        );
+        assert_eq!(
+            layers[2],
+            format!(
+                "{} AS c1_b1_2; {} AS c1_b2_2",
+                upto("c1_a0_1", "1 PRECEDING"),
+                upto("greatest(c1_a0_1, c1_a1_1)", "1 PRECEDING")
+            )
+        );
+        assert!(layers[4].contains("max(CASE WHEN c1_h2 THEN 1 ELSE 0 END) OVER"), "the rules seen: {}", layers[4]);
+        assert!(f.emits.starts_with("((greatest(c1_a1_2, c1_a2_2) >= c1_t - 60000000) AND "), "{}", f.emits);
+        assert_eq!(f.around, Some(60), "more events can only complete a chain");
+        let four = Spec { measure: Measure::OrderedAtLeast(4), ..spec };
+        assert_eq!(
+            fused(&four, &inputs, "c1", Reporting::default()).unwrap_err().0,
+            "temporal_ordered needing 4 of its 3 rules"
+        );
     }
 
     /// The windows' numeric time counts microseconds because the lake's `eventtime` does.

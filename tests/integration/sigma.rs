@@ -699,7 +699,7 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     );
     write(
         "ordered.yml",
-        "title: In order\ncorrelation:\n  type: temporal_ordered\n  rules: [r1, r1]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Counts a rule not loaded\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Forever\nname: forever\ncorrelation:\n  type: event_count\n  rules: [r1]\n  timespan: 366000d\n  window: tumbling\n  condition:\n    gte: 2\n---\ntitle: Misspelt alias\ncorrelation:\n  type: event_count\n  rules: [r1]\n  group-by: [who]\n  aliases:\n    who:\n      r2: sourceIPAddress\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Chained\ncorrelation:\n  type: event_count\n  rules: [forever]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Ping\nname: ping\ncorrelation:\n  type: event_count\n  rules: [pong]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Pong\nname: pong\ncorrelation:\n  type: event_count\n  rules: [ping]\n  timespan: 5m\n  condition:\n    gte: 2\n",
+        "title: In order\ncorrelation:\n  type: temporal_ordered\n  rules: [r1, r1]\n  timespan: 5m\n  condition:\n    lt: 2\n---\ntitle: Counts a rule not loaded\ncorrelation:\n  type: event_count\n  rules: [nosuch]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Forever\nname: forever\ncorrelation:\n  type: event_count\n  rules: [r1]\n  timespan: 366000d\n  window: tumbling\n  condition:\n    gte: 2\n---\ntitle: Misspelt alias\ncorrelation:\n  type: event_count\n  rules: [r1]\n  group-by: [who]\n  aliases:\n    who:\n      r2: sourceIPAddress\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Chained\ncorrelation:\n  type: event_count\n  rules: [forever]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Ping\nname: ping\ncorrelation:\n  type: event_count\n  rules: [pong]\n  timespan: 5m\n  condition:\n    gte: 2\n---\ntitle: Pong\nname: pong\ncorrelation:\n  type: event_count\n  rules: [ping]\n  timespan: 5m\n  condition:\n    gte: 2\n",
     );
     write(
         "windows.yml",
@@ -738,7 +738,10 @@ fn unsupported_constructs_and_other_sources_are_reported_and_the_rest_runs() {
     );
     assert!(err.contains("expand.yml: Placeholders: modifier |expand"), "{err}");
     assert!(err.contains("count.yml: Burst: aggregation `sum(eventVersion)"), "{err}");
-    assert!(err.contains("ordered.yml: In order: temporal_ordered with a condition"), "{err}");
+    assert!(
+        err.contains("ordered.yml: In order: temporal_ordered with a condition other than gte or gt (rules in order)"),
+        "{err}"
+    );
     // A window of centuries would overflow in the query (a tumbling one's interval past 292 years) and fail every
     // rule of the run.
     assert!(err.contains("ordered.yml: Forever: a timespan of 366000d (more than 100 years)"), "{err}");

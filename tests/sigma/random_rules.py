@@ -194,7 +194,9 @@ def correlations(rng, count, out):
             "value_median", "value_percentile",
         ])
         several = kind.startswith("temporal") or rng.random() < 0.2
-        rules = rng.sample(list(BASES), 2) if several else [rng.choice(list(BASES))]
+        # Some of three rules in order: `gte: 2` or `gt: 1`.
+        some_in_order = kind == "temporal_ordered" and rng.random() < 0.5
+        rules = rng.sample(list(BASES), 3 if some_in_order else 2) if several else [rng.choice(list(BASES))]
         lines = [f"  type: {kind}", f"  rules: [{', '.join(rules)}]"]
         groups = rng.sample(GROUPS, rng.choice([1, 1, 2]))
         # Field aliases: a group-by field, or the measured one, that each rule names in its own events.
@@ -212,6 +214,8 @@ def correlations(rng, count, out):
                 return "value_alias"
             return rng.choice(fields)
 
+        if some_in_order:
+            lines += ["  condition:", rng.choice(["    gte: 2", "    gt: 1"])]
         if kind in ("event_count", "value_count"):
             lines += ["  condition:", f"    {rng.choice(['gte', 'gte', 'gt'])}: {rng.choice([1, 2, 3, 5, 10, 25])}"]
             if kind == "value_count":
