@@ -41,7 +41,12 @@ pub struct Input<'a> {
     pub alerts: Option<&'a Fused>,
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
+    /// A rule's events, without aliases.
+    pub fn rule(name: &'a str, condition: &'a str) -> Self {
+        Input { name, condition, aliases: Vec::new(), alerts: None }
+    }
+
     /// The field that a group-by or condition field names in this rule's events: its alias's mapping, or itself (a
     /// rule an alias does not map, as pySigma reads it).
     fn field<'b>(&'b self, name: &'b str) -> &'b str {
@@ -115,13 +120,17 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// Its timespan in microseconds (none without one).
-    pub fn span_micros(&self) -> i64 {
-        let seconds = match self.window {
+    /// Its timespan in seconds (none without one).
+    fn span_seconds(&self) -> u64 {
+        match self.window {
             Window::Sliding(s) | Window::Tumbling(s) => s,
             Window::Unbounded => 0,
-        };
-        i64::try_from(seconds * TIME_PER_SECOND).unwrap_or(i64::MAX)
+        }
+    }
+
+    /// Its timespan in microseconds.
+    pub fn span_micros(&self) -> i64 {
+        i64::try_from(self.span_seconds() * TIME_PER_SECOND).unwrap_or(i64::MAX)
     }
 }
 
@@ -192,23 +201,27 @@ pub fn spec(c: &CorrelationRule) -> Compiled<Spec> {
             (Measure::Rules(None), predicates.clone())
         }
         (CorrelationType::Temporal, CorrelationCondition::Extended(e)) => (Measure::Rules(Some(e.clone())), Vec::new()),
-        (CorrelationType::TemporalOrdered, CorrelationCondition::Threshold { predicates, field: None, .. })
-            if predicates == &[(ConditionOperator::Gte, 1)] =>
-        {
-            (Measure::Ordered, Vec::new())
+        // `gte: 1` is also how the parser gives a missing condition: every rule, in order.
+        (CorrelationType::TemporalOrdered, CorrelationCondition::Threshold { predicates, field: None, .. }) => {
+            match predicates.as_slice() {
+                [(ConditionOperator::Gte, 1)] => (Measure::Ordered, Vec::new()),
+                [(ConditionOperator::Gte, n)] => (Measure::OrderedAtLeast(at_most_usize(*n)), Vec::new()),
+                [(ConditionOperator::Gt, n)] => {
+                    (Measure::OrderedAtLeast(at_most_usize(n.saturating_add(1))), Vec::new())
+                }
+                _ => return unsupported(ORDERED_CONDITION),
+            }
         }
-        (CorrelationType::TemporalOrdered, CorrelationCondition::Threshold { predicates, field: None, .. }) if matches!(predicates.as_slice(), [(ConditionOperator::Gte | ConditionOperator::Gt, n)] if *n < 1000) =>
-        {
-            let (op, n) = predicates[0];
-            let at_least = usize::try_from(if op == ConditionOperator::Gt { n + 1 } else { n }).unwrap_or(usize::MAX);
-            (Measure::OrderedAtLeast(at_least), Vec::new())
-        }
-        (CorrelationType::TemporalOrdered, _) => {
-            return unsupported("temporal_ordered with a condition other than gte or gt (rules in order)");
-        }
+        (CorrelationType::TemporalOrdered, _) => return unsupported(ORDERED_CONDITION),
         (other, _) => return unsupported(format!("correlation type {}", other.as_str())),
     };
     Ok(Spec { group_by: c.group_by.clone(), measure, window, predicates })
+}
+
+const ORDERED_CONDITION: &str = "temporal_ordered with a condition other than gte or gt (rules in order)";
+
+fn at_most_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// The older aggregation after a condition's `|`: `count([field]) [by field] OP N`, under the rule's `timeframe`.
@@ -371,20 +384,14 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     if inputs.is_empty() {
         return unsupported("a correlation without rules");
     }
-    // Each rule's group-by values and measured value, read through the aliases.
-    let keys: Vec<Key> = (inputs.iter())
-        .map(|r| match r.alerts {
-            None => Key::of(spec, r),
-            // No event of the scan is counted for a correlation's alerts.
-            Some(_) => Ok(Key { groups: vec!["CAST(NULL AS VARCHAR)".into(); spec.group_by.len()], value: None }),
-        })
-        .collect::<Compiled<_>>()?;
+    // Each rule's group-by values and measured value, read through the aliases (of the rules whose events it counts,
+    // not the correlations whose alerts it counts).
+    let keys: Vec<Key> =
+        inputs.iter().filter(|r| r.alerts.is_none()).map(|r| Key::of(spec, r)).collect::<Compiled<_>>()?;
     // Aliases that give the rules different fields: an event counts once for each distinct group and value that the
     // rules it meets give it, as pySigma counts it. Each such (event, group, value) is a row of the windows' input.
-    let of_events: Vec<&Key> = keys.iter().zip(inputs).filter(|(_, r)| r.alerts.is_none()).map(|(k, _)| k).collect();
-    let expanded = of_events.iter().any(|k| *k != of_events[0]);
-    let key = of_events.first().copied().unwrap_or(&keys[0]);
-    let chained = of_events.len() < inputs.len();
+    let expanded = keys.iter().any(|k| *k != keys[0]);
+    let chained = keys.len() < inputs.len();
     if chained && expanded {
         return unsupported("field aliases in a correlation of correlations");
     }
@@ -396,10 +403,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let any: Vec<&str> = inputs.iter().map(|r| r.condition).collect();
     let counted = format!("({})", any.join(" OR "));
     let t_col = col("t");
-    let span = match spec.window {
-        Window::Sliding(s) | Window::Tumbling(s) => s,
-        Window::Unbounded => 0,
-    };
+    let span = spec.span_seconds();
     // The days the run gives rows on: a changed day and those its timespan reaches after it. A window without a
     // timespan starts each day (as it starts at `--since` in a run from a start time).
     let day_col = col("d");
@@ -416,46 +420,54 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     let since = reporting.start();
     // Saturating: a start near the limits of time gives no lower bound rather than a wrapped one.
     let earliest = since.map(|t| t.saturating_sub(spec.span_micros()));
-    // An event without a value for a group-by field is in no group, as pySigma, Splunk's `stats … by` and
-    // Elastic's terms leave it out.
-    let with_groups = |condition: &str, key: &Key| {
-        let mut all = vec![condition.to_string()];
-        all.extend(key.groups.iter().map(|g| format!("({g} IS NOT NULL)")));
-        all
-    };
-    let mut counted_here = match expanded {
-        false => with_groups(&counted, key),
-        true => {
-            let each: Vec<String> = (inputs.iter().zip(&keys))
-                .map(|(r, k)| format!("({})", with_groups(r.condition, k).join(" AND ")))
-                .collect();
-            vec![format!("({})", each.join(" OR "))]
-        }
-    };
-    counted_here.extend(earliest.map(|t| format!("{TIME_NUMBER} >= {t}")));
-    let counted_here = match counted_here.as_slice() {
-        [one] => one.clone(),
-        _ => format!("({})", counted_here.join(" AND ")),
-    };
-    let mut scan =
-        vec![format!("{} AS {counted_col}", compile::never_null(&counted_here)), format!("{TIME_NUMBER} AS {t_col}")];
-    if reporting.per_day.is_some() {
-        scan.push(format!("event_date AS {day_col}"));
-    }
     let h_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("h{i}"))).collect();
     let v_col = col("v");
     let slot = col("slot");
-    // The columns that say which rules an event (of the windows' input) met, and the layers that make the input.
-    let (met, mut layers) = match expanded {
-        false => {
-            scan.extend(key.groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
-            if spec.measure.of_rules() {
-                scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
+    // The scan's columns, none for a correlation that counts alerts alone (its windows read those of its
+    // correlations, `Child::columns`); the columns that say which rules an event (of the windows' input) met, and
+    // the layers that make the input.
+    let mut scan = Vec::new();
+    let (met, mut layers) = match keys.first() {
+        None => (h_cols.clone(), Vec::new()),
+        Some(key) => {
+            // An event without a value for a group-by field is in no group, as pySigma, Splunk's `stats … by` and
+            // Elastic's terms leave it out.
+            let with_groups = |condition: &str, key: &Key| {
+                let mut all = vec![condition.to_string()];
+                all.extend(key.groups.iter().map(|g| format!("({g} IS NOT NULL)")));
+                all
+            };
+            let mut counted_here = match expanded {
+                false => with_groups(&counted, key),
+                true => {
+                    let each: Vec<String> = (inputs.iter().zip(&keys))
+                        .map(|(r, k)| format!("({})", with_groups(r.condition, k).join(" AND ")))
+                        .collect();
+                    vec![format!("({})", each.join(" OR "))]
+                }
+            };
+            counted_here.extend(earliest.map(|t| format!("{TIME_NUMBER} >= {t}")));
+            let counted_here = match counted_here.as_slice() {
+                [one] => one.clone(),
+                _ => format!("({})", counted_here.join(" AND ")),
+            };
+            scan.push(format!("{} AS {counted_col}", compile::never_null(&counted_here)));
+            scan.push(format!("{TIME_NUMBER} AS {t_col}"));
+            if reporting.per_day.is_some() {
+                scan.push(format!("event_date AS {day_col}"));
             }
-            scan.extend(key.value.as_ref().map(|v| format!("{v} AS {v_col}")));
-            (h_cols.clone(), Vec::new())
+            match expanded {
+                false => {
+                    scan.extend(key.groups.iter().zip(&g_cols).map(|(e, c)| format!("{e} AS {c}")));
+                    if spec.measure.of_rules() {
+                        scan.extend(inputs.iter().zip(&h_cols).map(|(r, h)| format!("{} AS {h}", r.condition)));
+                    }
+                    scan.extend(key.value.as_ref().map(|v| format!("{v} AS {v_col}")));
+                    (h_cols.clone(), Vec::new())
+                }
+                true => expansion(spec, inputs, &keys, &mut scan, &col),
+            }
         }
-        true => expansion(spec, inputs, &keys, &mut scan, &col),
     };
     let mut partition = g_cols.clone();
     let group = partition_by(&partition);
@@ -479,6 +491,11 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
     // A measure that is one window aggregate of the events or of their values (`v`).
     let one = |aggregate: String| (vec![vec![format!("{aggregate} {w} AS {n_col}")]], n_col.clone());
     let v = &v_col;
+    // The latest start of a chain that ended by this event, within the window that ends at it.
+    let chain_within = |start: &str| match spec.window {
+        Window::Sliding(s) => format!("{start} >= {t_col} - {}", s * TIME_PER_SECOND),
+        Window::Tumbling(_) | Window::Unbounded => format!("{start} IS NOT NULL"),
+    };
     let (measures, n) = match &spec.measure {
         Measure::Events => one("count(*)".into()),
         Measure::Values(_) => one(format!("count(DISTINCT {v})")),
@@ -487,11 +504,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         Measure::Percentile(_, p) => one(format!("window_percentile({v}, {:?})", *p as f64 / 100.0)),
         Measure::Ordered => {
             let (layers, start) = ordered(&met, &t_col, &partition_by(&partition), &col);
-            // The latest start of a chain that ended by this event, within the window that ends at it.
-            tests.push(match spec.window {
-                Window::Sliding(s) => format!("{start} >= {t_col} - {}", s * TIME_PER_SECOND),
-                Window::Tumbling(_) | Window::Unbounded => format!("{start} IS NOT NULL"),
-            });
+            tests.push(chain_within(&start));
             (layers, inputs.len().to_string())
         }
         Measure::OrderedAtLeast(k) if *k < 1 || *k > inputs.len() => {
@@ -499,18 +512,14 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         }
         Measure::OrderedAtLeast(k) => {
             let (mut layers, start) = ordered_at_least(&met, *k, &t_col, &partition_by(&partition), &col);
-            tests.push(match spec.window {
-                Window::Sliding(s) => format!("{start} >= {t_col} - {}", s * TIME_PER_SECOND),
-                Window::Tumbling(_) | Window::Unbounded => format!("{start} IS NOT NULL"),
-            });
+            tests.push(chain_within(&start));
             // The count is of the rules seen in the window, as pySigma gives it.
-            let (present, n) = rules_present(&met, &w, &col);
+            let (present, _, n) = rules_present(&met, &w, &col);
             layers.push(present);
             (layers, n)
         }
         Measure::Rules(expr) => {
-            let p_cols: Vec<String> = (0..inputs.len()).map(|i| col(&format!("p{i}"))).collect();
-            let (present, n) = rules_present(&met, &w, &col);
+            let (present, p_cols, n) = rules_present(&met, &w, &col);
             match expr {
                 Some(e) => tests.push(rules_condition(e, inputs, &p_cols)?),
                 None if spec.predicates.is_empty() => tests.push(format!("{n} = {}", inputs.len())),
@@ -633,7 +642,7 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         alerts,
         input,
         children,
-        counts_events: !of_events.is_empty(),
+        counts_events: !keys.is_empty(),
     })
 }
 
@@ -799,12 +808,13 @@ fn ordered_at_least(
     (layers, greatest(rules(k).map(|i| a(i, k)).collect()))
 }
 
-/// For each rule, whether it matched in the window (`p{i}`), and how many did.
-fn rules_present(met: &[String], w: &str, col: &dyn Fn(&str) -> String) -> (Vec<String>, String) {
+/// For each rule, whether it matched in the window: the layer's columns, their names (`p{i}`), and how many did.
+fn rules_present(met: &[String], w: &str, col: &dyn Fn(&str) -> String) -> (Vec<String>, Vec<String>, String) {
     let p_cols: Vec<String> = (0..met.len()).map(|i| col(&format!("p{i}"))).collect();
     let present =
         met.iter().zip(&p_cols).map(|(h, p)| format!("max(CASE WHEN {h} THEN 1 ELSE 0 END) {w} AS {p}")).collect();
-    (present, format!("({})", p_cols.join(" + ")))
+    let n = format!("({})", p_cols.join(" + "));
+    (present, p_cols, n)
 }
 
 fn partition_by(columns: &[String]) -> String {
@@ -897,13 +907,7 @@ mod tests {
             window: Window::Sliding(600),
             predicates: vec![(ConditionOperator::Gte, 5)],
         };
-        let f = fused(
-            &spec,
-            &[Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None }],
-            "c1",
-            Reporting::default(),
-        )
-        .unwrap();
+        let f = fused(&spec, &[Input::rule("a", "(eventname = 'A')")], "c1", Reporting::default()).unwrap();
         assert_eq!(f.counted, "((eventname = 'A'))");
         assert_eq!(f.counted_column, "c1_in");
         // An event without a value for the group-by field is not counted.
@@ -921,10 +925,7 @@ mod tests {
         assert_eq!(f.layers[2][0], "max(CASE WHEN (c1_n >= 5) THEN c1_n END) OVER (PARTITION BY c1_g0) AS c1_count");
         assert_eq!(f.emits, "((c1_n >= 5) AND c1_rn = c1_first)");
         let temporal = Spec { measure: Measure::Rules(None), predicates: vec![], ..spec };
-        let inputs = [
-            Input { name: "a", condition: "c_a", aliases: vec![], alerts: None },
-            Input { name: "b", condition: "c_b", aliases: vec![], alerts: None },
-        ];
+        let inputs = [Input::rule("a", "c_a"), Input::rule("b", "c_b")];
         let f = fused(&temporal, &inputs, "c2", Reporting::default()).unwrap();
         assert_eq!(f.emits, "(((c2_p0 + c2_p1) = 2) AND c2_rn = c2_first)");
         assert!(f.scan.contains(&"c_b AS c2_h1".to_string()), "{:?}", f.scan);
@@ -942,7 +943,7 @@ mod tests {
             window,
             predicates: vec![(ConditionOperator::Gte, 5)],
         };
-        let input = [Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None }];
+        let input = [Input::rule("a", "(eventname = 'A')")];
         let start = 1_700_000_000_000_000;
         let f =
             fused(&spec(Window::Sliding(600)), &input, "c1", Reporting { since: Some(start), ..Reporting::default() })
@@ -971,7 +972,7 @@ mod tests {
     /// row gives the measure rounded.
     #[test]
     fn sums_means_and_percentiles_of_numbers() {
-        let input = [Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None }];
+        let input = [Input::rule("a", "(eventname = 'A')")];
         for (measure, aggregate) in [
             (Measure::Sum("eventVersion".into()), "sum(c1_v)"),
             (Measure::Mean("eventVersion".into()), "avg(c1_v)"),
@@ -1002,9 +1003,9 @@ mod tests {
         let spec =
             Spec { group_by: vec![], measure: Measure::Ordered, window: Window::Sliding(60), predicates: vec![] };
         let inputs = [
-            Input { name: "a", condition: "(eventname = 'A')", aliases: vec![], alerts: None },
-            Input { name: "b", condition: "(eventname = 'B')", aliases: vec![], alerts: None },
-            Input { name: "c", condition: "(eventname = 'C')", aliases: vec![], alerts: None },
+            Input::rule("a", "(eventname = 'A')"),
+            Input::rule("b", "(eventname = 'B')"),
+            Input::rule("c", "(eventname = 'C')"),
         ];
         let f = fused(&spec, &inputs, "c1", Reporting::default()).unwrap();
         let layers: Vec<String> = f.layers.iter().map(|l| l.join("; ")).collect();
@@ -1108,7 +1109,7 @@ mod tests {
             window: Window::Sliding(600),
             predicates: vec![(ConditionOperator::Gte, 2)],
         };
-        let rule = [Input { name: "a", condition: "c_a", aliases: vec![], alerts: None }];
+        let rule = [Input::rule("a", "c_a")];
         let looked_back = Reporting { since: Some(start - 3_600_000_000), alerts: true, ..Reporting::default() };
         let child = fused(&child_spec, &rule, "c1r0", looked_back).unwrap();
         // The first event of each instant where the condition holds.
@@ -1125,7 +1126,7 @@ mod tests {
         };
         let inputs = [
             Input { name: "child", condition: "false", aliases: vec![], alerts: Some(&child) },
-            Input { name: "b", condition: "c_b", aliases: vec![], alerts: None },
+            Input::rule("b", "c_b"),
         ];
         let f = fused(&spec, &inputs, "c1", Reporting { since: Some(start), ..Reporting::default() }).unwrap();
         assert_eq!(f.input, ["c1_t", "c1_g0", "c1_h0", "c1_h1"]);
@@ -1159,7 +1160,7 @@ mod tests {
             "temporal_ordered with a condition other than gte or gt (rules in order)"
         );
         let spec = read("    gte: 2\n").unwrap();
-        let inputs = ["a", "b", "c"].map(|n| Input { name: n, condition: n, aliases: vec![], alerts: None });
+        let inputs = ["a", "b", "c"].map(|n| Input::rule(n, n));
         let f = fused(&spec, &inputs, "c1", Reporting::default()).unwrap();
         let layers: Vec<String> = f.layers.iter().map(|l| l.join("; ")).collect();
         let upto = |what: &str, end: &str| {

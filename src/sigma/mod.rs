@@ -242,8 +242,13 @@ struct Detection {
 
 impl Detection {
     fn is_called(&self, reference: &str) -> bool {
-        self.rule.id.as_deref() == Some(reference) || self.rule.name.as_deref() == Some(reference)
+        is_named(self.rule.id.as_deref(), self.rule.name.as_deref(), reference)
     }
+}
+
+/// Whether a rule with this `id` and `name` is the one a reference names (as correlations and filters name rules).
+fn is_named(id: Option<&str>, name: Option<&str>, reference: &str) -> bool {
+    id == Some(reference) || name == Some(reference)
 }
 
 /// Reads rule files and directories (`.yml` and `.yaml`, recursively), keeps the rules for CloudTrail at or above
@@ -391,34 +396,8 @@ impl Documents {
         within: &mut Vec<&'a CorrelationRule>,
     ) -> compile::Compiled<CompiledCorrelation> {
         let spec = correlate::spec(c)?;
-        let is_called = |other: &CorrelationRule, reference: &str| {
-            other.id.as_deref() == Some(reference) || other.name.as_deref() == Some(reference)
-        };
-        // A rule an alias maps must be one the correlation counts: a misspelt name would fall back to the alias's
-        // own name as the field.
-        for alias in &c.aliases {
-            for rule in alias.mapping.keys() {
-                let counted = c.rules.iter().any(|reference| {
-                    reference == rule
-                        || self.detections.iter().any(|d| d.is_called(reference) && d.is_called(rule))
-                        || self.correlations.iter().any(|(_, o)| is_called(o, reference) && is_called(o, rule))
-                });
-                if !counted {
-                    return Err(Unsupported(format!(
-                        "the alias {} maps rule {rule}, which the correlation does not count",
-                        alias.alias
-                    )));
-                }
-            }
-        }
-        let aliases_of = |reference: &'a str, called: &dyn Fn(&str) -> bool| -> Vec<(&'a str, &'a str)> {
-            (c.aliases.iter())
-                .filter_map(|a| {
-                    let field = a.mapping.iter().find(|(rule, _)| *rule == reference || called(rule));
-                    field.map(|(_, field)| (a.alias.as_str(), field.as_str()))
-                })
-                .collect()
-        };
+        let is_called =
+            |other: &CorrelationRule, reference: &str| is_named(other.id.as_deref(), other.name.as_deref(), reference);
         // The alerts a correlation it counts gives are needed from this one's timespan before its first row.
         let child_reporting = correlate::Reporting {
             since: reporting.start().map(|t| t.saturating_sub(spec.span_micros())),
@@ -470,20 +449,42 @@ impl Documents {
                 compiled.fed.insert(i);
             }
         }
+        // Whether an alias's mapping names the rule a reference names (by the reference, or its other name).
+        let maps = |reference: &str, what: &Counted, rule: &str| {
+            rule == reference
+                || match what {
+                    Counted::Rule(d, _) => d.is_called(rule),
+                    Counted::Alerts(child, _) => is_called(child, rule),
+                }
+        };
+        // A rule an alias maps must be one the correlation counts: a misspelt name would fall back to the alias's
+        // own name as the field.
+        for alias in &c.aliases {
+            if let Some(rule) =
+                alias.mapping.keys().find(|rule| !c.rules.iter().zip(&counted).any(|(r, what)| maps(r, what, rule)))
+            {
+                return Err(Unsupported(format!(
+                    "the alias {} maps rule {rule}, which the correlation does not count",
+                    alias.alias
+                )));
+            }
+        }
         let inputs: Vec<correlate::Input> = (c.rules.iter().zip(&counted))
-            .map(|(reference, what)| match what {
-                Counted::Rule(d, condition) => correlate::Input {
-                    name: reference,
-                    condition,
-                    aliases: aliases_of(reference, &|rule| d.is_called(rule)),
-                    alerts: None,
-                },
-                Counted::Alerts(child, fused) => correlate::Input {
-                    name: reference,
-                    condition: "false",
-                    aliases: aliases_of(reference, &|rule| is_called(child, rule)),
-                    alerts: Some(fused),
-                },
+            .map(|(reference, what)| {
+                let aliases = (c.aliases.iter())
+                    .filter_map(|a| {
+                        let field = a.mapping.iter().find(|(rule, _)| maps(reference, what, rule));
+                        field.map(|(_, field)| (a.alias.as_str(), field.as_str()))
+                    })
+                    .collect();
+                match what {
+                    Counted::Rule(_, condition) => {
+                        correlate::Input { name: reference, condition, aliases, alerts: None }
+                    }
+                    Counted::Alerts(_, fused) => {
+                        correlate::Input { name: reference, condition: "false", aliases, alerts: Some(fused) }
+                    }
+                }
             })
             .collect();
         compiled.fused = correlate::fused(&spec, &inputs, prefix, reporting)?;
@@ -506,7 +507,7 @@ impl Documents {
                 (Ok(c), None) => Ok(RuleKind::Detection(c.clone())),
                 (Ok(c), Some((aggregation, timeframe))) => correlate::legacy(aggregation, timeframe.as_deref())
                     .and_then(|spec| {
-                        let input = correlate::Input { name: "", condition: c, aliases: Vec::new(), alerts: None };
+                        let input = correlate::Input::rule("", c);
                         correlate::fused(&spec, &[input], &column_prefix(self.set.rules.len()), self.reporting())
                     })
                     .map(|f| RuleKind::Correlation(Box::new(f))),
