@@ -14,6 +14,7 @@ pub mod field_values;
 pub mod icontains;
 pub mod ip_in_cidr;
 pub mod json_values;
+pub mod kept_in_place;
 pub mod matches_regex;
 pub mod principal_name;
 pub mod root_task;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(icontains::IContains::default())),
         Arc::new(ScalarUDF::new_from_impl(ip_in_cidr::IpInCidr::default())),
         Arc::new(ScalarUDF::new_from_impl(json_values::JsonValues::default())),
+        Arc::new(ScalarUDF::new_from_impl(kept_in_place::KeptInPlace::default())),
         Arc::new(ScalarUDF::new_from_impl(matches_regex::MatchesRegex::default())),
         Arc::new(ScalarUDF::new_from_impl(source_ip_kind::SourceIpKind::default())),
         Arc::new(ScalarUDF::new_from_impl(principal_name::PrincipalName::default())),
