@@ -199,11 +199,12 @@ enum Sink<'a> {
         out: &'a mut dyn Write,
         shown: Vec<Vec<String>>,
     },
-    /// Batches are encoded on threads of their own, a few at once, and written in their order.
+    /// Batches are encoded on threads of their own, `at_once` at most, and written in their order.
     Csv {
         out: &'a mut dyn Write,
         delimiter: u8,
         encoding: VecDeque<std::thread::JoinHandle<Result<Vec<u8>>>>,
+        at_once: usize,
     },
     Json(datafusion::arrow::json::ArrayWriter<&'a mut dyn Write>),
     Ndjson(datafusion::arrow::json::LineDelimitedWriter<&'a mut dyn Write>),
@@ -218,12 +219,6 @@ fn io_err(e: std::io::Error) -> Error {
     Error::io("output", e)
 }
 
-/// How many batches are encoded as CSV at once: one per core. Encoding was a sixteenth of a Sigma directory's run
-/// on the narrow benchmark lake (97,807 rows), all of it on one core after the query's end.
-fn encoders() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// A batch as CSV, its header first if asked.
 fn csv(batch: &RecordBatch, delimiter: u8, header: bool) -> Result<Vec<u8>> {
     let mut w =
@@ -232,9 +227,8 @@ fn csv(batch: &RecordBatch, delimiter: u8, header: bool) -> Result<Vec<u8>> {
     Ok(w.into_inner())
 }
 
-/// Writes the encoding of the oldest batch being encoded, once it is done.
-fn written(out: &mut dyn Write, batch: Option<std::thread::JoinHandle<Result<Vec<u8>>>>) -> Result<()> {
-    let Some(batch) = batch else { return Ok(()) };
+/// Writes the encoding of a batch, once it is done.
+fn written(out: &mut dyn Write, batch: std::thread::JoinHandle<Result<Vec<u8>>>) -> Result<()> {
     let bytes = batch.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     out.write_all(&bytes).map_err(io_err)
 }
@@ -245,7 +239,10 @@ impl<'a> Printer<'a> {
             Format::Table => Sink::Table { out, shown: Vec::new() },
             Format::Csv | Format::Tsv => {
                 let delimiter = if opts.format == Format::Csv { b',' } else { b'\t' };
-                Sink::Csv { out, delimiter, encoding: VecDeque::new() }
+                // One batch encoded per core: encoding was a sixteenth of a Sigma directory's run on the narrow
+                // benchmark lake (97,807 rows), all of it on one core after the query's end.
+                let at_once = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Sink::Csv { out, delimiter, encoding: VecDeque::new(), at_once }
             }
             Format::Json => Sink::Json(datafusion::arrow::json::ArrayWriter::new(out)),
             Format::Ndjson => Sink::Ndjson(datafusion::arrow::json::LineDelimitedWriter::new(out)),
@@ -270,11 +267,13 @@ impl<'a> Printer<'a> {
                     shown.extend(cells(&batch.slice(0, room.min(batch.num_rows())))?);
                 }
             }
-            Sink::Csv { out, delimiter, encoding } => {
+            Sink::Csv { out, delimiter, encoding, at_once } => {
                 let (batch, delimiter, header) = (batch.clone(), *delimiter, self.rows == batch.num_rows());
                 encoding.push_back(std::thread::spawn(move || csv(&batch, delimiter, header)));
-                if encoding.len() > encoders() {
-                    written(out, encoding.pop_front())?;
+                if encoding.len() > *at_once
+                    && let Some(oldest) = encoding.pop_front()
+                {
+                    written(out, oldest)?;
                 }
             }
             Sink::Json(w) => w.write(batch)?,
@@ -294,9 +293,9 @@ impl<'a> Printer<'a> {
         let Printer { schema, opts, rows, sink } = self;
         match sink {
             Sink::Table { out, shown } => print_table(out, &schema, &shown, rows, opts).map_err(io_err)?,
-            Sink::Csv { out, delimiter, mut encoding } => {
-                while let Some(batch) = encoding.pop_front() {
-                    written(out, Some(batch))?;
+            Sink::Csv { out, delimiter, encoding, .. } => {
+                for batch in encoding {
+                    written(out, batch)?;
                 }
                 if rows == 0 {
                     // A header alone still tells a script what the columns are.
