@@ -203,7 +203,7 @@ enum Sink<'a> {
     Csv {
         out: &'a mut dyn Write,
         delimiter: u8,
-        encoding: VecDeque<std::thread::JoinHandle<Result<Vec<u8>>>>,
+        encoding: VecDeque<Encoding>,
         at_once: usize,
     },
     Json(datafusion::arrow::json::ArrayWriter<&'a mut dyn Write>),
@@ -227,9 +227,22 @@ fn csv(batch: &RecordBatch, delimiter: u8, header: bool) -> Result<Vec<u8>> {
     Ok(w.into_inner())
 }
 
+/// A batch's CSV: encoded on the printer's thread (a small batch, not worth a thread of its own), or on its own.
+enum Encoding {
+    Done(Result<Vec<u8>>),
+    Running(std::thread::JoinHandle<Result<Vec<u8>>>),
+}
+
+/// Below this many rows a batch is encoded on the printer's thread: starting a thread costs about as much as
+/// encoding a few hundred rows, and a query over a lake of small files can give a batch per file.
+const THREAD_ROWS: usize = 4096;
+
 /// Writes the encoding of a batch, once it is done.
-fn written(out: &mut dyn Write, batch: std::thread::JoinHandle<Result<Vec<u8>>>) -> Result<()> {
-    let bytes = batch.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+fn written(out: &mut dyn Write, batch: Encoding) -> Result<()> {
+    let bytes = match batch {
+        Encoding::Done(bytes) => bytes?,
+        Encoding::Running(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+    };
     out.write_all(&bytes).map_err(io_err)
 }
 
@@ -268,8 +281,14 @@ impl<'a> Printer<'a> {
                 }
             }
             Sink::Csv { out, delimiter, encoding, at_once } => {
-                let (batch, delimiter, header) = (batch.clone(), *delimiter, self.rows == batch.num_rows());
-                encoding.push_back(std::thread::spawn(move || csv(&batch, delimiter, header)));
+                let (delimiter, header) = (*delimiter, self.rows == batch.num_rows());
+                encoding.push_back(match batch.num_rows() < THREAD_ROWS {
+                    true => Encoding::Done(csv(batch, delimiter, header)),
+                    false => {
+                        let batch = batch.clone();
+                        Encoding::Running(std::thread::spawn(move || csv(&batch, delimiter, header)))
+                    }
+                });
                 if encoding.len() > *at_once
                     && let Some(oldest) = encoding.pop_front()
                 {
@@ -423,7 +442,12 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
         let batches: Vec<RecordBatch> = (0..40i64)
             .map(|b| {
-                let rows = if b % 7 == 3 { 0 } else { 1 + b % 5 };
+                // Empty, small (encoded in place) and large (on a thread of their own) batches.
+                let rows = match b % 7 {
+                    3 => 0,
+                    5 => THREAD_ROWS as i64 + b,
+                    _ => 1 + b % 5,
+                };
                 let values = Int64Array::from_iter_values((0..rows).map(|r| b * 10 + r));
                 RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
             })

@@ -239,16 +239,8 @@ pub struct Projected {
     projection: Vec<usize>,
     /// The operator renumbered over the projected batch, its own operators narrowed again.
     projected: Arc<dyn PhysicalExpr>,
-    /// Its operands, when its right one calls a function: that one is computed only over the rows it decides.
-    costly_right: Option<Operands>,
-}
-
-/// `left AND right` (`and`) or `left OR right`.
-#[derive(Debug)]
-struct Operands {
-    and: bool,
-    left: Arc<dyn PhysicalExpr>,
-    right: Arc<dyn PhysicalExpr>,
+    /// Whether its right operand calls a function: that one is then computed only over the rows it decides.
+    costly_right: bool,
 }
 
 /// The share of a batch's rows, at most, over which the right operand of `AND` (or `OR`) is computed alone, for the
@@ -275,62 +267,54 @@ impl Narrowed {
         // Its operands narrow within the projected batch: `a AND (b OR c)` over three columns gives `b OR c`
         // two.
         let projected = narrow_children(&renumbered, projection.len(), and_or(&renumbered))?.data;
-        let costly_right = projected.downcast_ref::<BinaryExpr>().and_then(|b| {
-            let calls = |e: &Arc<dyn PhysicalExpr>| {
-                e.exists(|n| Ok(n.is::<ScalarFunctionExpr>() || n.is::<HigherOrderFunctionExpr>()))
-                    .expect("the walk cannot fail")
-            };
-            let and = *b.op() == Operator::And;
-            calls(b.right()).then(|| Operands { and, left: b.left().clone(), right: b.right().clone() })
+        let costly_right = projected.downcast_ref::<BinaryExpr>().is_some_and(|b| {
+            b.right()
+                .exists(|n| Ok(n.is::<ScalarFunctionExpr>() || n.is::<HigherOrderFunctionExpr>()))
+                .expect("the walk cannot fail")
         });
         Ok(Rewritten { original, way: Projected { projection, projected, costly_right } })
     }
 }
 
-impl Operands {
-    /// The operator's value, `right` computed over the rows whose result it decides (where `left` is true for `AND`,
-    /// false for `OR`, or NULL) when they are few enough.
-    fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let Operands { and, left, right } = self;
-        let and = *and;
-        let rows = batch.num_rows();
-        let l = left.evaluate(batch)?.into_array(rows)?;
-        let Some(l) = l.as_boolean_opt() else {
-            return BinaryExpr::new(left.clone(), if and { Operator::And } else { Operator::Or }, right.clone())
-                .evaluate(batch);
-        };
-        let combine = |r: &dyn Array| -> Result<ColumnarValue> {
-            let r = r.as_boolean();
-            let out = if and { and_kleene(l, r)? } else { or_kleene(l, r)? };
-            Ok(ColumnarValue::Array(Arc::new(out)))
-        };
-        let decided = match (l.nulls(), and) {
-            // A NULL left leaves the result to the right on that row as well.
-            (Some(valid), true) => l.values() | &!valid.inner(),
-            (Some(valid), false) => !&(l.values() & valid.inner()),
-            (None, true) => l.values().clone(),
-            (None, false) => !l.values(),
-        };
-        let n = decided.count_set_bits();
-        if n == 0 {
-            return Ok(ColumnarValue::Array(Arc::new(l.clone())));
-        }
-        if n * 100 > rows * COSTLY_SELECTION {
-            return combine(&right.evaluate(batch)?.into_array(rows)?);
-        }
-        let mask = BooleanArray::new(decided, None);
-        let some = filter_record_batch(batch, &mask)?;
-        let r = right.evaluate(&some)?.into_array(some.num_rows())?;
-        // The rows left out are decided by `left`: whatever `scatter` puts there (NULL) does not change them.
-        combine(&scatter(&mask, &r)?)
+/// `left AND right` (`and`) or `left OR right`, `right` computed over the rows whose result it decides (where `left`
+/// is true for `AND`, false for `OR`, or NULL) when they are few enough.
+fn selective(operator: &BinaryExpr, batch: &RecordBatch) -> Result<ColumnarValue> {
+    let (and, right, rows) = (*operator.op() == Operator::And, operator.right(), batch.num_rows());
+    let l = operator.left().evaluate(batch)?.into_array(rows)?;
+    let Some(l) = l.as_boolean_opt() else {
+        return operator.evaluate(batch);
+    };
+    let combine = |r: &dyn Array| -> Result<ColumnarValue> {
+        let r = r.as_boolean();
+        let out = if and { and_kleene(l, r)? } else { or_kleene(l, r)? };
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    };
+    let decided = match (l.nulls(), and) {
+        // A NULL left leaves the result to the right on that row as well.
+        (Some(valid), true) => l.values() | &!valid.inner(),
+        (Some(valid), false) => !&(l.values() & valid.inner()),
+        (None, true) => l.values().clone(),
+        (None, false) => !l.values(),
+    };
+    let n = decided.count_set_bits();
+    if n == 0 {
+        return Ok(ColumnarValue::Array(Arc::new(l.clone())));
     }
+    if n * 100 > rows * COSTLY_SELECTION {
+        return combine(&right.evaluate(batch)?.into_array(rows)?);
+    }
+    let mask = BooleanArray::new(decided, None);
+    let some = filter_record_batch(batch, &mask)?;
+    let r = right.evaluate(&some)?.into_array(some.num_rows())?;
+    // The rows left out are decided by `left`: whatever `scatter` puts there (NULL) does not change them.
+    combine(&scatter(&mask, &r)?)
 }
 
 impl Way for Projected {
     fn evaluate(&self, _: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ColumnarValue> {
         let batch = batch.project(&self.projection)?;
-        match &self.costly_right {
-            Some(operands) => operands.evaluate(&batch),
+        match self.projected.downcast_ref::<BinaryExpr>().filter(|_| self.costly_right) {
+            Some(operator) => selective(operator, &batch),
             None => self.projected.evaluate(&batch),
         }
     }
@@ -537,7 +521,7 @@ mod tests {
             for op in [Operator::And, Operator::Or] {
                 let original = bin(left.clone(), op, upper("b"));
                 let narrowed = narrow(&original, batch.num_columns(), None).unwrap().data;
-                assert!(narrowed.downcast_ref::<Narrowed>().unwrap().way.costly_right.is_some(), "{original}");
+                assert!(narrowed.downcast_ref::<Narrowed>().unwrap().way.costly_right, "{original}");
                 let want = original.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap();
                 let got = narrowed.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap();
                 assert_eq!(&got, &want, "{original}");

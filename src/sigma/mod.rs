@@ -895,18 +895,15 @@ fn windows(f: &correlate::Fused, columns: &mut HashMap<String, String>, added: &
             }
         }
     }
-    let mut events = format!("SELECT * FROM {SHARED} WHERE {}", rename.apply(&f.counted_column));
+    let counted = rename.apply(&f.counted_column);
+    let mut events = format!("SELECT * FROM {SHARED} WHERE {counted}");
     if !f.children.is_empty() {
         // The input of the windows, under the correlation's own names: its rules' events (if it counts rules), then
         // each correlation's alerts.
         let own: Vec<String> = f.input.iter().map(|c| format!("{} AS {c}", rename.apply(c))).collect();
         let mut parts = Vec::new();
         if f.counts_events {
-            parts.push(format!(
-                "SELECT {STREAM_COLUMNS}, {} FROM {SHARED} WHERE {}",
-                own.join(", "),
-                rename.apply(&f.counted_column)
-            ));
+            parts.push(format!("SELECT {STREAM_COLUMNS}, {} FROM {SHARED} WHERE {counted}", own.join(", ")));
         }
         for child in &f.children {
             let (inner, inner_names) = windows(&child.fused, columns, added);
