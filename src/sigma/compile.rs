@@ -404,6 +404,10 @@ fn mods(modifiers: &[Modifier]) -> Compiled<Mods> {
         Some("UTF-16 without |base64 (the lake's text is UTF-8)")
     } else if m.windash && (special || m.base64.is_some()) {
         Some("|windash with a modifier that does not compare text")
+    } else if m.cidr
+        && (pattern || m.re.is_some() || m.compare.is_some() || m.fieldref || m.exists || m.base64.is_some())
+    {
+        Some("|cidr with a modifier that does not compare addresses")
     } else if m.neq && (m.exists || m.compare.is_some()) {
         Some("|neq with |exists or a comparison")
     } else if m.time_part.is_some() && (pattern || m.re.is_some() || m.cidr || m.fieldref || m.base64.is_some()) {
@@ -431,12 +435,40 @@ fn item(it: &DetectionItem) -> Compiled<String> {
     // `field: []` is `field: null`, as pySigma reads it ("no value").
     let null = [SigmaValue::Null];
     let values = if it.values.is_empty() { &null[..] } else { &it.values[..] };
-    let parts = values.iter().map(|v| value(&t, name, &m, v)).collect::<Compiled<Vec<_>>>()?;
-    let holds = if m.all { all(parts) } else { any(parts) };
+    let holds = match networks(&t, name, &m, values) {
+        // Every network in one call: each address is read once, not once per network.
+        Some(list) => never_null(&t.any(format!("ip_in_cidr({}, {})", t.expr, list?.join(", ")))),
+        None => {
+            let parts = values.iter().map(|v| value(&t, name, &m, v)).collect::<Compiled<Vec<_>>>()?;
+            if m.all { all(parts) } else { any(parts) }
+        }
+    };
     // `|neq` negates the whole item, its values joined as without it (OR, AND with `|all`): "the field is different
     // from the specified values", as pySigma reads it. Where the field is absent the item does not hold, so its
     // negation does, as `not` of a selection.
     Ok(if m.neq { format!("(NOT {holds})") } else { holds })
+}
+
+/// The networks of a `|cidr` item of several (any of them), when each is a text; `None` for the other items.
+fn networks(t: &Target, name: &str, m: &Mods, values: &[SigmaValue]) -> Option<Compiled<Vec<String>>> {
+    let texts: Option<Vec<&SigmaString>> = values
+        .iter()
+        .map(|v| match v {
+            SigmaValue::String(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let texts = texts.filter(|list| list.len() > 1 && m.cidr && !m.all && !t.time)?;
+    Some(texts.into_iter().map(|s| network(name, s)).collect())
+}
+
+/// A `|cidr` value as the literal of `ip_in_cidr`. `ip_in_cidr` is NULL for a network it cannot read: the rule
+/// would never match, silently.
+fn network(name: &str, text: &SigmaString) -> Compiled<String> {
+    match trailsql_udfs::ip_in_cidr::Network::parse(&text.original) {
+        Some(_) => Ok(literal(&text.original)),
+        None => unsupported(format!("{name}|cidr with {:?}, which is not a network", text.original)),
+    }
 }
 
 /// Whether a value was a YAML list or map inside the list of a field's values (`field: [[a, b]]`). rsigma-parser
@@ -494,11 +526,7 @@ fn value(t: &Target, name: &str, m: &Mods, v: &SigmaValue) -> Compiled<String> {
         let flags = if flags.is_empty() { String::new() } else { format!(", {}", literal(flags)) };
         format!("matches_regex({expr}, {}{flags})", literal(&text.original))
     } else if m.cidr {
-        // `ip_in_cidr` is NULL for a network it cannot read: the rule would never match, silently.
-        if trailsql_udfs::ip_in_cidr::Network::parse(&text.original).is_none() {
-            return unsupported(format!("{name}|cidr with {:?}, which is not a network", text.original));
-        }
-        format!("ip_in_cidr({expr}, {})", literal(&text.original))
+        format!("ip_in_cidr({expr}, {})", network(name, &text)?)
     } else if let Some(op) = m.compare {
         // `inf`, `NaN` and `1e400` parse as floats but are no SQL number: the fused query would fail on them.
         let n = match text.original.trim().parse::<f64>() {
@@ -886,6 +914,30 @@ mod tests {
         assert!(cidr.contains("(NOT ((ip_in_cidr(sourceipaddress, '10.0.0.0/8')) IS TRUE))"), "{cidr}");
         assert_eq!(c("errorCode|neq|exists: true").unwrap_err().0, "|neq with |exists or a comparison");
         assert_eq!(c("eventVersion|neq|gt: 1").unwrap_err().0, "|neq with |exists or a comparison");
+    }
+
+    #[test]
+    fn a_list_of_networks_is_one_call() {
+        let c = |d: &str| compile(&rule(&format!("  sel:\n    {d}\n  condition: sel\n")));
+        // Any of several networks: each address read once. All of them: each compared.
+        let any = "((ip_in_cidr(sourceipaddress, '10.0.0.0/8', '192.0.2.0/24')) IS TRUE)";
+        assert_eq!(c("sourceIPAddress|cidr: [10.0.0.0/8, 192.0.2.0/24]").unwrap(), any);
+        assert_eq!(c("sourceIPAddress|neq|cidr: [10.0.0.0/8, 192.0.2.0/24]").unwrap(), format!("(NOT {any})"));
+        assert_eq!(
+            c("requestParameters.cidrIp|cidr: [10.0.0.0/8, 192.0.2.0/24]").unwrap(),
+            "((any_element(json_values(requestparameters, 'cidrIp'), ip_in_cidr(element(), '10.0.0.0/8', \
+             '192.0.2.0/24'))) IS TRUE)"
+        );
+        let all = c("sourceIPAddress|cidr|all: [10.0.0.0/8, 10.1.0.0/16]").unwrap();
+        assert_eq!(all.matches("ip_in_cidr(").count(), 2, "{all}");
+        assert_eq!(
+            c("sourceIPAddress|cidr: [10.0.0.0/8, 10.0.0.0/99]").unwrap_err().0,
+            "sourceIPAddress|cidr with \"10.0.0.0/99\", which is not a network"
+        );
+        assert_eq!(
+            c("sourceIPAddress|cidr|contains: 10.0.0.0/8").unwrap_err().0,
+            "|cidr with a modifier that does not compare addresses"
+        );
     }
 
     #[test]

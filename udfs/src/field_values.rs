@@ -7,9 +7,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, AsArray, ListBuilder, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, ListBuilder, StringBuilder};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -64,21 +65,8 @@ impl ScalarUDFImpl for FieldValues {
             return exec_err!("field_values: the structures have no member {name}");
         };
         let member = cast(structs.column(at), &DataType::Utf8)?;
-        let member = member.as_string::<i32>();
-        let mut out = ListBuilder::new(StringBuilder::new());
-        for (row, range) in lists.offsets().windows(2).enumerate() {
-            if lists.is_null(row) {
-                out.append_null();
-                continue;
-            }
-            for i in range[0] as usize..range[1] as usize {
-                if structs.is_valid(i) && member.is_valid(i) {
-                    out.values().append_value(member.value(i));
-                }
-            }
-            out.append(true);
-        }
-        finish(Arc::new(out.finish()), scalar)
+        let out = sharing(lists, structs.nulls(), &member).unwrap_or_else(|| built(lists, structs.nulls(), &member));
+        finish(Arc::new(out), scalar)
     }
     fn documentation(&self) -> Option<&Documentation> {
         static DOC: LazyLock<Documentation> = LazyLock::new(|| {
@@ -93,5 +81,85 @@ impl ScalarUDFImpl for FieldValues {
             .build()
         });
         Some(&DOC)
+    }
+}
+
+/// The member's values copied list by list, NULL structures and members left out.
+fn built(lists: &ListArray, structs: Option<&NullBuffer>, member: &ArrayRef) -> ListArray {
+    let member = member.as_string::<i32>();
+    let mut out = ListBuilder::new(StringBuilder::new());
+    for (row, range) in lists.offsets().windows(2).enumerate() {
+        if lists.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        for i in range[0] as usize..range[1] as usize {
+            if structs.is_none_or(|n| n.is_valid(i)) && member.is_valid(i) {
+                out.values().append_value(member.value(i));
+            }
+        }
+        out.append(true);
+    }
+    out.finish()
+}
+
+/// The member's column under the lists' own offsets, copied from nothing, when there is nothing to leave out: no
+/// NULL structure or member in the lists, and no NULL list over values. A Sigma keyword searches `resources[].ARN`
+/// and its three other members in every event, and building each list value by value was a tenth of that search.
+fn sharing(lists: &ListArray, structs: Option<&NullBuffer>, member: &ArrayRef) -> Option<ListArray> {
+    let offsets = lists.offsets();
+    let (start, end) = (*offsets.first()? as usize, *offsets.last()? as usize);
+    let none_null = |nulls: Option<&NullBuffer>| nulls.is_none_or(|n| n.slice(start, end - start).null_count() == 0);
+    let empty_when_null =
+        lists.nulls().is_none_or(|n| n.iter().zip(offsets.windows(2)).all(|(v, w)| v || w[0] == w[1]));
+    (none_null(structs) && none_null(member.nulls()) && empty_when_null).then(|| {
+        let item = Arc::new(Field::new_list_field(DataType::Utf8, true));
+        ListArray::new(item, offsets.clone(), member.clone(), lists.nulls().cloned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{StringArray, StructArray};
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::Fields;
+
+    /// Lists of `{arn}` over `arns`, `lengths` long each, `valid` saying which lists are not NULL.
+    fn lists(arns: Vec<Option<&str>>, lengths: &[usize], valid: Option<Vec<bool>>) -> ListArray {
+        let arns: ArrayRef = Arc::new(StringArray::from(arns));
+        let fields = Fields::from(vec![Field::new("arn", DataType::Utf8, true)]);
+        let structs = StructArray::new(fields.clone(), vec![arns], None);
+        let item = Arc::new(Field::new_list_field(DataType::Struct(fields), true));
+        ListArray::new(
+            item,
+            OffsetBuffer::from_lengths(lengths.iter().copied()),
+            Arc::new(structs),
+            valid.map(NullBuffer::from),
+        )
+    }
+
+    fn member(lists: &ListArray) -> ArrayRef {
+        lists.values().as_struct().column(0).clone()
+    }
+
+    /// Shared or built, the same lists; shared only when nothing is to be left out, and from a slice too.
+    #[test]
+    fn shared_lists_are_the_built_ones() {
+        let full =
+            lists(vec![Some("a"), Some("b"), Some("c"), Some("d")], &[1, 0, 2, 1], Some(vec![true, false, true, true]));
+        for l in [full.clone(), full.slice(1, 3), full.slice(2, 1)] {
+            let shared = sharing(&l, None, &member(&l)).expect("nothing to leave out");
+            assert_eq!(shared, built(&l, None, &member(&l)));
+        }
+        let with_null = lists(vec![Some("a"), None, Some("c")], &[2, 1], None);
+        assert!(sharing(&with_null, None, &member(&with_null)).is_none());
+        let built_lists = built(&with_null, None, &member(&with_null));
+        assert_eq!(built_lists.value(0).as_string::<i32>(), &StringArray::from(vec!["a"]));
+        // A NULL member outside the lists' values does not count; a NULL list over values does.
+        let outside = lists(vec![Some("a"), None], &[1], None).slice(0, 1);
+        assert!(sharing(&outside, None, &member(&outside)).is_some());
+        let over_values = lists(vec![Some("a"), Some("b")], &[1, 1], Some(vec![true, false]));
+        assert!(sharing(&over_values, None, &member(&over_values)).is_none());
     }
 }
