@@ -9,7 +9,9 @@
 //!
 //! Each `AND` and `OR` of a filter's predicate or a projection's expressions that reads fewer columns than its
 //! input has becomes a [`Narrowed`]: it projects the batch onto the columns the operator reads, then evaluates
-//! the operator, renumbered, over that, with DataFusion's own short-circuits. Nested operators narrow again.
+//! the operator, renumbered, over that, with DataFusion's own short-circuits. Nested operators narrow again, and
+//! so do operators with a lambda (`any_element` of a Sigma rule's payload path): left out, as they once were,
+//! each rule over a JSON path parsed the payload of every kept event.
 //!
 //! `x IS TRUE` is planned as `x IS NOT DISTINCT FROM true`, which arrow compares value by value through a
 //! closure; each condition of a Sigma rule is one (a condition that is never NULL, so that `NOT` keeps the events
@@ -104,11 +106,11 @@ fn narrow(
     let op = and_or(expr);
     if op.is_some()
         && op != within
-        && let Some(columns) = columns_read(expr)
+        && let Some(columns) = columns_read(expr, width)
         && !columns.is_empty()
         && columns.len() < width
     {
-        return Ok(Transformed::yes(Arc::new(Narrowed::new(expr.clone(), columns)?)));
+        return Ok(Transformed::yes(Arc::new(Narrowed::new(expr.clone(), columns, width)?)));
     }
     if let Some(truth) = Truth::of(expr, width)? {
         return Ok(Transformed::yes(Arc::new(truth)));
@@ -144,22 +146,24 @@ fn and_or(expr: &Arc<dyn PhysicalExpr>) -> Option<Operator> {
     matches!(op, Operator::And | Operator::Or).then_some(op)
 }
 
-/// The indices of the columns an expression reads, in order; `None` when it reads a lambda's variable, which
-/// is numbered among the columns.
-fn columns_read(expr: &Arc<dyn PhysicalExpr>) -> Option<Vec<usize>> {
+/// The indices of the columns an expression reads from a batch of `width` columns, in order, a lambda's body
+/// included (it reads the columns it captures under their own numbers).
+///
+/// A lambda's variables are numbered after the batch's columns (the first parameter of a lambda over `width`
+/// columns is `width`); `None` when one is not, which the renumbering of [`Narrowed::new`] could not follow.
+fn columns_read(expr: &Arc<dyn PhysicalExpr>, width: usize) -> Option<Vec<usize>> {
     let mut columns = BTreeSet::new();
-    let mut lambda = false;
+    let mut numbered_apart = true;
     expr.apply(|e| {
         if let Some(c) = e.downcast_ref::<Column>() {
             columns.insert(c.index());
-        } else if e.downcast_ref::<LambdaVariable>().is_some() {
-            lambda = true;
-            return Ok(TreeNodeRecursion::Stop);
+        } else if let Some(v) = e.downcast_ref::<LambdaVariable>() {
+            numbered_apart &= v.index() >= width;
         }
         Ok(TreeNodeRecursion::Continue)
     })
     .expect("the walk cannot fail");
-    (!lambda).then(|| columns.into_iter().collect())
+    numbered_apart.then(|| columns.into_iter().collect())
 }
 
 /// An expression as DataFusion planned it, evaluated another way (`W`). Its type, display, equality and children
@@ -241,6 +245,8 @@ pub struct Projected {
     projected: Arc<dyn PhysicalExpr>,
     /// Whether its right operand calls a function: that one is then computed only over the rows it decides.
     costly_right: bool,
+    /// The number of columns of the batch it is given.
+    width: usize,
 }
 
 /// The share of a batch's rows, at most, over which the right operand of `AND` (or `OR`) is computed alone, for the
@@ -253,15 +259,22 @@ pub struct Projected {
 const COSTLY_SELECTION: usize = 80;
 
 impl Narrowed {
-    fn new(original: Arc<dyn PhysicalExpr>, projection: Vec<usize>) -> Result<Narrowed> {
+    /// `original` over a batch of `width` columns, narrowed to those of `projection`. A lambda's variables, numbered
+    /// after the batch's columns, are numbered after the projection's; its captured columns are renumbered as the
+    /// others are, and each lambda, rebuilt from its renumbered body, captures them under their new numbers.
+    fn new(original: Arc<dyn PhysicalExpr>, projection: Vec<usize>, width: usize) -> Result<Narrowed> {
         let renumbered = original
             .clone()
             .transform_down(|e| {
-                let Some(c) = e.downcast_ref::<Column>() else {
+                let renumbered: Arc<dyn PhysicalExpr> = if let Some(c) = e.downcast_ref::<Column>() {
+                    let at = projection.binary_search(&c.index()).expect("every column read is projected");
+                    Arc::new(Column::new(c.name(), at))
+                } else if let Some(v) = e.downcast_ref::<LambdaVariable>() {
+                    Arc::new(LambdaVariable::new(v.index() - width + projection.len(), v.field().clone()))
+                } else {
                     return Ok(Transformed::no(e));
                 };
-                let at = projection.binary_search(&c.index()).expect("every column read is projected");
-                Ok(Transformed::yes(Arc::new(Column::new(c.name(), at)) as Arc<dyn PhysicalExpr>))
+                Ok(Transformed::yes(renumbered))
             })?
             .data;
         // Its operands narrow within the projected batch: `a AND (b OR c)` over three columns gives `b OR c`
@@ -272,7 +285,7 @@ impl Narrowed {
                 .exists(|n| Ok(n.is::<ScalarFunctionExpr>() || n.is::<HigherOrderFunctionExpr>()))
                 .expect("the walk cannot fail")
         });
-        Ok(Rewritten { original, way: Projected { projection, projected, costly_right } })
+        Ok(Rewritten { original, way: Projected { projection, projected, costly_right, width } })
     }
 }
 
@@ -319,9 +332,12 @@ impl Way for Projected {
         }
     }
 
+    /// A lambda's variables are numbered after the columns of the batch it was planned over; given anew, the
+    /// operator may be over another batch (its columns renumbered), and is then left as it is.
     fn again(&self, original: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(match columns_read(&original) {
-            Some(columns) => Arc::new(Narrowed::new(original, columns)?),
+        let lambda = original.exists(|e| Ok(e.is::<LambdaVariable>())).expect("the walk cannot fail");
+        Ok(match columns_read(&original, self.width).filter(|_| !lambda) {
+            Some(columns) => Arc::new(Narrowed::new(original, columns, self.width)?),
             None => original,
         })
     }
@@ -525,6 +541,55 @@ mod tests {
                 let want = original.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap();
                 let got = narrowed.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap();
                 assert_eq!(&got, &want, "{original}");
+            }
+        }
+    }
+
+    /// Operators whose right operand holds a lambda (a Sigma rule's payload path, `any_element`), capturing a
+    /// column or not, in a filter and in a projection: narrowed, their lambdas' columns and variables renumbered,
+    /// the right operand computed over the rows it decides, and the same rows and values as DataFusion's.
+    #[tokio::test]
+    async fn operators_with_lambdas_are_narrowed_and_give_the_same_answers() {
+        let batch = batch();
+        let ctx = SessionContext::new();
+        for f in trailsql_udfs::all() {
+            ctx.register_udf(f.as_ref().clone());
+        }
+        let table = datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        let conditions = [
+            "a = 1 AND any_element(make_array(b, e), element() = f)",
+            "a < 3 AND any_element(make_array(b, e), upper(element()) = 'V3')",
+            "d = 2 OR any_element(make_array(e), element() = b OR element() = 'v1')",
+        ];
+        for condition in conditions {
+            for sql in [format!("SELECT * FROM t WHERE {condition}"), format!("SELECT ({condition}) AS x, c FROM t")] {
+                let plan = ctx.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
+                let narrowed = NarrowSelections.optimize(plan.clone(), &ConfigOptions::default()).unwrap();
+                let mut lambdas_narrowed = 0;
+                narrowed
+                    .apply(|node| {
+                        let exprs: Vec<Arc<dyn PhysicalExpr>> = match node.downcast_ref::<FilterExec>() {
+                            Some(f) => vec![f.predicate().clone()],
+                            None => node
+                                .downcast_ref::<ProjectionExec>()
+                                .map(|p| p.expr().iter().map(|e| e.expr.clone()).collect())
+                                .unwrap_or_default(),
+                        };
+                        for e in exprs {
+                            if let Some(n) = e.downcast_ref::<Narrowed>() {
+                                let lambda = n.way.projected.exists(|e| Ok(e.is::<LambdaVariable>())).unwrap();
+                                lambdas_narrowed += usize::from(lambda && n.way.costly_right);
+                            }
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    })
+                    .unwrap();
+                assert_eq!(lambdas_narrowed, 1, "{sql}");
+                let want = collect(plan, ctx.task_ctx()).await.unwrap();
+                let got = collect(narrowed, ctx.task_ctx()).await.unwrap();
+                assert!(want.iter().map(RecordBatch::num_rows).sum::<usize>() > 0, "{sql}");
+                assert_eq!(got, want, "{sql}");
             }
         }
     }
