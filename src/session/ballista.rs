@@ -25,6 +25,7 @@ use trailsql_lake::storage::Storage;
 pub async fn context(cluster: &Cluster, executor_wait: Duration, base: SessionState) -> Result<SessionContext> {
     let ours: Vec<_> = base.scalar_functions().values().cloned().collect();
     let our_aggregates: Vec<_> = base.aggregate_functions().values().cloned().collect();
+    let our_windows: Vec<_> = base.window_functions().values().cloned().collect();
     let base = for_replanning(base);
     let ctx = match cluster {
         Cluster::Standalone => SessionContext::standalone_with_state(base).await?,
@@ -44,6 +45,11 @@ pub async fn context(cluster: &Cluster, executor_wait: Duration, base: SessionSt
     for f in our_aggregates {
         if ctx.udaf(f.name()).is_err() {
             ctx.register_udaf(f.as_ref().clone());
+        }
+    }
+    for f in our_windows {
+        if ctx.udwf(f.name()).is_err() {
+            ctx.register_udwf(f.as_ref().clone());
         }
     }
     Ok(ctx)

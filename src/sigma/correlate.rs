@@ -497,7 +497,16 @@ pub fn fused(spec: &Spec, inputs: &[Input], prefix: &str, reporting: Reporting) 
         Window::Tumbling(_) | Window::Unbounded => format!("{start} IS NOT NULL"),
     };
     let (measures, n) = match &spec.measure {
-        Measure::Events => one("count(*)".into()),
+        // DataFusion searches each row's RANGE frame through `ScalarValue`s (1.4 µs a row); `count_within` counts
+        // the same rows with two binary searches in the partition's sorted times.
+        Measure::Events => match spec.window {
+            Window::Sliding(s) => {
+                let over = format!("OVER ({})", partition_by(&partition).trim_end());
+                let n = format!("count_within({t_col}, {}) {over} AS {n_col}", s * TIME_PER_SECOND);
+                (vec![vec![n]], n_col.clone())
+            }
+            Window::Tumbling(_) | Window::Unbounded => one("count(*)".into()),
+        },
         Measure::Values(_) => one(format!("count(DISTINCT {v})")),
         Measure::Sum(_) => one(format!("sum({v})")),
         Measure::Mean(_) => one(format!("avg({v})")),
@@ -915,13 +924,7 @@ mod tests {
         assert!(f.scan.contains(&counted.to_string()), "{:?}", f.scan);
         // The windows are over the counted events alone (the query keeps them apart): grouped by the fields only.
         assert_eq!(f.layers[0], vec!["row_number() OVER (PARTITION BY c1_g0 ORDER BY c1_t, eventid) AS c1_rn"]);
-        assert_eq!(
-            f.layers[1],
-            vec![
-                "count(*) OVER (PARTITION BY c1_g0 ORDER BY c1_t RANGE BETWEEN 600000000 PRECEDING AND \
-                  CURRENT ROW) AS c1_n"
-            ]
-        );
+        assert_eq!(f.layers[1], vec!["count_within(c1_t, 600000000) OVER (PARTITION BY c1_g0) AS c1_n"]);
         assert_eq!(f.layers[2][0], "max(CASE WHEN (c1_n >= 5) THEN c1_n END) OVER (PARTITION BY c1_g0) AS c1_count");
         assert_eq!(f.emits, "((c1_n >= 5) AND c1_rn = c1_first)");
         let temporal = Spec { measure: Measure::Rules(None), predicates: vec![], ..spec };

@@ -10,6 +10,7 @@ pub mod arn_parse;
 pub mod arn_part;
 pub mod cloudtrail_time;
 mod common;
+pub mod count_within;
 pub mod field_values;
 pub mod icontains;
 pub mod ip_in_cidr;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 
 use arn_part::{ArnPart, Part};
 
@@ -65,6 +66,11 @@ pub fn aggregates() -> Vec<Arc<AggregateUDF>> {
     vec![Arc::new(AggregateUDF::new_from_impl(window_percentile::WindowPercentile::default()))]
 }
 
+/// Every window function of this crate.
+pub fn windows() -> Vec<Arc<WindowUDF>> {
+    vec![Arc::new(WindowUDF::new_from_impl(count_within::CountWithin::default()))]
+}
+
 /// Registers every function of this crate.
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     for f in all() {
@@ -72,6 +78,9 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     }
     for f in aggregates() {
         registry.register_udaf(f)?;
+    }
+    for f in windows() {
+        registry.register_udwf(f)?;
     }
     Ok(())
 }
