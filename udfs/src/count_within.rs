@@ -5,10 +5,10 @@
 //! Sigma `event_count` correlation over a sliding timespan. DataFusion finds each row's RANGE frame by searching
 //! the partition through `ScalarValue`s, and keeps a state per partition: 1.4 µs a row, 31 ms for the 22,000
 //! `AccessDenied` events of the narrow benchmark lake in their 763 groups of source address, against 0.4 ms for a
-//! count over each whole partition; a year of an organization's events would take minutes. Here a partition's
-//! times are sorted once, and each row's count is two binary searches in them. The order of the rows does not
-//! matter (no `ORDER BY` is needed); a row whose `t` is NULL counts the rows of its partition whose `t` is NULL,
-//! as its RANGE frame does (they are its peers), and a NULL `span` gives NULL.
+//! count over each whole partition; at that rate a correlation counting 100 million events takes over two minutes.
+//! Here a partition's times are sorted once, and each row's count is two binary searches in them. The order of the
+//! rows does not matter (no `ORDER BY` is needed); a row whose `t` is NULL counts the rows of its partition whose
+//! `t` is NULL, as its RANGE frame does (they are its peers), and a NULL `span` gives NULL.
 
 use std::sync::{Arc, LazyLock};
 
