@@ -21,7 +21,7 @@ pub fn ip_in_cidr(ip: &str, cidr: &str) -> Option<bool> {
 
 /// Whether `ip` is in any of `networks`, as `OR` of each answer: true when in one, else NULL when one answer is,
 /// else false. A network that is not one answers NULL.
-fn in_any<'a>(ip: Option<&str>, networks: impl Iterator<Item = Option<Network>>) -> Option<bool> {
+fn in_any(ip: Option<&str>, networks: impl Iterator<Item = Option<Network>>) -> Option<bool> {
     let ip = address(ip?)?;
     let mut answer = Some(false);
     for n in networks {
