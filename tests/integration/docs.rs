@@ -22,8 +22,10 @@ fn readme_documents_every_view_and_function() {
     for (view, _) in trailsql::embedded::VIEWS {
         assert!(readme.contains(&format!("`{view}`")), "README does not document the view {view}");
     }
-    for f in trailsql_udfs::all() {
-        assert!(readme.contains(&format!("`{}(", f.name())), "README does not document the function {}", f.name());
+    let aggregates = trailsql_udfs::aggregates().into_iter().map(|f| f.name().to_string());
+    let windows = trailsql_udfs::windows().into_iter().map(|f| f.name().to_string());
+    for name in trailsql_udfs::all().into_iter().map(|f| f.name().to_string()).chain(aggregates).chain(windows) {
+        assert!(readme.contains(&format!("`{name}(")), "README does not document the function {name}");
     }
     for q in trailsql::queries::builtin() {
         assert!(readme.contains(&format!("`{}`", q.name)), "README does not list the saved query {}", q.name);
