@@ -1221,7 +1221,8 @@ mod tests {
         assert!(scans[0].split("\n)\n").next().unwrap().contains("'accessdenied'"), "{sql}");
         // The keyword rule's condition is computed once, in the scan, and read by its filter and by the matches.
         assert!(!sql.split(") AS k0").nth(1).unwrap().contains("evil"), "{sql}");
-        assert!(sql.contains("SELECT *, kept_in_place((((icontains(eventversion, 'evil')) IS TRUE) OR "), "{sql}");
+        let keyword = sql.split("SELECT *, kept_in_place(").nth(1).unwrap().trim_start_matches('(');
+        assert!(keyword.starts_with("icontains(eventversion, 'evil')) IS TRUE) OR "), "{sql}");
         assert!(sql.contains(",\n      k0) AS detected"), "{sql}");
         // The detections and the correlation read the one stream; the correlation only the events it counts.
         assert_eq!(sql.matches("FROM sigma_stream").count(), 2, "{sql}");
