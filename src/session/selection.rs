@@ -36,7 +36,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::{BinaryExpr, Column, LambdaVariable, Literal};
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, LambdaExpr, LambdaVariable, Literal};
 use datafusion::physical_expr::{HigherOrderFunctionExpr, ScalarFunctionExpr};
 use datafusion::physical_expr_common::utils::scatter;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -103,6 +103,11 @@ fn narrow(
     width: usize,
     within: Option<Operator>,
 ) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
+    // A lambda's body is evaluated over a batch of its own (the columns it captures, then its parameters), which
+    // the numbers of this one do not describe.
+    if expr.is::<LambdaExpr>() {
+        return Ok(Transformed::no(expr.clone()));
+    }
     let op = and_or(expr);
     if op.is_some()
         && op != within
@@ -335,8 +340,10 @@ impl Way for Projected {
     /// A lambda's variables are numbered after the columns of the batch it was planned over; given anew, the
     /// operator may be over another batch (its columns renumbered), and is then left as it is.
     fn again(&self, original: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
-        let lambda = original.exists(|e| Ok(e.is::<LambdaVariable>())).expect("the walk cannot fail");
-        Ok(match columns_read(&original, self.width).filter(|_| !lambda) {
+        if original.exists(|e| Ok(e.is::<LambdaVariable>())).expect("the walk cannot fail") {
+            return Ok(original);
+        }
+        Ok(match columns_read(&original, self.width) {
             Some(columns) => Arc::new(Narrowed::new(original, columns, self.width)?),
             None => original,
         })

@@ -463,6 +463,9 @@ fn item(it: &DetectionItem) -> Compiled<String> {
 
 /// The networks of a `|cidr` item of several (any of them), when each is a text; `None` for the other items.
 fn networks(t: &Target, name: &str, m: &Mods, values: &[SigmaValue]) -> Option<Compiled<Vec<String>>> {
+    if !m.cidr || m.all || t.time || values.len() < 2 {
+        return None;
+    }
     let texts: Option<Vec<&SigmaString>> = values
         .iter()
         .map(|v| match v {
@@ -470,8 +473,7 @@ fn networks(t: &Target, name: &str, m: &Mods, values: &[SigmaValue]) -> Option<C
             _ => None,
         })
         .collect();
-    let texts = texts.filter(|list| list.len() > 1 && m.cidr && !m.all && !t.time)?;
-    Some(texts.into_iter().map(|s| network(name, s)).collect())
+    Some(texts?.into_iter().map(|s| network(name, s)).collect())
 }
 
 /// A `|cidr` value as the literal of `ip_in_cidr`. `ip_in_cidr` is NULL for a network it cannot read: the rule
