@@ -245,12 +245,20 @@ for _ in $(seq "$ROUNDS"); do
 done
 s=$(median "${s[@]}"); g=$(median "${g[@]}"); w=$(median "${w[@]}"); r=$(median "${r[@]}"); d=$(median "${d[@]}")
 dg=$(median "${dg[@]}"); dr=$(median "${dr[@]}")
+read_name="GROUP BY reading the rules' columns"
+[ -n "$same_job" ] || read_name="GROUP BY reading every text field"
 printf '%-58s %9.3fs\n' "trailsql sigma, $(ls "$rules" | wc -l) rules" "$s" \
-    "trailsql GROUP BY reading the rules' columns" "$r" "trailsql GROUP BY eventname" "$g" \
+    "trailsql $read_name" "$r" "trailsql GROUP BY eventname" "$g" \
     "trailsql GROUP BY five columns" "$w" "duckdb GROUP BY eventname (the whole process)" "$d" \
-    "duckdb GROUP BY reading the rules' columns (query alone)" "$dr" "duckdb GROUP BY eventname (query alone)" "$dg"
-verdict=$(python3 -c "print('met' if $s <= 2 * $r else 'NOT met')")
-printf 'sigma / the GROUP BY reading the rules'"'"' columns = %.2f (target <= 2: %s)\n' "$(ratio "$s" "$r")" "$verdict"
+    "duckdb $read_name (query alone)" "$dr" "duckdb GROUP BY eventname (query alone)" "$dg"
+if [ -n "$same_job" ]; then
+    verdict=$(python3 -c "print('met' if $s <= 2 * $r else 'NOT met')")
+    printf 'sigma / the GROUP BY reading the rules'"'"' columns = %.2f (target <= 2: %s)\n' "$(ratio "$s" "$r")" "$verdict"
+else
+    # That GROUP BY reads every text field, which only a directory with a keyword rule must: no verdict here.
+    printf 'sigma / a GROUP BY reading every text field = %.2f (the verdict is for the bench'"'"'s own directory)\n' \
+        "$(ratio "$s" "$r")"
+fi
 printf 'sigma / GROUP BY eventname = %.2f; / five columns = %.2f\n' "$(ratio "$s" "$g")" "$(ratio "$s" "$w")"
 if [ -n "$same_job" ]; then
     j=$(median "${j[@]}")
