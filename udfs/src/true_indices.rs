@@ -8,7 +8,7 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int32Array, ListArray};
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::buffer::{BooleanBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
@@ -57,19 +57,33 @@ impl ScalarUDFImpl for TrueIndices {
                 }
             })
             .collect::<Result<_>>()?;
-        let mut offsets = Vec::with_capacity(rows + 1);
-        let mut indices = Vec::new();
-        offsets.push(0i32);
-        for row in 0..rows {
-            for (i, c) in conditions.iter().enumerate() {
-                // NULL is not true: a condition that cannot be decided does not match.
-                if c.is_valid(row) && c.value(row) {
-                    indices.push(i as i32);
-                }
-            }
-            offsets.push(indices.len() as i32);
+        // Each condition's true rows (NULL is not true: a condition that cannot be decided does not match), as
+        // bits. Matches are sparse (a fused Sigma run: 60 conditions over 155,000 kept events, 98,000 matches), so
+        // the lists are built from the set bits, counted first and then placed, rather than by testing every
+        // condition of every row.
+        let holds: Vec<BooleanBuffer> = conditions
+            .iter()
+            .map(|c| match c.nulls() {
+                Some(nulls) => c.values() & nulls.inner(),
+                None => c.values().clone(),
+            })
+            .collect();
+        let mut lengths = vec![0usize; rows];
+        for row in holds.iter().flat_map(|h| h.set_indices()) {
+            lengths[row] += 1;
         }
-        let list = ListArray::new(item(), OffsetBuffer::new(offsets.into()), Arc::new(Int32Array::from(indices)), None);
+        let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
+        // Conditions in their order, each row's next free place moving on: a row's list is in the order of its
+        // conditions.
+        let mut next: Vec<usize> = offsets[..rows].iter().map(|&o| o as usize).collect();
+        let mut indices = vec![0i32; offsets[rows] as usize];
+        for (i, h) in holds.iter().enumerate() {
+            for row in h.set_indices() {
+                indices[next[row]] = i as i32;
+                next[row] += 1;
+            }
+        }
+        let list = ListArray::new(item(), offsets, Arc::new(Int32Array::from(indices)), None);
         finish(Arc::new(list), scalar)
     }
     fn documentation(&self) -> Option<&Documentation> {
@@ -92,6 +106,7 @@ mod tests {
     use super::*;
     use crate::common::testing::call;
     use datafusion::arrow::array::ArrayRef;
+    use datafusion::arrow::buffer::NullBuffer;
 
     #[test]
     fn positions_of_the_true_conditions_null_is_false() {
@@ -105,5 +120,45 @@ mod tests {
             .collect();
         assert_eq!(rows, vec![vec![0, 1], vec![], vec![2], vec![0, 2]]);
         assert_eq!(out.null_count(), 0);
+    }
+
+    /// The lists built from the conditions' bits are the ones a test of every condition of every row gives: many
+    /// conditions, NULLs, and columns that are slices starting inside a byte of their bitmaps.
+    #[test]
+    fn lists_from_bits_are_the_row_by_row_ones() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let rows = 1000;
+        let conditions: Vec<BooleanArray> = (0..70)
+            .map(|c| {
+                // Some conditions true nowhere, some almost everywhere, most sparse; a NULL's value bit is as
+                // likely set as any other.
+                let density = [0, 1, 5, 50, 95][c % 5];
+                let values: BooleanBuffer = (0..rows + 13).map(|_| next() % 100 < density).collect();
+                let valid: BooleanBuffer = (0..rows + 13).map(|_| next() % 10 != 0).collect();
+                BooleanArray::new(values, Some(NullBuffer::new(valid))).slice(c % 13, rows)
+            })
+            .collect();
+        let want: Vec<Vec<i32>> = (0..rows)
+            .map(|r| {
+                let holds = |c: &&BooleanArray| c.is_valid(r) && c.value(r);
+                conditions.iter().enumerate().filter(|(_, c)| holds(c)).map(|(i, _)| i as i32).collect()
+            })
+            .collect();
+        let args = conditions.iter().map(|c| Arc::new(c.clone()) as ArrayRef).collect();
+        let out = call(&TrueIndices::default(), args);
+        let out = out.as_list::<i32>();
+        let got: Vec<Vec<i32>> = (0..out.len())
+            .map(|r| out.value(r).as_primitive::<datafusion::arrow::datatypes::Int32Type>().values().to_vec())
+            .collect();
+        assert_eq!(got, want);
+        // Rows meet different numbers of conditions: the data exercises the counting, not one length for all.
+        let lengths: std::collections::HashSet<usize> = want.iter().map(Vec::len).collect();
+        assert!(lengths.len() > 5, "{lengths:?}");
     }
 }
