@@ -150,6 +150,18 @@ pub mod testing {
         }
     }
 
+    /// A generator of pseudo-random numbers (xorshift), so that tests of many values need no crate and give the same
+    /// values on every run.
+    pub fn numbers() -> impl FnMut() -> u64 {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// Calls a one-argument string function on every encoding of `inputs`; checks the text results.
     pub fn check_strings(f: &dyn ScalarUDFImpl, cases: &[(Option<&str>, Option<&str>)]) {
         let inputs: Vec<Option<&str>> = cases.iter().map(|c| c.0).collect();

@@ -104,7 +104,7 @@ impl ScalarUDFImpl for TrueIndices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::testing::call;
+    use crate::common::testing::{call, numbers};
     use datafusion::arrow::array::ArrayRef;
     use datafusion::arrow::buffer::NullBuffer;
 
@@ -126,13 +126,7 @@ mod tests {
     /// conditions, NULLs, and columns that are slices starting inside a byte of their bitmaps.
     #[test]
     fn lists_from_bits_are_the_row_by_row_ones() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = numbers();
         let rows = 1000;
         let conditions: Vec<BooleanArray> = (0..70)
             .map(|c| {

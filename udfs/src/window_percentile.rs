@@ -238,14 +238,8 @@ mod tests {
 
     #[test]
     fn a_sliding_window_gives_percentile_conts_answer_at_every_step() {
-        // A generator of its own, so that the test needs no crate: values with many ties, windows of every size.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        // Values with many ties, windows of every size.
+        let mut next = crate::common::testing::numbers();
         for p in [0.0, 0.1, 0.25, 0.5, 0.9, 0.95, 1.0] {
             let mut split = Split::new(p);
             let mut window: std::collections::VecDeque<f64> = Default::default();
