@@ -134,7 +134,7 @@ mod tests {
                 // likely set as any other.
                 let density = [0, 1, 5, 50, 95][c % 5];
                 let values: BooleanBuffer = (0..rows + 13).map(|_| next() % 100 < density).collect();
-                let valid: BooleanBuffer = (0..rows + 13).map(|_| next() % 10 != 0).collect();
+                let valid: BooleanBuffer = (0..rows + 13).map(|_| !next().is_multiple_of(10)).collect();
                 BooleanArray::new(values, Some(NullBuffer::new(valid))).slice(c % 13, rows)
             })
             .collect();

@@ -244,7 +244,7 @@ mod tests {
             let mut split = Split::new(p);
             let mut window: std::collections::VecDeque<f64> = Default::default();
             for _ in 0..3_000 {
-                if window.len() > 1 && next() % 3 == 0 {
+                if window.len() > 1 && next().is_multiple_of(3) {
                     let gone = window.pop_front().unwrap();
                     split.drop_value(gone).unwrap();
                 } else {
